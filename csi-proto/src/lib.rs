@@ -1,0 +1,1 @@
+//! CSI v1.12 protocol types.

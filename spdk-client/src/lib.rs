@@ -1,0 +1,1 @@
+//! Typed SPDK JSON-RPC client.

@@ -1,0 +1,182 @@
+//! The block-device layer: the [`Bdev`] trait that every bdev kind (malloc,
+//! aio, lvol, raid, nvme) implements, and the [`BdevRegistry`] that names them.
+//!
+//! This module is the seam between the storage model (lvstores, lvols) and
+//! the network side (NVMe-oF target and initiator, raid, ublk). Change it
+//! only additively.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// An I/O failure, as a negated errno (e.g. -5 EIO, -28 ENOSPC, -6 ENXIO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("I/O failed with errno {0}")]
+pub struct IoError(pub i32);
+
+impl IoError {
+    /// -5 EIO: the device failed the I/O.
+    pub const EIO: IoError = IoError(-5);
+    /// -28 ENOSPC: a thin lvstore ran out of clusters.
+    pub const ENOSPC: IoError = IoError(-28);
+    /// -6 ENXIO: the device is gone.
+    pub const ENXIO: IoError = IoError(-6);
+    /// -22 EINVAL: the I/O is out of range or misaligned.
+    pub const EINVAL: IoError = IoError(-22);
+}
+
+/// Result of one bdev I/O.
+pub type IoResult<T> = Result<T, IoError>;
+
+/// Which kind of bdev module owns a bdev; drives `product_name` and the
+/// shape of `driver_specific` in `bdev_get_bdevs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BdevKind {
+    /// `bdev_malloc_create`.
+    Malloc,
+    /// `bdev_aio_create`.
+    Aio,
+    /// An lvol or lvol snapshot.
+    Lvol,
+    /// `bdev_raid_create`.
+    Raid,
+    /// A namespace of a controller attached with `bdev_nvme_attach_controller`.
+    Nvme,
+}
+
+/// One block device.
+///
+/// Offsets and lengths are in bytes and must be multiples of
+/// [`Bdev::block_size`]; implementations return [`IoError::EINVAL`] otherwise.
+#[async_trait]
+pub trait Bdev: Send + Sync {
+    /// The bdev's name (for lvols: the lvol UUID).
+    fn name(&self) -> String;
+    /// Extra names the bdev answers to (for lvols: `<lvs>/<lvol>`).
+    fn aliases(&self) -> Vec<String>;
+    /// The bdev's UUID.
+    fn uuid(&self) -> Uuid;
+    /// Which module owns it.
+    fn kind(&self) -> BdevKind;
+    /// `product_name` in `bdev_get_bdevs` ("Malloc disk", "AIO disk", "Logical Volume", "Raid Volume", "NVMe disk").
+    fn product_name(&self) -> String;
+    /// Logical block size in bytes.
+    fn block_size(&self) -> u32;
+    /// Size in blocks.
+    fn num_blocks(&self) -> u64;
+    /// The `driver_specific` object of `bdev_get_bdevs`.
+    fn driver_specific(&self) -> Value;
+    /// The `supported_io_types` object of `bdev_get_bdevs`.
+    fn supported_io_types(&self) -> Value;
+    /// Extra top-level members of this bdev's `bdev_get_bdevs` entry
+    /// (e.g. `memory_domains`), merged after the common ones.
+    fn extra_info(&self) -> serde_json::Map<String, Value> {
+        serde_json::Map::new()
+    }
+    /// Reads `len` bytes at `offset`.
+    async fn read(&self, offset: u64, len: u64) -> IoResult<Vec<u8>>;
+    /// Writes `data` at `offset`. Durable once it returns for file-backed bdevs
+    /// (the sim acknowledges a write only after it reached the file).
+    async fn write(&self, offset: u64, data: &[u8]) -> IoResult<()>;
+    /// Deallocates a byte range (reads back as zeroes where the bdev supports it).
+    async fn unmap(&self, offset: u64, len: u64) -> IoResult<()> {
+        let _ = (offset, len);
+        Err(IoError::EINVAL)
+    }
+    /// Makes earlier writes durable.
+    async fn flush(&self) -> IoResult<()> {
+        Ok(())
+    }
+    /// Size in bytes.
+    fn size_bytes(&self) -> u64 {
+        self.num_blocks() * u64::from(self.block_size())
+    }
+}
+
+/// Per-bdev I/O counters for `bdev_get_iostat`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoStat {
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Read operations.
+    pub num_read_ops: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Write operations.
+    pub num_write_ops: u64,
+    /// Bytes unmapped.
+    pub bytes_unmapped: u64,
+    /// Unmap operations.
+    pub num_unmap_ops: u64,
+    /// Ticks spent in reads (the sim's tick is one nanosecond).
+    pub read_latency_ticks: u64,
+    /// Ticks spent in writes.
+    pub write_latency_ticks: u64,
+    /// Ticks spent in unmaps.
+    pub unmap_latency_ticks: u64,
+}
+
+/// A registered bdev, with its claim and statistics.
+pub struct BdevEntry {
+    /// The device.
+    pub bdev: Arc<dyn Bdev>,
+    /// Which module holds an exclusive claim on it (lvstore, raid, ...), if any.
+    pub claimed_by: Option<String>,
+    /// I/O counters.
+    pub stats: Arc<Mutex<IoStat>>,
+}
+
+/// All bdevs of the process, by name, with alias lookup.
+#[derive(Default)]
+pub struct BdevRegistry {
+    entries: BTreeMap<String, BdevEntry>,
+}
+
+impl BdevRegistry {
+    /// Adds a bdev. Fails with -17 if the name or an alias is taken.
+    pub fn register(&mut self, bdev: Arc<dyn Bdev>) -> Result<(), crate::rpc_error::RpcError> {
+        let name = bdev.name();
+        if self.lookup(&name).is_some() || bdev.aliases().iter().any(|a| self.lookup(a).is_some()) {
+            return Err(crate::rpc_error::RpcError::exists());
+        }
+        self.entries.insert(
+            name,
+            BdevEntry {
+                bdev,
+                claimed_by: None,
+                stats: Arc::new(Mutex::new(IoStat::default())),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a bdev by name or alias, returning it.
+    pub fn unregister(&mut self, name_or_alias: &str) -> Option<BdevEntry> {
+        let name = self.lookup(name_or_alias)?.bdev.name();
+        self.entries.remove(&name)
+    }
+
+    /// Finds a bdev by name, alias or UUID string.
+    pub fn lookup(&self, key: &str) -> Option<&BdevEntry> {
+        if let Some(e) = self.entries.get(key) {
+            return Some(e);
+        }
+        self.entries
+            .values()
+            .find(|e| e.bdev.aliases().iter().any(|a| a == key) || e.bdev.uuid().to_string() == key)
+    }
+
+    /// Mutable lookup by name, alias or UUID string.
+    pub fn lookup_mut(&mut self, key: &str) -> Option<&mut BdevEntry> {
+        let name = self.lookup(key)?.bdev.name();
+        self.entries.get_mut(&name)
+    }
+
+    /// Every bdev, ordered by name.
+    pub fn iter(&self) -> impl Iterator<Item = &BdevEntry> {
+        self.entries.values()
+    }
+}

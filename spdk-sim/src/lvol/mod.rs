@@ -1,0 +1,22 @@
+//! Placeholder: lvstores and lvols, filled in by the storage side of the sim.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::rpc_error::RpcError;
+use crate::sim::Sim;
+
+/// State of the lvol module inside one sim process.
+#[derive(Default)]
+pub struct LvolState {}
+
+/// Handles this module's JSON-RPC methods; `None` when the method is not one of them.
+pub async fn handle(
+    sim: &Arc<Sim>,
+    method: &str,
+    params: Option<&Value>,
+) -> Option<Result<Value, RpcError>> {
+    let _ = (sim, method, params);
+    None
+}
