@@ -137,20 +137,59 @@ pub struct BdevRegistry {
 
 impl BdevRegistry {
     /// Adds a bdev. Fails with -17 if the name or an alias is taken.
-    pub fn register(&mut self, bdev: Arc<dyn Bdev>) -> Result<(), crate::rpc_error::RpcError> {
+    ///
+    /// The registry wraps the device so that every I/O made through the
+    /// `Arc` it hands out is counted in that bdev's [`IoStat`]: always take a
+    /// bdev from the registry, never keep the unwrapped `Arc`.
+    pub fn register(
+        &mut self,
+        bdev: Arc<dyn Bdev>,
+    ) -> Result<Arc<dyn Bdev>, crate::rpc_error::RpcError> {
         let name = bdev.name();
         if self.lookup(&name).is_some() || bdev.aliases().iter().any(|a| self.lookup(a).is_some()) {
             return Err(crate::rpc_error::RpcError::exists());
         }
+        let stats = Arc::new(Mutex::new(IoStat::default()));
+        let counted: Arc<dyn Bdev> = Arc::new(Counted {
+            inner: bdev,
+            stats: stats.clone(),
+        });
         self.entries.insert(
             name,
             BdevEntry {
-                bdev,
+                bdev: counted.clone(),
                 claimed_by: None,
-                stats: Arc::new(Mutex::new(IoStat::default())),
+                stats,
             },
         );
-        Ok(())
+        Ok(counted)
+    }
+
+    /// Takes an exclusive claim on a bdev for `module` (e.g. "lvol", "raid").
+    /// Fails with -1 "Operation not permitted" if another module holds it,
+    /// and -19 if the bdev does not exist.
+    pub fn claim(
+        &mut self,
+        key: &str,
+        module: &str,
+    ) -> Result<Arc<dyn Bdev>, crate::rpc_error::RpcError> {
+        let entry = self
+            .lookup_mut(key)
+            .ok_or_else(crate::rpc_error::RpcError::no_such_device)?;
+        match &entry.claimed_by {
+            Some(holder) if holder != module => Err(crate::rpc_error::RpcError::errno(-1)),
+            _ => {
+                entry.claimed_by = Some(module.to_string());
+                Ok(entry.bdev.clone())
+            }
+        }
+    }
+
+    /// Releases a claim taken with [`BdevRegistry::claim`]; a no-op if the bdev is gone.
+    pub fn release(&mut self, key: &str) {
+        if let Some(entry) = self.lookup_mut(key) {
+            entry.claimed_by = None;
+        }
     }
 
     /// Removes a bdev by name or alias, returning it.
@@ -178,5 +217,96 @@ impl BdevRegistry {
     /// Every bdev, ordered by name.
     pub fn iter(&self) -> impl Iterator<Item = &BdevEntry> {
         self.entries.values()
+    }
+}
+
+/// A registered bdev: forwards to the device and counts every I/O.
+struct Counted {
+    inner: Arc<dyn Bdev>,
+    stats: Arc<Mutex<IoStat>>,
+}
+
+impl Counted {
+    fn record(&self, f: impl FnOnce(&mut IoStat)) {
+        if let Ok(mut stats) = self.stats.lock() {
+            f(&mut stats);
+        }
+    }
+}
+
+fn elapsed_ticks(start: std::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl Bdev for Counted {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn aliases(&self) -> Vec<String> {
+        self.inner.aliases()
+    }
+    fn uuid(&self) -> Uuid {
+        self.inner.uuid()
+    }
+    fn kind(&self) -> BdevKind {
+        self.inner.kind()
+    }
+    fn product_name(&self) -> String {
+        self.inner.product_name()
+    }
+    fn block_size(&self) -> u32 {
+        self.inner.block_size()
+    }
+    fn num_blocks(&self) -> u64 {
+        self.inner.num_blocks()
+    }
+    fn driver_specific(&self) -> Value {
+        self.inner.driver_specific()
+    }
+    fn supported_io_types(&self) -> Value {
+        self.inner.supported_io_types()
+    }
+    fn extra_info(&self) -> serde_json::Map<String, Value> {
+        self.inner.extra_info()
+    }
+    async fn read(&self, offset: u64, len: u64) -> IoResult<Vec<u8>> {
+        let start = std::time::Instant::now();
+        let r = self.inner.read(offset, len).await;
+        if r.is_ok() {
+            self.record(|s| {
+                s.bytes_read += len;
+                s.num_read_ops += 1;
+                s.read_latency_ticks += elapsed_ticks(start);
+            });
+        }
+        r
+    }
+    async fn write(&self, offset: u64, data: &[u8]) -> IoResult<()> {
+        let start = std::time::Instant::now();
+        let r = self.inner.write(offset, data).await;
+        if r.is_ok() {
+            self.record(|s| {
+                s.bytes_written += data.len() as u64;
+                s.num_write_ops += 1;
+                s.write_latency_ticks += elapsed_ticks(start);
+            });
+        }
+        r
+    }
+    async fn unmap(&self, offset: u64, len: u64) -> IoResult<()> {
+        let start = std::time::Instant::now();
+        let r = self.inner.unmap(offset, len).await;
+        if r.is_ok() {
+            self.record(|s| {
+                s.bytes_unmapped += len;
+                s.num_unmap_ops += 1;
+                s.unmap_latency_ticks += elapsed_ticks(start);
+            });
+        }
+        r
+    }
+    async fn flush(&self) -> IoResult<()> {
+        self.inner.flush().await
     }
 }
