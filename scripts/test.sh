@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every Shorthorn check: formatting, lints and the whole test suite.
+# This is the command in the README and the one CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace

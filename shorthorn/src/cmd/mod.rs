@@ -1,0 +1,53 @@
+//! Command-line surface: one module per subcommand.
+
+mod sim;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+/// Shorthorn: replicated block volumes for Kubernetes on stock SPDK.
+#[derive(Debug, Parser)]
+#[command(name = "shorthorn", version, about, long_about = None)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles the binary can take.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the CSI Identity and Controller services.
+    Controller(NotYet),
+    /// Run the CSI Node service and the node agent on this node.
+    Node(NotYet),
+    /// Run one simulated spdk_tgt (JSON-RPC on a Unix socket, real data on disk).
+    Sim(sim::SimArgs),
+    /// Run the whole driver on this machine: simulated nodes, store, controller and node service.
+    Local(NotYet),
+    /// Inspect and operate a running Shorthorn controller.
+    Ctl(NotYet),
+}
+
+/// Placeholder arguments for a role that is not built yet.
+#[derive(Debug, clap::Args)]
+pub struct NotYet {}
+
+/// Runs the chosen subcommand.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Sim(args) => sim::run(args).await,
+        Command::Controller(_) => not_yet("controller", 4),
+        Command::Node(_) => not_yet("node", 5),
+        Command::Local(_) => not_yet("local", 7),
+        Command::Ctl(_) => not_yet("ctl", 7),
+    }
+}
+
+fn not_yet(sub: &str, issue: u32) -> anyhow::Result<()> {
+    anyhow::bail!("`shorthorn {sub}` is not implemented yet (tracked in issue #{issue}); nothing was started")
+}
