@@ -1,0 +1,8 @@
+//! Test support for Shorthorn integration tests.
+//!
+//! Each module launches one kind of real helper process and guarantees it is
+//! stopped and reaped when the handle is dropped.
+
+pub mod etcd;
+
+pub use etcd::{EtcdServer, TestkitError};
