@@ -6,6 +6,7 @@
 //! only additively.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -117,6 +118,29 @@ pub struct IoStat {
     pub write_latency_ticks: u64,
     /// Ticks spent in unmaps.
     pub unmap_latency_ticks: u64,
+    /// Longest read, in ticks.
+    pub max_read_latency_ticks: u64,
+    /// Shortest read, in ticks (0 before the first read).
+    pub min_read_latency_ticks: u64,
+    /// Longest write, in ticks.
+    pub max_write_latency_ticks: u64,
+    /// Shortest write, in ticks (0 before the first write).
+    pub min_write_latency_ticks: u64,
+    /// Longest unmap, in ticks.
+    pub max_unmap_latency_ticks: u64,
+    /// Shortest unmap, in ticks (0 before the first unmap).
+    pub min_unmap_latency_ticks: u64,
+}
+
+/// Folds one latency sample into a (total, max, min) triple.
+fn add_latency(total: &mut u64, max: &mut u64, min: &mut u64, ticks: u64) {
+    *total = total.saturating_add(ticks);
+    *max = (*max).max(ticks);
+    *min = if *min == 0 {
+        ticks.max(1)
+    } else {
+        (*min).min(ticks.max(1))
+    };
 }
 
 /// A registered bdev, with its claim and statistics.
@@ -127,12 +151,28 @@ pub struct BdevEntry {
     pub claimed_by: Option<String>,
     /// I/O counters.
     pub stats: Arc<Mutex<IoStat>>,
+    /// Injected fault: when non-zero, every I/O through the registry fails
+    /// with this negated errno (set by the sim-only `sim_fail_bdev` method).
+    pub fault: Arc<AtomicI32>,
 }
 
-/// All bdevs of the process, by name, with alias lookup.
+impl BdevEntry {
+    /// SPDK's `claim_type` for the module holding the claim: lvstores open
+    /// their base "read_many_write_one", raid opens "exclusive_write".
+    pub fn claim_type(&self) -> Option<&'static str> {
+        self.claimed_by.as_deref().map(|m| match m {
+            "lvol" => "read_many_write_one",
+            _ => "exclusive_write",
+        })
+    }
+}
+
+/// All bdevs of the process, by name, with alias lookup. Iteration follows
+/// registration order, as SPDK lists bdevs.
 #[derive(Default)]
 pub struct BdevRegistry {
     entries: BTreeMap<String, BdevEntry>,
+    order: Vec<String>,
 }
 
 impl BdevRegistry {
@@ -150,16 +190,20 @@ impl BdevRegistry {
             return Err(crate::rpc_error::RpcError::exists());
         }
         let stats = Arc::new(Mutex::new(IoStat::default()));
+        let fault = Arc::new(AtomicI32::new(0));
         let counted: Arc<dyn Bdev> = Arc::new(Counted {
             inner: bdev,
             stats: stats.clone(),
+            fault: fault.clone(),
         });
+        self.order.push(name.clone());
         self.entries.insert(
             name,
             BdevEntry {
                 bdev: counted.clone(),
                 claimed_by: None,
                 stats,
+                fault,
             },
         );
         Ok(counted)
@@ -195,6 +239,7 @@ impl BdevRegistry {
     /// Removes a bdev by name or alias, returning it.
     pub fn unregister(&mut self, name_or_alias: &str) -> Option<BdevEntry> {
         let name = self.lookup(name_or_alias)?.bdev.name();
+        self.order.retain(|n| n != &name);
         self.entries.remove(&name)
     }
 
@@ -214,9 +259,9 @@ impl BdevRegistry {
         self.entries.get_mut(&name)
     }
 
-    /// Every bdev, ordered by name.
+    /// Every bdev, in registration order (SPDK's listing order).
     pub fn iter(&self) -> impl Iterator<Item = &BdevEntry> {
-        self.entries.values()
+        self.order.iter().filter_map(|n| self.entries.get(n))
     }
 }
 
@@ -224,9 +269,17 @@ impl BdevRegistry {
 struct Counted {
     inner: Arc<dyn Bdev>,
     stats: Arc<Mutex<IoStat>>,
+    fault: Arc<AtomicI32>,
 }
 
 impl Counted {
+    fn check_fault(&self) -> IoResult<()> {
+        match self.fault.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            errno => Err(IoError(errno)),
+        }
+    }
+
     fn record(&self, f: impl FnOnce(&mut IoStat)) {
         if let Ok(mut stats) = self.stats.lock() {
             f(&mut stats);
@@ -271,42 +324,64 @@ impl Bdev for Counted {
         self.inner.extra_info()
     }
     async fn read(&self, offset: u64, len: u64) -> IoResult<Vec<u8>> {
+        self.check_fault()?;
         let start = std::time::Instant::now();
         let r = self.inner.read(offset, len).await;
         if r.is_ok() {
+            let t = elapsed_ticks(start);
             self.record(|s| {
                 s.bytes_read += len;
                 s.num_read_ops += 1;
-                s.read_latency_ticks += elapsed_ticks(start);
+                add_latency(
+                    &mut s.read_latency_ticks,
+                    &mut s.max_read_latency_ticks,
+                    &mut s.min_read_latency_ticks,
+                    t,
+                );
             });
         }
         r
     }
     async fn write(&self, offset: u64, data: &[u8]) -> IoResult<()> {
+        self.check_fault()?;
         let start = std::time::Instant::now();
         let r = self.inner.write(offset, data).await;
         if r.is_ok() {
+            let t = elapsed_ticks(start);
             self.record(|s| {
                 s.bytes_written += data.len() as u64;
                 s.num_write_ops += 1;
-                s.write_latency_ticks += elapsed_ticks(start);
+                add_latency(
+                    &mut s.write_latency_ticks,
+                    &mut s.max_write_latency_ticks,
+                    &mut s.min_write_latency_ticks,
+                    t,
+                );
             });
         }
         r
     }
     async fn unmap(&self, offset: u64, len: u64) -> IoResult<()> {
+        self.check_fault()?;
         let start = std::time::Instant::now();
         let r = self.inner.unmap(offset, len).await;
         if r.is_ok() {
+            let t = elapsed_ticks(start);
             self.record(|s| {
                 s.bytes_unmapped += len;
                 s.num_unmap_ops += 1;
-                s.unmap_latency_ticks += elapsed_ticks(start);
+                add_latency(
+                    &mut s.unmap_latency_ticks,
+                    &mut s.max_unmap_latency_ticks,
+                    &mut s.min_unmap_latency_ticks,
+                    t,
+                );
             });
         }
         r
     }
     async fn flush(&self) -> IoResult<()> {
+        self.check_fault()?;
         self.inner.flush().await
     }
 }

@@ -7,19 +7,34 @@
 //! them again through examine, exactly as SPDK does.
 //!
 //! Module map:
+//! - [`server`]: the Unix-socket JSON-RPC server ([`run`]).
 //! - [`bdev`]: the block-device trait every bdev kind implements, and the registry.
 //! - [`rpc_error`]: JSON-RPC errors with SPDK's codes and messages.
 //! - [`sim`]: the state of one process.
 //! - [`methods`]: routes a method to its module.
+//! - [`general`], [`bdev_rpc`]: framework methods, `bdev_get_bdevs`, `bdev_get_iostat`.
+//! - [`base`]: malloc and aio bdevs.
 //! - [`lvol`]: lvstores, lvols, snapshots, clones, shallow copy (storage side).
+//! - [`sim_methods`]: sim-only `sim_*` test methods (raw I/O, fault injection).
 //! - [`nvmf`], [`nvme`], [`raid`], [`ublk`]: target, initiator, raid1 and ublk (network side).
 
+pub mod base;
 pub mod bdev;
+pub mod bdev_rpc;
+pub mod error;
+pub mod general;
 pub mod lvol;
 pub mod methods;
 pub mod nvme;
 pub mod nvmf;
+pub mod params;
 pub mod raid;
 pub mod rpc_error;
+pub mod server;
 pub mod sim;
+pub mod sim_methods;
 pub mod ublk;
+
+pub use error::SimError;
+pub use server::{run, serve};
+pub use sim::{Sim, SimConfig};

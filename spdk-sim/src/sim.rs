@@ -1,7 +1,9 @@
 //! The state of one simulated spdk_tgt process.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::bdev::BdevRegistry;
 
@@ -31,6 +33,12 @@ pub struct Sim {
     pub raid: crate::raid::RaidState,
     /// ublk target and disks.
     pub ublk: crate::ublk::UblkState,
+    /// Typed handles on aio bdevs, by name, for `bdev_aio_rescan`.
+    pub aio_files: Mutex<HashMap<String, Arc<crate::base::aio::AioBdev>>>,
+    /// Woken by `spdk_kill_instance`: the server stops.
+    pub killed: tokio::sync::Notify,
+    /// Process start, the origin of iostat ticks.
+    pub started: Instant,
 }
 
 impl Sim {
@@ -44,6 +52,9 @@ impl Sim {
             nvme: Default::default(),
             raid: Default::default(),
             ublk: Default::default(),
+            aio_files: Mutex::new(HashMap::new()),
+            killed: tokio::sync::Notify::new(),
+            started: Instant::now(),
         }
     }
 }

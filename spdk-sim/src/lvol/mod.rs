@@ -20,3 +20,18 @@ pub async fn handle(
     let _ = (sim, method, params);
     None
 }
+
+/// Looks for an lvstore on a newly registered bdev and loads it (SPDK's examine).
+pub async fn examine(sim: &Arc<Sim>, bdev_name: &str) {
+    let _ = (sim, bdev_name);
+}
+
+/// Called before a base bdev holding an lvstore is deleted: unloads the lvstore.
+pub async fn base_removed(sim: &Arc<Sim>, bdev_name: &str) {
+    let _ = (sim, bdev_name);
+}
+
+/// Waits until every examine started so far has finished.
+pub async fn wait_for_examine(sim: &Arc<Sim>) {
+    let _ = sim;
+}
