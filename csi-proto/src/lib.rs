@@ -8,6 +8,10 @@
 //! [`identity_server::Identity`] and [`node_client::NodeClient`]).
 //!
 //! [`uds`] connects a tonic client to a CSI endpoint on a Unix socket.
+//!
+//! Messages with `csi_secret` fields (`secrets` maps) implement `Debug` with
+//! those fields replaced by a [`redact::Redacted`] marker, so requests can be
+//! logged with `?request` without leaking credentials.
 
 /// Generated protobuf code, laid out by protobuf package.
 pub mod csi {
@@ -21,9 +25,11 @@ pub mod csi {
     )]
     pub mod v1 {
         tonic::include_proto!("csi.v1");
+        include!(concat!(env!("OUT_DIR"), "/csi_secret_debug.rs"));
     }
 }
 
+pub mod redact;
 pub mod uds;
 
 pub use csi::v1::*;

@@ -280,3 +280,36 @@ fn hand_encoder_matches_known_varint_bytes() {
     assert_eq!(Wire::new().varint(1, 300).0, vec![0x08, 0xac, 0x02]);
     assert_eq!(Wire::new().string(2, "hi").0, vec![0x12, 0x02, b'h', b'i']);
 }
+
+#[test]
+fn debug_output_redacts_secrets_but_keeps_other_fields() {
+    let req = CreateVolumeRequest::decode(create_volume_wire().0.as_slice()).expect("decode");
+    let printed = format!("{req:?}");
+    assert!(
+        !printed.contains("s3cr3t"),
+        "secret value leaked: {printed}"
+    );
+    assert!(
+        !printed.contains("chap-secret"),
+        "secret key leaked: {printed}"
+    );
+    assert!(printed.contains("secrets: <redacted: 1>"), "{printed}");
+    assert!(printed.contains("pvc-0b6d1c3e"), "{printed}");
+    assert!(printed.contains("snap-42"), "{printed}");
+    assert!(printed.contains("qos.iops"), "{printed}");
+
+    let stage = NodeStageVolumeRequest {
+        volume_id: "vol-1".to_owned(),
+        secrets: map(&[("dhchap-key", "DHHC-1:00:abc")]),
+        ..Default::default()
+    };
+    let printed = format!("{stage:#?}");
+    assert!(
+        !printed.contains("DHHC-1"),
+        "secret value leaked: {printed}"
+    );
+    assert!(printed.contains("vol-1"), "{printed}");
+
+    // Messages without secrets keep prost's derived Debug.
+    assert!(format!("{:?}", Topology::default()).contains("segments"));
+}
