@@ -4,5 +4,6 @@
 //! stopped and reaped when the handle is dropped.
 
 pub mod etcd;
+pub mod nodes;
 
 pub use etcd::{EtcdServer, TestkitError};
