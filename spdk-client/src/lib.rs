@@ -1,1 +1,26 @@
-//! Typed SPDK JSON-RPC client.
+//! Typed async client for SPDK's JSON-RPC 2.0 interface.
+//!
+//! [`SpdkClient`] talks to `spdk_tgt` over its Unix socket
+//! ([`SpdkClient::unix`]) or to a node agent over HTTP with a bearer token
+//! ([`SpdkClient::http`]). Every supported RPC has a method named after it
+//! taking a params struct named after it (`bdev_lvol_create` takes
+//! [`BdevLvolCreateParams`]). Failures are [`SpdkError`]; SPDK errors carry an
+//! [`ErrorKind`] so callers branch on meaning, never on message text.
+
+mod client;
+mod error;
+pub mod methods;
+mod protocol;
+mod transport;
+
+pub use client::{wire_params, SpdkClient, DEFAULT_TIMEOUT};
+pub use error::{ErrorKind, Result, SpdkError};
+pub use methods::bdev::*;
+pub use methods::general::*;
+pub use methods::lvol::*;
+pub use methods::nvme::*;
+pub use methods::nvmf::*;
+pub use methods::raid::*;
+pub use methods::ublk::*;
+pub use protocol::{Request, Response, RpcErrorObject};
+pub use transport::{HttpTransport, Transport, UnixTransport};
