@@ -1,0 +1,411 @@
+//! Controller configuration, read from a TOML file.
+//!
+//! ```toml
+//! # Sum of the provisioned sizes of the thin lvols on an lvstore may reach
+//! # `overprovisioning_ratio` x its capacity. 1.0 (the default) never
+//! # overcommits, so a thin lvstore can never run out of clusters underneath a
+//! # raid1 (real SPDK silently drops a raid member whose lvstore is full).
+//! overprovisioning_ratio = 1.0
+//! # Warn (log + abnormal VolumeCondition) when an lvstore has less free space.
+//! lvstore_free_warning_percent = 10.0
+//! # How often the reconciler runs, in seconds.
+//! reconcile_interval_secs = 30
+//!
+//! [store]
+//! embedded = "/var/lib/shorthorn/controller.redb"
+//! # or: etcd = { endpoints = ["http://etcd:2379"], prefix = "/shorthorn" }
+//!
+//! # Kubernetes: discover node agents through the headless Service of the node
+//! # DaemonSet; every address it resolves to is asked for GET /identity.
+//! # [discovery]
+//! # agent_dns = "shorthorn-node.shorthorn-system.svc.cluster.local"
+//! # agent_port = 9810
+//! # agent_token_file = "/var/run/secrets/shorthorn/agent-token"
+//!
+//! [[nodes]]
+//! name = "node-a"
+//! spdk_socket = "/var/tmp/spdk-a.sock"      # or agent_url + agent_token_file
+//! nvmf_address = "10.0.0.1"
+//! nvmf_port = 4420
+//! topology = { "topology.kubernetes.io/zone" = "z1" }
+//! base_bdev = { aio_file = "/var/lib/shorthorn/a.img", block_size = 4096 }
+//! lvstore = "shorthorn"
+//! cluster_size = 4194304
+//! frontends = ["ublk"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{ControllerError, Result};
+
+/// Default NVMe-oF TCP port of a storage node.
+pub const DEFAULT_NVMF_PORT: u16 = 4420;
+/// Default lvstore name on every storage node.
+pub const DEFAULT_LVSTORE: &str = "shorthorn";
+/// Default lvstore cluster size (4 MiB, SPDK's default).
+pub const DEFAULT_CLUSTER_SIZE: u64 = 4 * 1024 * 1024;
+/// Default node-agent port used with DNS discovery.
+pub const DEFAULT_AGENT_PORT: u16 = 9810;
+
+/// The whole controller configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// Storage nodes known statically.
+    #[serde(default)]
+    pub nodes: Vec<NodeConfig>,
+    /// Where volume records and the operation journal live.
+    pub store: StoreConfig,
+    /// Allowed ratio of provisioned bytes to lvstore capacity (>= 1.0 is overcommit).
+    #[serde(default = "default_ratio")]
+    pub overprovisioning_ratio: f64,
+    /// Free-space percentage of an lvstore under which the controller warns.
+    #[serde(default = "default_warning_percent")]
+    pub lvstore_free_warning_percent: f64,
+    /// Seconds between reconciler passes.
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval_secs: u64,
+    /// Optional DNS discovery of node agents.
+    #[serde(default)]
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+fn default_ratio() -> f64 {
+    1.0
+}
+fn default_warning_percent() -> f64 {
+    10.0
+}
+fn default_reconcile_interval() -> u64 {
+    30
+}
+
+/// Which state store backs the controller.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// The embedded redb database at this path (single controller replica).
+    Embedded(PathBuf),
+    /// An etcd cluster.
+    Etcd {
+        /// Client URLs, e.g. `http://127.0.0.1:2379`.
+        endpoints: Vec<String>,
+        /// Key prefix under which everything is stored.
+        #[serde(default = "default_prefix")]
+        prefix: String,
+    },
+}
+
+fn default_prefix() -> String {
+    "/shorthorn".to_string()
+}
+
+/// DNS discovery of node agents (Kubernetes headless Service).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Hostname resolving to every node agent (one A/AAAA record per pod).
+    pub agent_dns: String,
+    /// Port of the node agents' HTTP endpoint.
+    #[serde(default = "default_agent_port")]
+    pub agent_port: u16,
+    /// File holding the bearer token shared with the agents.
+    pub agent_token_file: PathBuf,
+}
+
+fn default_agent_port() -> u16 {
+    DEFAULT_AGENT_PORT
+}
+
+/// How the controller talks to one node's spdk_tgt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEndpoint {
+    /// A local Unix socket (single machine, tests).
+    Socket(PathBuf),
+    /// The node agent's HTTP JSON-RPC proxy.
+    Agent {
+        /// Base URL of the agent, e.g. `http://10.0.0.1:9810`.
+        url: String,
+        /// File holding the bearer token.
+        token_file: PathBuf,
+    },
+}
+
+/// The bdev an lvstore lives on.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum BaseBdev {
+    /// An aio bdev over a file or block device, created when missing.
+    Aio {
+        /// File or block device path.
+        aio_file: PathBuf,
+        /// Logical block size in bytes.
+        #[serde(default = "default_block_size")]
+        block_size: u32,
+    },
+    /// An existing bdev, by name (e.g. `Nvme0n1`).
+    Existing(String),
+}
+
+fn default_block_size() -> u32 {
+    4096
+}
+
+/// How a node's kernel reaches a published volume.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Frontend {
+    /// `ublk_start_disk`: `/dev/ublkbN`.
+    Ublk,
+    /// A loopback NVMe-oF TCP subsystem the kernel initiator connects to.
+    NvmeTcp,
+}
+
+impl Frontend {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Frontend::Ublk => "ublk",
+            Frontend::NvmeTcp => "nvme_tcp",
+        }
+    }
+}
+
+/// One storage node as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeConfig {
+    name: String,
+    spdk_socket: Option<PathBuf>,
+    agent_url: Option<String>,
+    agent_token_file: Option<PathBuf>,
+    nvmf_address: IpAddr,
+    #[serde(default = "default_nvmf_port")]
+    nvmf_port: u16,
+    #[serde(default)]
+    topology: BTreeMap<String, String>,
+    base_bdev: Option<BaseBdev>,
+    #[serde(default = "default_lvstore")]
+    lvstore: String,
+    #[serde(default = "default_cluster_size")]
+    cluster_size: u64,
+    #[serde(default)]
+    frontends: Vec<Frontend>,
+}
+
+fn default_nvmf_port() -> u16 {
+    DEFAULT_NVMF_PORT
+}
+fn default_lvstore() -> String {
+    DEFAULT_LVSTORE.to_string()
+}
+fn default_cluster_size() -> u64 {
+    DEFAULT_CLUSTER_SIZE
+}
+
+/// One storage node, validated.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(try_from = "RawNodeConfig")]
+pub struct NodeConfig {
+    /// Node name; the Kubernetes node name when it runs a CSI node service.
+    pub name: String,
+    /// How to reach its spdk_tgt.
+    pub endpoint: NodeEndpoint,
+    /// Address other nodes use to reach its NVMe-oF TCP listener.
+    pub nvmf_address: IpAddr,
+    /// NVMe-oF TCP port.
+    pub nvmf_port: u16,
+    /// Topology labels (the node-name key is added automatically).
+    pub topology: BTreeMap<String, String>,
+    /// Bdev the lvstore lives on; `None` means the lvstore must already exist.
+    pub base_bdev: Option<BaseBdev>,
+    /// lvstore name.
+    pub lvstore: String,
+    /// Cluster size used when the controller creates the lvstore.
+    pub cluster_size: u64,
+    /// Kernel frontends this node's CSI node service supports; empty = storage only.
+    pub frontends: Vec<Frontend>,
+}
+
+impl TryFrom<RawNodeConfig> for NodeConfig {
+    type Error = String;
+
+    fn try_from(raw: RawNodeConfig) -> std::result::Result<Self, String> {
+        let endpoint = match (raw.spdk_socket, raw.agent_url, raw.agent_token_file) {
+            (Some(sock), None, None) => NodeEndpoint::Socket(sock),
+            (None, Some(url), Some(token_file)) => NodeEndpoint::Agent { url, token_file },
+            (None, Some(_), None) => {
+                return Err(format!(
+                    "node {}: agent_url needs agent_token_file",
+                    raw.name
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "node {}: set exactly one of spdk_socket or agent_url (+ agent_token_file)",
+                    raw.name
+                ))
+            }
+        };
+        validate_node_name(&raw.name)?;
+        if raw.cluster_size < 1024 * 1024 || !raw.cluster_size.is_power_of_two() {
+            return Err(format!(
+                "node {}: cluster_size {} must be a power of two of at least 1 MiB",
+                raw.name, raw.cluster_size
+            ));
+        }
+        Ok(NodeConfig {
+            name: raw.name,
+            endpoint,
+            nvmf_address: raw.nvmf_address,
+            nvmf_port: raw.nvmf_port,
+            topology: raw.topology,
+            base_bdev: raw.base_bdev,
+            lvstore: raw.lvstore,
+            cluster_size: raw.cluster_size,
+            frontends: raw.frontends,
+        })
+    }
+}
+
+/// Node names end up in NQNs and bdev names: keep them to DNS-label characters.
+fn validate_node_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "node name {name:?} must be 1-253 characters of [A-Za-z0-9._-]"
+        ))
+    }
+}
+
+impl ControllerConfig {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: ControllerConfig =
+            toml::from_str(text).map_err(|e| ControllerError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates the TOML file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ControllerError::io(format!("reading controller config {}", path.display()), e)
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.overprovisioning_ratio.is_finite() && self.overprovisioning_ratio > 0.0) {
+            return Err(ControllerError::Config(format!(
+                "overprovisioning_ratio {} must be a positive number (1.0 = no overcommit)",
+                self.overprovisioning_ratio
+            )));
+        }
+        if !(0.0..100.0).contains(&self.lvstore_free_warning_percent) {
+            return Err(ControllerError::Config(format!(
+                "lvstore_free_warning_percent {} must be within [0, 100)",
+                self.lvstore_free_warning_percent
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for node in &self.nodes {
+            if !seen.insert(node.name.as_str()) {
+                return Err(ControllerError::Config(format!(
+                    "node {} is listed twice",
+                    node.name
+                )));
+            }
+        }
+        if self.nodes.is_empty() && self.discovery.is_none() {
+            return Err(ControllerError::Config(
+                "no storage nodes: list [[nodes]] or configure [discovery]".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+        [store]
+        etcd = { endpoints = ["http://127.0.0.1:2379"] }
+
+        [[nodes]]
+        name = "a"
+        spdk_socket = "/tmp/a.sock"
+        nvmf_address = "127.0.0.1"
+        base_bdev = { aio_file = "/tmp/a.img" }
+        frontends = ["ublk", "nvme_tcp"]
+
+        [[nodes]]
+        name = "b"
+        agent_url = "http://10.0.0.2:9810"
+        agent_token_file = "/run/token"
+        nvmf_address = "10.0.0.2"
+        nvmf_port = 4421
+        base_bdev = "Nvme0n1"
+        topology = { zone = "z2" }
+    "#;
+
+    #[test]
+    fn parses_both_endpoint_kinds_and_fills_defaults() {
+        let config = ControllerConfig::from_toml(SAMPLE).unwrap();
+        assert_eq!(config.overprovisioning_ratio, 1.0);
+        assert_eq!(
+            config.store,
+            StoreConfig::Etcd {
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                prefix: "/shorthorn".into()
+            }
+        );
+        let a = &config.nodes[0];
+        assert_eq!(a.endpoint, NodeEndpoint::Socket("/tmp/a.sock".into()));
+        assert_eq!(a.nvmf_port, DEFAULT_NVMF_PORT);
+        assert_eq!(a.lvstore, "shorthorn");
+        assert_eq!(
+            a.base_bdev,
+            Some(BaseBdev::Aio {
+                aio_file: "/tmp/a.img".into(),
+                block_size: 4096
+            })
+        );
+        assert_eq!(a.frontends, vec![Frontend::Ublk, Frontend::NvmeTcp]);
+        let b = &config.nodes[1];
+        assert!(matches!(b.endpoint, NodeEndpoint::Agent { .. }));
+        assert_eq!(b.base_bdev, Some(BaseBdev::Existing("Nvme0n1".into())));
+        assert_eq!(b.topology.get("zone").map(String::as_str), Some("z2"));
+    }
+
+    #[test]
+    fn rejects_ambiguous_endpoints_duplicates_and_bad_ratio() {
+        let both = SAMPLE.replace(
+            "spdk_socket = \"/tmp/a.sock\"",
+            "spdk_socket = \"/tmp/a.sock\"\nagent_url = \"http://x\"\nagent_token_file = \"/t\"",
+        );
+        let err = ControllerConfig::from_toml(&both).unwrap_err().to_string();
+        assert!(err.contains("exactly one of spdk_socket"), "{err}");
+
+        let dup = SAMPLE.replace("name = \"b\"", "name = \"a\"");
+        let err = ControllerConfig::from_toml(&dup).unwrap_err().to_string();
+        assert!(err.contains("listed twice"), "{err}");
+
+        let ratio = format!("overprovisioning_ratio = 0.0\n{SAMPLE}");
+        let err = ControllerConfig::from_toml(&ratio).unwrap_err().to_string();
+        assert!(err.contains("overprovisioning_ratio"), "{err}");
+    }
+}

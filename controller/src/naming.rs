@@ -1,0 +1,163 @@
+//! Names Shorthorn gives to the objects it creates in SPDK.
+//!
+//! Every name carries a Shorthorn prefix so the reconciler can tell its own
+//! objects from anything else on a node, and recover the volume id from it.
+//! Limits: lvol names <= 63 characters, NQNs <= 223 bytes.
+
+/// NQN prefix of everything Shorthorn creates.
+pub const NQN_PREFIX: &str = "nqn.2025-11.io.shorthorn";
+/// Prefix of replica lvol names.
+pub const LVOL_PREFIX: &str = "shv-";
+/// Prefix of raid bdev names.
+pub const RAID_PREFIX: &str = "shr-";
+/// Prefix of NVMe-oF initiator controller names.
+pub const NVME_CTRLR_PREFIX: &str = "shn-";
+/// Topology key every node carries, with the node name as value.
+pub const TOPOLOGY_NODE_KEY: &str = "topology.shorthorn.csi.io/node";
+
+/// Longest lvol name SPDK accepts.
+pub const MAX_LVOL_NAME: usize = 63;
+/// Longest NQN the NVMe specification allows.
+pub const MAX_NQN: usize = 223;
+
+/// Node names longer than this are shortened with a hash inside NQNs and bdev names.
+const MAX_NODE_PART: usize = 64;
+
+/// A fresh volume id (a UUID v4).
+pub fn new_volume_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Whether `id` has the shape of a volume id Shorthorn generates.
+pub fn is_volume_id(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok() && id.len() == 36
+}
+
+/// Name of the replica lvol of `volume_id` (one per node, so unique per lvstore).
+pub fn replica_lvol(volume_id: &str) -> String {
+    format!("{LVOL_PREFIX}{volume_id}")
+}
+
+/// The volume id a Shorthorn replica lvol name belongs to.
+pub fn volume_of_lvol(lvol_name: &str) -> Option<&str> {
+    lvol_name
+        .strip_prefix(LVOL_PREFIX)
+        .filter(|id| is_volume_id(id))
+}
+
+/// NQN of the NVMe-oF subsystem exporting the replica of `volume_id` on `node`.
+pub fn replica_nqn(volume_id: &str, node: &str) -> String {
+    format!("{NQN_PREFIX}:replica:{volume_id}:{}", node_part(node))
+}
+
+/// NQN of the subsystem that exports a published volume to the kernel of its node.
+pub fn volume_nqn(volume_id: &str) -> String {
+    format!("{NQN_PREFIX}:volume:{volume_id}")
+}
+
+/// The volume id in a Shorthorn replica or volume NQN.
+pub fn volume_of_nqn(nqn: &str) -> Option<&str> {
+    let rest = nqn.strip_prefix(NQN_PREFIX)?.strip_prefix(':')?;
+    let id = if let Some(r) = rest.strip_prefix("replica:") {
+        r.split(':').next()?
+    } else {
+        rest.strip_prefix("volume:")?
+    };
+    is_volume_id(id).then_some(id)
+}
+
+/// Host NQN the SPDK initiator of `node` presents when attaching remote replicas.
+pub fn spdk_host_nqn(node: &str) -> String {
+    format!("{NQN_PREFIX}:spdk-host:{}", node_part(node))
+}
+
+/// Host NQN the kernel of `node` presents when connecting to its volume subsystems.
+pub fn kernel_host_nqn(node: &str) -> String {
+    format!("{NQN_PREFIX}:kernel-host:{}", node_part(node))
+}
+
+/// Name of the raid1 bdev assembling `volume_id` on its published node.
+pub fn raid_bdev(volume_id: &str) -> String {
+    format!("{RAID_PREFIX}{volume_id}")
+}
+
+/// The volume id in a Shorthorn raid bdev name.
+pub fn volume_of_raid(name: &str) -> Option<&str> {
+    name.strip_prefix(RAID_PREFIX).filter(|id| is_volume_id(id))
+}
+
+/// Name of the NVMe-oF controller that attaches the replica of `volume_id`
+/// living on `replica_node`; its namespace bdev is `<name>n1`.
+pub fn nvme_controller(volume_id: &str, replica_node: &str) -> String {
+    format!("{NVME_CTRLR_PREFIX}{volume_id}-{}", node_part(replica_node))
+}
+
+/// The volume id in a Shorthorn NVMe controller name.
+pub fn volume_of_nvme_controller(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(NVME_CTRLR_PREFIX)?;
+    let id = rest.get(..36)?;
+    (is_volume_id(id) && rest.as_bytes().get(36) == Some(&b'-')).then_some(id)
+}
+
+/// The bdev of namespace 1 of an NVMe controller.
+pub fn nvme_namespace_bdev(controller: &str) -> String {
+    format!("{controller}n1")
+}
+
+/// Serial number of a Shorthorn subsystem (20 ASCII characters at most).
+pub fn serial_number(volume_id: &str) -> String {
+    let compact: String = volume_id.chars().filter(|c| *c != '-').take(18).collect();
+    format!("SH{compact}")
+}
+
+/// The node name as used inside NQNs and bdev names: shortened with a stable
+/// hash when it is very long so every name stays within its limit.
+fn node_part(node: &str) -> String {
+    if node.len() <= MAX_NODE_PART {
+        node.to_string()
+    } else {
+        let head: String = node.chars().take(MAX_NODE_PART - 17).collect();
+        format!("{head}-{:016x}", fnv1a(node.as_bytes()))
+    }
+}
+
+/// 64-bit FNV-1a: stable across releases, unlike `DefaultHasher`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VOL: &str = "0b7c3f1e-5d2a-4c1b-9e8f-123456789abc";
+
+    #[test]
+    fn names_round_trip_to_their_volume() {
+        assert_eq!(volume_of_lvol(&replica_lvol(VOL)), Some(VOL));
+        assert_eq!(volume_of_nqn(&replica_nqn(VOL, "node-a")), Some(VOL));
+        assert_eq!(volume_of_nqn(&volume_nqn(VOL)), Some(VOL));
+        assert_eq!(volume_of_raid(&raid_bdev(VOL)), Some(VOL));
+        assert_eq!(
+            volume_of_nvme_controller(&nvme_controller(VOL, "node-b")),
+            Some(VOL)
+        );
+        assert_eq!(volume_of_lvol("pvc-foreign"), None);
+        assert_eq!(volume_of_nqn("nqn.2016-06.io.spdk:cnode1"), None);
+    }
+
+    #[test]
+    fn names_stay_within_spdk_and_nvme_limits_for_long_node_names() {
+        assert!(replica_lvol(VOL).len() <= MAX_LVOL_NAME);
+        let long = "n".repeat(253);
+        let nqn = replica_nqn(VOL, &long);
+        assert!(nqn.len() <= MAX_NQN, "{} bytes", nqn.len());
+        assert!(spdk_host_nqn(&long).len() <= MAX_NQN);
+        // Two long names differing only at the end stay distinct.
+        let other = format!("{}m", "n".repeat(252));
+        assert_ne!(replica_nqn(VOL, &long), replica_nqn(VOL, &other));
+        assert!(serial_number(VOL).len() <= 20);
+    }
+}
