@@ -1,1 +1,19 @@
-//! Shorthorn controller.
+//! Shorthorn controller: the CSI Identity and Controller services.
+//!
+//! Entry point: [`server::serve`] runs both services on a Unix socket or TCP
+//! endpoint until a shutdown future resolves. Everything else is reachable
+//! for tests and tools:
+//! - [`config`]: the TOML configuration; [`discovery`]: DNS discovery of node agents.
+//! - [`nodes`]: the storage-node registry (SPDK clients, bootstrap, capacity).
+//! - [`placement`], [`capacity`], [`naming`]: pure decisions.
+//! - [`journal`]: the operation journal and the crash-test fault hook.
+//! - [`ops`]: the multi-step operations; [`reconciler`]: crash recovery and cleanup.
+//! - [`identity`], [`service`]: the tonic services; [`error`]: the one error type.
+//! - [`store`]: durable state (etcd or embedded redb).
+
+pub mod capacity;
+pub mod config;
+pub mod error;
+pub mod naming;
+pub mod placement;
+pub mod store;

@@ -1,0 +1,214 @@
+//! Typed records persisted as JSON. Each carries a schema `version`.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// Schema version written by this build; records with a higher version are
+/// refused rather than misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn current_version() -> u32 {
+    SCHEMA_VERSION
+}
+
+/// Topology segments of one accessible-topology entry (CSI `Topology`).
+pub type TopologySegments = BTreeMap<String, String>;
+
+/// Where a new volume's initial content comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ContentSource {
+    /// Cloned from a snapshot.
+    Snapshot {
+        /// Source snapshot id.
+        id: String,
+    },
+    /// Cloned from another volume.
+    Volume {
+        /// Source volume id.
+        id: String,
+    },
+}
+
+/// A volume the controller is asked to keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    /// Schema version of this record.
+    #[serde(default = "current_version")]
+    pub version: u32,
+    /// Volume id (CSI `volume_id`).
+    pub id: String,
+    /// CSI request name; unique among volumes.
+    pub name: String,
+    /// Size in bytes.
+    pub capacity_bytes: u64,
+    /// StorageClass parameters from CreateVolume.
+    pub parameters: BTreeMap<String, String>,
+    /// Number of replicas wanted.
+    pub replica_count: u32,
+    /// Initial content, if cloned.
+    pub content_source: Option<ContentSource>,
+    /// Where the volume is reachable from.
+    pub accessible_topology: Vec<TopologySegments>,
+}
+
+/// Health of one replica as the controller last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaHealth {
+    /// In sync and serving I/O.
+    Healthy,
+    /// Reachable but not fully trustworthy.
+    Degraded,
+    /// Being resynchronised from a healthy copy.
+    Rebuilding,
+    /// Lost; must be replaced.
+    Failed,
+}
+
+/// One thin lvol holding a copy of a volume on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    /// Schema version of this record.
+    #[serde(default = "current_version")]
+    pub version: u32,
+    /// Owning volume id.
+    pub volume_id: String,
+    /// Node holding the lvol.
+    pub node: String,
+    /// lvstore name on that node.
+    pub lvstore: String,
+    /// UUID of the lvol.
+    pub lvol_uuid: String,
+    /// Last known health.
+    pub health: ReplicaHealth,
+    /// Bumped whenever the replica set changes, to fence stale writers.
+    pub generation: u64,
+}
+
+/// How a volume is presented on the node that uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrontendKind {
+    /// Local NVMe-oF TCP loopback of the RAID1 bdev.
+    NvmeTcp,
+    /// Linux ublk block device.
+    Ublk,
+}
+
+/// A volume published to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationRecord {
+    /// Schema version of this record.
+    #[serde(default = "current_version")]
+    pub version: u32,
+    /// Published volume id.
+    pub volume_id: String,
+    /// Node it is published to.
+    pub node: String,
+    /// Frontend used on the node.
+    pub frontend: FrontendKind,
+    /// Frontend details handed to the node (CSI `publish_context`).
+    pub publish_context: BTreeMap<String, String>,
+    /// Read-only publication.
+    pub readonly: bool,
+}
+
+/// The snapshot lvol taken of one replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSnapshot {
+    /// Node holding the snapshot lvol.
+    pub node: String,
+    /// lvstore name on that node.
+    pub lvstore: String,
+    /// UUID of the snapshot lvol.
+    pub lvol_uuid: String,
+}
+
+/// A point-in-time snapshot of a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// Schema version of this record.
+    #[serde(default = "current_version")]
+    pub version: u32,
+    /// Snapshot id (CSI `snapshot_id`).
+    pub id: String,
+    /// CSI request name; unique among snapshots.
+    pub name: String,
+    /// Volume the snapshot was taken of.
+    pub source_volume_id: String,
+    /// When the snapshot was cut.
+    pub created_at: SystemTime,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// One snapshot lvol per replica.
+    pub replica_snapshots: Vec<ReplicaSnapshot>,
+}
+
+/// Kind of a journaled operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperationKind {
+    /// CreateVolume.
+    CreateVolume,
+    /// DeleteVolume.
+    DeleteVolume,
+    /// ControllerExpandVolume.
+    ExpandVolume,
+    /// ControllerPublishVolume.
+    PublishVolume,
+    /// ControllerUnpublishVolume.
+    UnpublishVolume,
+    /// CreateSnapshot.
+    CreateSnapshot,
+    /// DeleteSnapshot.
+    DeleteSnapshot,
+    /// Replacing or resynchronising a replica.
+    RebuildReplica,
+}
+
+/// Journal entry for an operation in flight, written before acting so that a
+/// restarted controller can resume or roll back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationRecord {
+    /// Schema version of this record.
+    #[serde(default = "current_version")]
+    pub version: u32,
+    /// Operation id.
+    pub id: String,
+    /// What is being done.
+    pub kind: OperationKind,
+    /// Volume concerned.
+    pub volume_id: String,
+    /// Name of the last step reached.
+    pub step: String,
+    /// Step-specific data needed to resume or undo.
+    pub payload: serde_json::Value,
+    /// When the operation began.
+    pub started_at: SystemTime,
+}
+
+/// Implemented by every record so the store can check its schema version.
+pub(crate) trait SchemaVersioned {
+    fn schema_version(&self) -> u32;
+}
+
+macro_rules! versioned {
+    ($($t:ty),*) => {$(
+        impl SchemaVersioned for $t {
+            fn schema_version(&self) -> u32 {
+                self.version
+            }
+        }
+    )*};
+}
+
+versioned!(
+    VolumeRecord,
+    ReplicaRecord,
+    PublicationRecord,
+    SnapshotRecord,
+    OperationRecord
+);
