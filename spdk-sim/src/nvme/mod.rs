@@ -1,15 +1,86 @@
-//! Placeholder: filled in by the network side of the sim.
+//! NVMe-oF initiator: `bdev_nvme_*` methods, controllers connected to other
+//! sims' targets, and one bdev per remote namespace.
 
-use std::sync::Arc;
+mod bdev;
+mod connection;
+mod controller;
+mod rpc;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+pub use controller::{Controller, Resiliency, Trid};
+
+use crate::nvmf::lock;
 use crate::rpc_error::RpcError;
 use crate::sim::Sim;
 
-/// State of this module inside one sim process.
+/// Options set with `bdev_nvme_set_options` that shape later attaches.
+#[derive(Debug, Clone, Default)]
+pub struct NvmeOptions {
+    /// Default timeouts for controllers attached without their own.
+    pub resiliency: Resiliency,
+    /// Every option as last set, for reference.
+    pub raw: serde_json::Map<String, Value>,
+}
+
+/// Mutable initiator state.
 #[derive(Default)]
-pub struct NvmeState {}
+pub struct NvmeInner {
+    /// Attached controllers by name.
+    pub controllers: BTreeMap<String, Arc<Controller>>,
+    /// Options from `bdev_nvme_set_options`.
+    pub options: NvmeOptions,
+    /// This process's default host NQN, made on first use.
+    pub hostnqn: Option<String>,
+}
+
+/// State of the NVMe-oF initiator inside one sim process.
+#[derive(Default)]
+pub struct NvmeState {
+    /// Controllers and options, behind one lock never held across an await.
+    pub inner: Mutex<NvmeInner>,
+}
+
+impl NvmeState {
+    /// This process's host NQN (`nqn.2014-08.org.nvmexpress:uuid:<uuid>`).
+    pub fn default_hostnqn(&self) -> String {
+        lock(&self.inner)
+            .hostnqn
+            .get_or_insert_with(|| {
+                format!("nqn.2014-08.org.nvmexpress:uuid:{}", uuid::Uuid::new_v4())
+            })
+            .clone()
+    }
+}
+
+/// Deletes a controller: stops it and unregisters its namespace bdevs
+/// (a raid using one loses that base bdev, as on a hot remove).
+pub fn remove_controller(sim: &Sim, name: &str) -> bool {
+    let Some(ctrlr) = lock(&sim.nvme.inner).controllers.remove(name) else {
+        return false;
+    };
+    ctrlr.shutdown();
+    let prefix = format!("{name}n");
+    let names: Vec<String> = {
+        let reg = lock(&sim.bdevs);
+        reg.iter()
+            .map(|e| e.bdev.name())
+            .filter(|n| {
+                n.strip_prefix(&prefix)
+                    .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect()
+    };
+    for bdev in names {
+        crate::raid::base_bdev_removed(sim, &bdev);
+        lock(&sim.bdevs).unregister(&bdev);
+        tracing::info!(%bdev, "nvme bdev unregistered");
+    }
+    true
+}
 
 /// Handles this module's JSON-RPC methods; `None` when the method is not one of them.
 pub async fn handle(
@@ -17,6 +88,5 @@ pub async fn handle(
     method: &str,
     params: Option<&Value>,
 ) -> Option<Result<Value, RpcError>> {
-    let _ = (sim, method, params);
-    None
+    rpc::handle(sim, method, params).await
 }

@@ -1,15 +1,72 @@
-//! Placeholder: filled in by the network side of the sim.
+//! NVMe-oF target: transports, subsystems, namespaces, listeners, hosts and
+//! ANA, served to other sims over real TCP sockets with the [`wire`] protocol.
 
-use std::sync::Arc;
+pub mod params;
+mod rpc;
+mod server;
+pub mod subsystem;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
 use crate::rpc_error::RpcError;
 use crate::sim::Sim;
 
-/// State of this module inside one sim process.
+/// Locks a mutex, recovering the data if a panicking thread poisoned it.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Everything the target knows.
 #[derive(Default)]
-pub struct NvmfState {}
+pub struct Target {
+    /// Created transports (upper-case trtype).
+    pub transports: Vec<String>,
+    /// Subsystems in creation order (the discovery subsystem is implicit).
+    pub subsystems: Vec<subsystem::Subsystem>,
+    /// Open listening sockets by `host:port`.
+    pub sockets: BTreeMap<String, tokio::task::AbortHandle>,
+    /// Next connection id.
+    pub next_conn_id: u64,
+}
+
+impl Target {
+    /// Closes listening sockets that no subsystem uses any more.
+    pub fn close_unused_sockets(&mut self) {
+        let used: Vec<String> = self
+            .subsystems
+            .iter()
+            .flat_map(|s| s.listeners.iter().map(|l| l.addr.socket_addr()))
+            .collect();
+        self.sockets.retain(|addr, task| {
+            if used.contains(addr) {
+                true
+            } else {
+                task.abort();
+                false
+            }
+        });
+    }
+}
+
+/// State of the NVMe-oF target inside one sim process.
+#[derive(Default)]
+pub struct NvmfState {
+    /// The target, behind one lock never held across an await.
+    pub target: Mutex<Target>,
+}
+
+impl Drop for NvmfState {
+    fn drop(&mut self) {
+        let target = lock(&self.target);
+        for task in target.sockets.values() {
+            task.abort();
+        }
+    }
+}
 
 /// Handles this module's JSON-RPC methods; `None` when the method is not one of them.
 pub async fn handle(
@@ -17,6 +74,5 @@ pub async fn handle(
     method: &str,
     params: Option<&Value>,
 ) -> Option<Result<Value, RpcError>> {
-    let _ = (sim, method, params);
-    None
+    rpc::handle(sim, method, params).await
 }
