@@ -1,0 +1,179 @@
+//! `POST /quiesce/suspend` and `POST /quiesce/resume`: fencing a volume's
+//! I/O on this node while the controller snapshots its replicas.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn, Instrument};
+
+use super::router::{error, json, AgentResponse};
+use crate::error::{NodeError, Result};
+
+/// Longest hold a caller may ask for.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Suspends and resumes a volume's I/O; implemented over the kernel layer.
+#[async_trait]
+pub trait QuiesceBackend: Send + Sync {
+    /// Freezes I/O to `target` (the volume's staging path or device) for at
+    /// most `deadline`, after which the backend resumes on its own.
+    async fn suspend(&self, volume_id: &str, target: &str, deadline: Duration) -> Result<()>;
+    /// Resumes I/O and returns how long it was held.
+    async fn resume(&self, volume_id: &str) -> Result<Duration>;
+}
+
+/// Body of `POST /quiesce/suspend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendRequest {
+    /// The volume.
+    pub volume_id: String,
+    /// What to freeze: the staging path or device of the volume on this node.
+    pub target: String,
+    /// Upper bound of the hold in milliseconds.
+    pub deadline_ms: u64,
+}
+
+/// Body of `POST /quiesce/resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// The volume.
+    pub volume_id: String,
+}
+
+/// Answer to a successful resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeResponse {
+    /// The volume.
+    pub volume_id: String,
+    /// How long I/O was held, in milliseconds.
+    pub held_ms: u64,
+}
+
+/// The quiesce routes over a backend.
+#[derive(Clone)]
+pub struct QuiesceApi {
+    backend: Arc<dyn QuiesceBackend>,
+}
+
+impl fmt::Debug for QuiesceApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("QuiesceApi")
+    }
+}
+
+impl QuiesceApi {
+    /// Routes over `backend`.
+    pub fn new(backend: Arc<dyn QuiesceBackend>) -> Self {
+        QuiesceApi { backend }
+    }
+
+    pub(super) async fn suspend(&self, body: &[u8]) -> AgentResponse {
+        let req: SuspendRequest = match parse(body) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        if req.volume_id.is_empty() || req.target.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "volume_id and target are required");
+        }
+        let deadline = Duration::from_millis(req.deadline_ms);
+        if deadline.is_zero() || deadline > MAX_DEADLINE {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "deadline_ms must be between 1 and {}",
+                    MAX_DEADLINE.as_millis()
+                ),
+            );
+        }
+        let span = tracing::info_span!("quiesce", volume_id = %req.volume_id);
+        let result = self
+            .backend
+            .suspend(&req.volume_id, &req.target, deadline)
+            .instrument(span.clone())
+            .await;
+        let _enter = span.enter();
+        match result {
+            Ok(()) => {
+                info!(deadline_ms = req.deadline_ms, "volume I/O suspended");
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "volume_id": req.volume_id }),
+                )
+            }
+            Err(e) => failure("suspend", e),
+        }
+    }
+
+    pub(super) async fn resume(&self, body: &[u8]) -> AgentResponse {
+        let req: ResumeRequest = match parse(body) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        let span = tracing::info_span!("quiesce", volume_id = %req.volume_id);
+        let result = self
+            .backend
+            .resume(&req.volume_id)
+            .instrument(span.clone())
+            .await;
+        let _enter = span.enter();
+        match result {
+            Ok(held) => {
+                let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
+                info!(held_ms, "volume I/O resumed");
+                json(
+                    StatusCode::OK,
+                    &ResumeResponse {
+                        volume_id: req.volume_id,
+                        held_ms,
+                    },
+                )
+            }
+            Err(e) => failure("resume", e),
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, AgentResponse> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
+}
+
+fn failure(op: &str, e: NodeError) -> AgentResponse {
+    warn!(error = %e, "quiesce {op} failed");
+    let status = match e {
+        NodeError::QuiesceUnsupported { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, &e.to_string())
+}
+
+/// The kernel layer's quiescer as a backend.
+pub(super) fn kernel_backend() -> Arc<dyn QuiesceBackend> {
+    Arc::new(Unavailable)
+}
+
+/// Placeholder until the kernel layer's quiescer is wired in.
+struct Unavailable;
+
+#[async_trait]
+impl QuiesceBackend for Unavailable {
+    async fn suspend(&self, volume_id: &str, _target: &str, _deadline: Duration) -> Result<()> {
+        Err(NodeError::QuiesceUnsupported {
+            volume_id: volume_id.to_owned(),
+            reason: "this node has no quiesce support".to_owned(),
+        })
+    }
+
+    async fn resume(&self, volume_id: &str) -> Result<Duration> {
+        Err(NodeError::QuiesceUnsupported {
+            volume_id: volume_id.to_owned(),
+            reason: "this node has no quiesce support".to_owned(),
+        })
+    }
+}

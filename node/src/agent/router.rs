@@ -1,0 +1,198 @@
+//! Request routing and the refusals: authentication, size limit, JSON
+//! validation and the method allowlist all happen here, before anything is
+//! sent to spdk_tgt.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Body;
+use serde::Deserialize;
+use tracing::{info, warn, Instrument};
+
+use super::allowlist;
+use super::body::{declared_too_large, read_limited, BodyError};
+use super::forward::{ForwardError, SpdkForwarder};
+use super::identity::NodeIdentity;
+use super::jsonrpc::RpcRequest;
+use super::quiesce::QuiesceApi;
+use super::token::BearerToken;
+
+/// The agent's shared state; one per server.
+#[derive(Debug)]
+pub struct Agent {
+    pub(super) token: BearerToken,
+    pub(super) forwarder: SpdkForwarder,
+    pub(super) identity: NodeIdentity,
+    pub(super) quiesce: QuiesceApi,
+    pub(super) body_limit: usize,
+}
+
+/// The response type of every route.
+pub type AgentResponse = Response<Full<Bytes>>;
+
+impl Agent {
+    /// Answers one HTTP request.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> AgentResponse
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let span =
+            tracing::info_span!("agent", http.method = %req.method(), path = req.uri().path());
+        self.route(req).instrument(span).await
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> AgentResponse
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = req.uri().path().to_owned();
+        if path == "/healthz" {
+            return match *req.method() {
+                Method::GET | Method::HEAD => text(StatusCode::OK, "ok"),
+                _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+            };
+        }
+        let auth = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+        if !self.token.authorizes(auth) {
+            warn!("refused: missing or invalid bearer token");
+            let mut resp = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+        let expected = match path.as_str() {
+            "/jsonrpc" | "/quiesce/suspend" | "/quiesce/resume" => Method::POST,
+            "/identity" => Method::GET,
+            _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+        };
+        if req.method() != expected {
+            return error(StatusCode::METHOD_NOT_ALLOWED, &format!("use {expected}"));
+        }
+        if path == "/identity" {
+            return json(StatusCode::OK, &self.identity);
+        }
+        let body = match self.read_body(req).await {
+            Ok(body) => body,
+            Err(resp) => return resp,
+        };
+        match path.as_str() {
+            "/jsonrpc" => self.jsonrpc(&body).await,
+            "/quiesce/suspend" => self.quiesce.suspend(&body).await,
+            _ => self.quiesce.resume(&body).await,
+        }
+    }
+
+    async fn read_body<B>(&self, req: Request<B>) -> Result<Bytes, AgentResponse>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let too_large = || {
+            warn!(limit = self.body_limit, "refused: body too large");
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("body exceeds {} bytes", self.body_limit),
+            )
+        };
+        if declared_too_large(req.headers(), self.body_limit) {
+            return Err(too_large());
+        }
+        match read_limited(req.into_body(), self.body_limit).await {
+            Ok(body) => Ok(body),
+            Err(BodyError::TooLarge) => Err(too_large()),
+            Err(BodyError::Read(e)) => Err(error(StatusCode::BAD_REQUEST, &e)),
+        }
+    }
+
+    async fn jsonrpc(&self, body: &[u8]) -> AgentResponse {
+        let request = match RpcRequest::parse(body) {
+            Ok(r) => r,
+            Err(why) => {
+                warn!(reason = %why, "refused: malformed JSON-RPC request");
+                return error(StatusCode::BAD_REQUEST, &why);
+            }
+        };
+        let method = request.method.as_str();
+        if !allowlist::is_allowed(method) {
+            warn!(rpc.method = method, "refused: method not on the allowlist");
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!("method {method:?} is not allowed through the node agent"),
+            );
+        }
+        match self.forwarder.call(&request.to_wire()).await {
+            Ok(reply) => {
+                match spdk_error_code(&reply) {
+                    Some(code) => info!(
+                        rpc.method = method,
+                        rpc.error = code,
+                        "forwarded: SPDK error"
+                    ),
+                    None => info!(rpc.method = method, "forwarded: ok"),
+                }
+                let mut resp = Response::new(Full::new(reply));
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                resp
+            }
+            Err(e @ ForwardError::Timeout(_)) => {
+                warn!(rpc.method = method, error = %e, "forward failed: timeout");
+                error(StatusCode::GATEWAY_TIMEOUT, &e.to_string())
+            }
+            Err(e) => {
+                warn!(rpc.method = method, error = %e, "forward failed");
+                error(StatusCode::BAD_GATEWAY, &e.to_string())
+            }
+        }
+    }
+}
+
+/// The JSON-RPC error code in an SPDK reply, if it is an error.
+fn spdk_error_code(reply: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Reply {
+        error: Option<ErrorObject>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorObject {
+        code: i64,
+    }
+    serde_json::from_slice::<Reply>(reply)
+        .ok()?
+        .error
+        .map(|e| e.code)
+}
+
+/// A JSON response.
+pub(super) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> AgentResponse {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// A JSON `{"error": message}` response.
+pub(super) fn error(status: StatusCode, message: &str) -> AgentResponse {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn text(status: StatusCode, body: &str) -> AgentResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *resp.status_mut() = status;
+    resp
+}
