@@ -1,1 +1,17 @@
-//! Shorthorn node.
+//! Shorthorn node: the kernel layer (frontends, device-mapper, formatting,
+//! mounts, quiesce, stats) used by the CSI node service and the node agent.
+
+pub mod command;
+pub mod device;
+pub mod dm;
+pub mod error;
+pub mod format;
+pub mod freeze;
+pub mod frontend;
+pub mod mount;
+pub mod mountinfo;
+pub mod probe;
+pub mod quiesce;
+pub mod stats;
+
+pub use error::{NodeError, Result};
