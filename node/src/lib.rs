@@ -1,6 +1,7 @@
 //! Shorthorn node: the kernel layer (frontends, device-mapper, formatting,
 //! mounts, quiesce, stats) used by the CSI node service and the node agent.
 
+pub mod agent;
 pub mod command;
 pub mod device;
 pub mod dm;
