@@ -196,6 +196,8 @@ async fn listing_is_sorted_and_prefix_isolated(kv: Arc<dyn KvStore>) {
     assert!(kv.list("c/").await.expect("list").is_empty());
     let page = kv.list_from("a/", Some("a/1"), Some(2)).await;
     assert_eq!(keys(page.expect("list_from")), ["a/10", "a/2"]);
+    let none = kv.list_from("a/", None, Some(0)).await.expect("limit 0");
+    assert!(none.is_empty(), "a zero limit returns nothing: {none:?}");
 }
 
 fn ids(page: &Page<VolumeRecord>) -> Vec<String> {

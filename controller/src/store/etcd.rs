@@ -395,6 +395,10 @@ impl KvStore for EtcdStore {
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<Entry>> {
+        // etcd reads a limit of 0 as "unlimited"; the trait means "nothing".
+        if limit == Some(0) {
+            return Ok(Vec::new());
+        }
         let full_prefix = self.full_key(prefix);
         let start = match start_after {
             Some(after) if after >= prefix => {
