@@ -28,7 +28,9 @@ fn format_mount_bind_remount(fs_type: FsType, size: u64) {
         assert_eq!(probe_filesystem(&SystemRunner, &dev.path).unwrap(), None);
         format(&SystemRunner, &dev.path, fs_type).unwrap();
         assert_eq!(
-            probe_filesystem(&SystemRunner, &dev.path).unwrap().as_deref(),
+            probe_filesystem(&SystemRunner, &dev.path)
+                .unwrap()
+                .as_deref(),
             Some(fs_type.as_str())
         );
 
