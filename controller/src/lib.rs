@@ -14,6 +14,8 @@
 pub mod capacity;
 pub mod config;
 pub mod error;
+pub mod journal;
 pub mod naming;
+pub mod nodes;
 pub mod placement;
 pub mod store;

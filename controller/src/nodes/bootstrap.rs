@@ -1,0 +1,168 @@
+//! Makes a storage node usable and reads its space.
+//!
+//! Bootstrap is idempotent and runs on first use and after a node was found
+//! unreachable: create the aio base bdev if configured and missing (SPDK then
+//! examines it and finds an existing lvstore), create the lvstore if still
+//! missing, and create the NVMe-oF TCP transport if missing.
+
+use spdk_client::{
+    BdevAioCreateParams, BdevGetBdevsParams, BdevLvolCreateLvstoreParams,
+    BdevLvolGetLvstoresParams, NvmfCreateTransportParams, NvmfGetTransportsParams,
+};
+
+use tracing::Instrument;
+
+use super::NodeHandle;
+use crate::capacity::LvstoreSpace;
+use crate::config::BaseBdev;
+use crate::error::{ControllerError, Result};
+use crate::naming::LVOL_PREFIX;
+
+/// Name of the aio bdev the controller creates over a configured file.
+pub fn aio_bdev_name(lvstore: &str) -> String {
+    format!("shorthorn-base-{lvstore}")
+}
+
+/// Bootstraps `node` unless already done since it was last reachable.
+pub async fn ensure_ready(node: &NodeHandle) -> Result<()> {
+    if node.status().bootstrapped {
+        return Ok(());
+    }
+    let _guard = node.lock.lock().await;
+    if node.status().bootstrapped {
+        return Ok(());
+    }
+    bootstrap(node)
+        .instrument(tracing::info_span!("bootstrap", node = node.name()))
+        .await
+}
+
+async fn bootstrap(node: &NodeHandle) -> Result<()> {
+    let c = &node.client;
+    c.spdk_get_version()
+        .await
+        .map_err(|e| node.spdk_error("spdk_get_version", e))?;
+    if find_lvstore(node).await?.is_none() {
+        let base = match &node.config.base_bdev {
+            Some(BaseBdev::Aio {
+                aio_file,
+                block_size,
+            }) => {
+                let name = aio_bdev_name(&node.config.lvstore);
+                let present = c
+                    .bdev_get(&name)
+                    .await
+                    .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
+                if present.is_none() {
+                    let params = BdevAioCreateParams {
+                        name: name.clone(),
+                        filename: aio_file.display().to_string(),
+                        block_size: Some(*block_size),
+                        ..Default::default()
+                    };
+                    match c.bdev_aio_create(&params).await {
+                        Ok(_) => {}
+                        Err(e) if e.is_already_exists() => {}
+                        Err(e) => return Err(node.spdk_error("bdev_aio_create", e)),
+                    }
+                    c.bdev_wait_for_examine()
+                        .await
+                        .map_err(|e| node.spdk_error("bdev_wait_for_examine", e))?;
+                }
+                name
+            }
+            Some(BaseBdev::Existing(name)) => name.clone(),
+            None => {
+                return Err(ControllerError::FailedPrecondition(format!(
+                    "node {} has no lvstore {} and no base_bdev is configured to create it on",
+                    node.name(),
+                    node.config.lvstore
+                )))
+            }
+        };
+        if find_lvstore(node).await?.is_none() {
+            tracing::info!(base, lvstore = node.config.lvstore, "creating lvstore");
+            let params = BdevLvolCreateLvstoreParams {
+                bdev_name: base,
+                lvs_name: node.config.lvstore.clone(),
+                cluster_sz: Some(node.config.cluster_size),
+                ..Default::default()
+            };
+            c.bdev_lvol_create_lvstore(&params)
+                .await
+                .map_err(|e| node.spdk_error("bdev_lvol_create_lvstore", e))?;
+        }
+    }
+    let transports = c
+        .nvmf_get_transports(&NvmfGetTransportsParams::default())
+        .await
+        .map_err(|e| node.spdk_error("nvmf_get_transports", e))?;
+    if !transports
+        .iter()
+        .any(|t| t.trtype.eq_ignore_ascii_case("tcp"))
+    {
+        let params = NvmfCreateTransportParams {
+            trtype: "TCP".into(),
+            ..Default::default()
+        };
+        match c.nvmf_create_transport(&params).await {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(node.spdk_error("nvmf_create_transport", e)),
+        }
+    }
+    node.update_status(|s| {
+        s.bootstrapped = true;
+        s.online = true;
+    });
+    Ok(())
+}
+
+async fn find_lvstore(node: &NodeHandle) -> Result<Option<spdk_client::Lvstore>> {
+    let all = node
+        .client
+        .bdev_lvol_get_lvstores(&BdevLvolGetLvstoresParams::default())
+        .await
+        .map_err(|e| node.spdk_error("bdev_lvol_get_lvstores", e))?;
+    Ok(all.into_iter().find(|l| l.name == node.config.lvstore))
+}
+
+/// The lvstore's uuid, its space (provisioned = sum of the sizes of every
+/// lvol on it) and the number of Shorthorn replicas on it.
+pub async fn read_space(node: &NodeHandle) -> Result<(String, LvstoreSpace, usize)> {
+    let lvs = find_lvstore(node).await?.ok_or_else(|| {
+        ControllerError::FailedPrecondition(format!(
+            "lvstore {} disappeared from node {}",
+            node.config.lvstore,
+            node.name()
+        ))
+    })?;
+    let bdevs = node
+        .client
+        .bdev_get_bdevs(&BdevGetBdevsParams::default())
+        .await
+        .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
+    let prefix = format!("{}/{LVOL_PREFIX}", lvs.name);
+    let mut provisioned = 0u64;
+    let mut replicas = 0usize;
+    for bdev in &bdevs {
+        let on_store = bdev
+            .driver_specific
+            .lvol
+            .as_ref()
+            .is_some_and(|l| l.lvol_store_uuid == lvs.uuid);
+        if on_store {
+            provisioned += bdev.size_bytes();
+            if bdev.aliases.iter().any(|a| a.starts_with(&prefix)) {
+                replicas += 1;
+            }
+        }
+    }
+    let space = LvstoreSpace {
+        cluster_size: lvs.cluster_size,
+        total_clusters: lvs.total_data_clusters,
+        free_clusters: lvs.free_clusters,
+        provisioned_bytes: provisioned,
+    };
+    Ok((lvs.uuid, space, replicas))
+}

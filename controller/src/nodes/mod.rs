@@ -1,0 +1,268 @@
+//! The storage-node registry: one [`NodeHandle`] per node, holding its SPDK
+//! client, its configuration and what the controller last learned about it.
+//!
+//! - [`bootstrap`]: makes a node usable (base bdev, lvstore, TCP transport).
+//! - [`primitives`]: idempotent SPDK building blocks the operations use.
+
+pub mod bootstrap;
+pub mod primitives;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use spdk_client::{SpdkClient, SpdkError};
+
+use crate::capacity::LvstoreSpace;
+use crate::config::{ControllerConfig, Frontend, NodeConfig, NodeEndpoint};
+use crate::error::{ControllerError, Result};
+use crate::naming::TOPOLOGY_NODE_KEY;
+use crate::placement::{Candidate, Segments};
+
+/// What the controller last learned about a node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStatus {
+    /// The node answered its last call.
+    pub online: bool,
+    /// Base bdev, lvstore and transport are in place.
+    pub bootstrapped: bool,
+    /// Space of its lvstore at the last refresh.
+    pub space: LvstoreSpace,
+    /// UUID of its lvstore.
+    pub lvstore_uuid: Option<String>,
+    /// Shorthorn replica lvols on its lvstore.
+    pub replicas: usize,
+    /// Why the last refresh failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// One storage node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// Its configuration.
+    pub config: NodeConfig,
+    /// Its SPDK JSON-RPC client (socket or node agent).
+    pub client: SpdkClient,
+    status: Mutex<NodeStatus>,
+    /// Serialises bootstrap and ublk id allocation on this node.
+    pub(crate) lock: tokio::sync::Mutex<()>,
+}
+
+impl NodeHandle {
+    /// Builds the handle and its client (reading the agent token if any).
+    pub fn new(config: NodeConfig) -> Result<Self> {
+        let client = match &config.endpoint {
+            NodeEndpoint::Socket(path) => SpdkClient::unix(path.clone()),
+            NodeEndpoint::Agent { url, token_file } => {
+                let token = std::fs::read_to_string(token_file).map_err(|e| {
+                    ControllerError::io(
+                        format!(
+                            "reading agent token {} of node {}",
+                            token_file.display(),
+                            config.name
+                        ),
+                        e,
+                    )
+                })?;
+                SpdkClient::http(
+                    &format!("{}/jsonrpc", url.trim_end_matches('/')),
+                    token.trim(),
+                )
+                .map_err(|e| ControllerError::Config(format!("node {}: {e}", config.name)))?
+            }
+        };
+        Ok(Self {
+            config,
+            client,
+            status: Mutex::new(NodeStatus::default()),
+            lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The node name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Topology segments, including the node-name key.
+    pub fn segments(&self) -> Segments {
+        let mut segments = self.config.topology.clone();
+        segments.insert(TOPOLOGY_NODE_KEY.to_string(), self.config.name.clone());
+        segments
+    }
+
+    /// The frontend used to publish volumes on this node, if it runs a CSI node service.
+    pub fn frontend(&self) -> Option<Frontend> {
+        self.config.frontends.first().copied()
+    }
+
+    /// What the controller last learned.
+    pub fn status(&self) -> NodeStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn update_status(&self, f: impl FnOnce(&mut NodeStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Converts an SPDK failure of `method` on this node into the crate error,
+    /// marking the node offline when it could not be reached at all.
+    pub fn spdk_error(&self, method: &str, err: SpdkError) -> ControllerError {
+        match err {
+            SpdkError::Rpc { code, message, .. } => ControllerError::Spdk {
+                node: self.config.name.clone(),
+                method: method.to_string(),
+                code: i64::from(code),
+                message,
+            },
+            other => {
+                self.update_status(|s| {
+                    s.online = false;
+                    s.bootstrapped = false;
+                    s.last_error = Some(other.to_string());
+                });
+                ControllerError::NodeUnreachable {
+                    node: self.config.name.clone(),
+                    reason: format!("{method}: {other}"),
+                }
+            }
+        }
+    }
+
+    /// The lvstore's alias for the replica lvol of `volume_id`.
+    pub fn lvol_alias(&self, volume_id: &str) -> String {
+        format!(
+            "{}/{}",
+            self.config.lvstore,
+            crate::naming::replica_lvol(volume_id)
+        )
+    }
+}
+
+/// All storage nodes, by name.
+#[derive(Debug, Default)]
+pub struct NodeRegistry {
+    nodes: RwLock<BTreeMap<String, Arc<NodeHandle>>>,
+    /// Overprovisioning ratio used for placement and capacity.
+    pub ratio: f64,
+    /// Free-space percentage under which an lvstore is reported nearly full.
+    pub warn_percent: f64,
+}
+
+impl NodeRegistry {
+    /// Registers every statically configured node.
+    pub fn from_config(config: &ControllerConfig) -> Result<Self> {
+        let registry = Self {
+            nodes: RwLock::default(),
+            ratio: config.overprovisioning_ratio,
+            warn_percent: config.lvstore_free_warning_percent,
+        };
+        for node in &config.nodes {
+            registry.insert(NodeHandle::new(node.clone())?);
+        }
+        Ok(registry)
+    }
+
+    /// Adds or replaces a node (DNS discovery).
+    pub fn insert(&self, node: NodeHandle) {
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.config.name.clone(), Arc::new(node));
+    }
+
+    /// The node called `name`, or NOT_FOUND.
+    pub fn get(&self, name: &str) -> Result<Arc<NodeHandle>> {
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                ControllerError::NotFound(format!(
+                    "storage node {name} is not in the controller configuration (nor discovered)"
+                ))
+            })
+    }
+
+    /// Every node, in name order.
+    pub fn all(&self) -> Vec<Arc<NodeHandle>> {
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Refreshes every node concurrently; unreachable nodes come back offline.
+    pub async fn refresh_all(&self) -> Vec<Arc<NodeHandle>> {
+        let nodes = self.all();
+        let refreshes = nodes.iter().map(|n| self.refresh(n));
+        futures::future::join_all(refreshes).await;
+        nodes
+    }
+
+    /// Bootstraps (if needed) and re-reads the space of one node's lvstore,
+    /// warning when it is nearly full.
+    pub async fn refresh(&self, node: &NodeHandle) -> Result<LvstoreSpace> {
+        let outcome = async {
+            bootstrap::ensure_ready(node).await?;
+            bootstrap::read_space(node).await
+        }
+        .await;
+        match outcome {
+            Ok((uuid, space, replicas)) => {
+                if space.free_percent() < self.warn_percent {
+                    tracing::warn!(
+                        node = node.name(),
+                        free_percent = space.free_percent(),
+                        threshold = self.warn_percent,
+                        "lvstore {} is nearly full: grow its base bdev or move volumes away before thin replicas run out of clusters",
+                        node.config.lvstore
+                    );
+                }
+                node.update_status(|s| {
+                    s.online = true;
+                    s.space = space;
+                    s.lvstore_uuid = Some(uuid);
+                    s.replicas = replicas;
+                    s.last_error = None;
+                });
+                Ok(space)
+            }
+            Err(err) => {
+                tracing::warn!(node = node.name(), error = %err, "storage node refresh failed");
+                node.update_status(|s| {
+                    s.online = false;
+                    s.last_error = Some(err.to_string());
+                });
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether a node's lvstore is below the free-space warning threshold.
+    pub fn nearly_full(&self, status: &NodeStatus) -> bool {
+        status.online && status.space.free_percent() < self.warn_percent
+    }
+
+    /// Placement candidates from the nodes' last refreshed status.
+    pub fn candidates(&self, nodes: &[Arc<NodeHandle>]) -> Vec<Candidate> {
+        nodes
+            .iter()
+            .map(|n| {
+                let status = n.status();
+                Candidate {
+                    name: n.name().to_string(),
+                    segments: n.segments(),
+                    online: status.online && status.bootstrapped,
+                    space: status.space,
+                    replica_count: status.replicas,
+                }
+            })
+            .collect()
+    }
+}
