@@ -18,6 +18,20 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// True when the effective capability set holds CAP_SYS_RESOURCE, which
+/// ext4 online resize (EXT4_IOC_RESIZE_FS) requires; some sandboxes drop it.
+pub fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
 /// Skips (returns early from) a test when not root.
 #[macro_export]
 macro_rules! require_root {
