@@ -8,6 +8,7 @@
 
 mod cmd;
 mod logging;
+mod signals;
 
 use std::process::ExitCode;
 
