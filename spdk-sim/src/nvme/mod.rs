@@ -69,8 +69,9 @@ pub fn remove_controller(sim: &Sim, name: &str) -> bool {
         reg.iter()
             .map(|e| e.bdev.name())
             .filter(|n| {
-                n.strip_prefix(&prefix)
-                    .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+                n.strip_prefix(&prefix).is_some_and(|rest| {
+                    !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
+                })
             })
             .collect()
     };

@@ -73,7 +73,9 @@ async fn attach(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcErro
         ctrlr_loss_timeout_sec: p
             .ctrlr_loss_timeout_sec
             .unwrap_or(defaults.ctrlr_loss_timeout_sec),
-        reconnect_delay_sec: p.reconnect_delay_sec.unwrap_or(defaults.reconnect_delay_sec),
+        reconnect_delay_sec: p
+            .reconnect_delay_sec
+            .unwrap_or(defaults.reconnect_delay_sec),
         fast_io_fail_timeout_sec: p
             .fast_io_fail_timeout_sec
             .unwrap_or(defaults.fast_io_fail_timeout_sec),
@@ -105,7 +107,9 @@ async fn attach(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcErro
         .map_err(|e| {
             tracing::warn!(ctrlr = %p.name, ?e, "attach failed");
             match e {
-                ConnectFailure::Unreachable | ConnectFailure::Rejected(_) => RpcError::errno(-5),
+                ConnectFailure::Unreachable | ConnectFailure::Rejected(_) => {
+                    RpcError::new(-5, "Input/output error")
+                }
             }
         })?;
     {
@@ -193,7 +197,10 @@ fn set_options(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
         ));
     }
     let mut r = inner.options.resiliency;
-    let int = |k: &str| raw.get(k).map(|v| v.as_i64().ok_or_else(RpcError::decode_failed));
+    let int = |k: &str| {
+        raw.get(k)
+            .map(|v| v.as_i64().ok_or_else(RpcError::decode_failed))
+    };
     if let Some(v) = int("ctrlr_loss_timeout_sec") {
         r.ctrlr_loss_timeout_sec = v?;
     }

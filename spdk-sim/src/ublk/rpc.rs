@@ -110,11 +110,11 @@ async fn start_disk(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError
     let started =
         tokio::task::spawn_blocking(move || Disk::start(&data_dir, id, name, bdev, nq, qd, rt))
             .await
-            .map_err(|_| RpcError::errno(-5))
+            .map_err(|_| RpcError::new(-5, "Input/output error"))
             .and_then(|r| {
                 r.map_err(|e| {
                     tracing::warn!(id, error = %e, "ublk disk start failed");
-                    RpcError::errno(-e.raw_os_error().unwrap_or(5))
+                    RpcError::new(-32603, e.to_string())
                 })
             });
     let mut inner = lock(&sim.ublk.inner);
