@@ -1,5 +1,7 @@
 //! Command-line surface: one module per subcommand.
 
+mod controller;
+mod node;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -22,9 +24,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the CSI Identity and Controller services.
-    Controller(NotYet),
+    Controller(controller::ControllerArgs),
     /// Run the CSI Node service and the node agent on this node.
-    Node(NotYet),
+    Node(node::NodeArgs),
     /// Run one simulated spdk_tgt (JSON-RPC on a Unix socket, real data on disk).
     Sim(sim::SimArgs),
     /// Run the whole driver on this machine: simulated nodes, store, controller and node service.
