@@ -14,8 +14,11 @@
 pub mod capacity;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod journal;
 pub mod naming;
 pub mod nodes;
+pub mod ops;
 pub mod placement;
+pub mod reconciler;
 pub mod store;

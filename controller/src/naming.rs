@@ -76,6 +76,19 @@ pub fn kernel_host_nqn(node: &str) -> String {
     format!("{NQN_PREFIX}:kernel-host:{}", node_part(node))
 }
 
+/// Stable NVMe host identifier of the kernel of `node` (a UUID derived from its name).
+pub fn kernel_host_id(node: &str) -> uuid::Uuid {
+    let hi = fnv1a(node.as_bytes());
+    let lo = fnv1a(format!("{node}/hostid").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    uuid::Builder::from_bytes(bytes)
+        .with_variant(uuid::Variant::RFC4122)
+        .with_version(uuid::Version::Custom)
+        .into_uuid()
+}
+
 /// Name of the raid1 bdev assembling `volume_id` on its published node.
 pub fn raid_bdev(volume_id: &str) -> String {
     format!("{RAID_PREFIX}{volume_id}")

@@ -1,0 +1,244 @@
+//! CreateVolume: place, create one thin lvol per replica node, record.
+//!
+//! Steps journaled: `placed` (nodes chosen, nothing created yet),
+//! `replicas-created` (every lvol exists), `recorded` (volume record written).
+//! Recovery: if the volume record exists the operation is complete; otherwise
+//! every replica lvol is removed and the caller's retry starts afresh.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::Context;
+use crate::error::{ControllerError, Result};
+use crate::journal::{store_error, Journal};
+use crate::naming;
+use crate::nodes::primitives;
+use crate::placement::{self, TopologyRequirement};
+use crate::store::{
+    OperationKind, ReplicaHealth, ReplicaRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,
+};
+
+/// A validated CreateVolume request.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// CSI name (idempotency key).
+    pub name: String,
+    /// Size in bytes, already rounded to whole clusters.
+    pub size: u64,
+    /// Number of replicas.
+    pub replicas: u32,
+    /// StorageClass parameters, kept with the volume.
+    pub parameters: BTreeMap<String, String>,
+    /// Accessibility requirements.
+    pub topology: TopologyRequirement,
+}
+
+/// Journal payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatePayload {
+    /// CSI name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Chosen nodes.
+    pub nodes: Vec<String>,
+    /// lvol uuid per node, once created.
+    #[serde(default)]
+    pub lvols: BTreeMap<String, String>,
+}
+
+/// Creates the volume, or returns the existing one with the same name and properties.
+pub async fn create_volume(ctx: &Context, req: CreateRequest) -> Result<VolumeRecord> {
+    let _name_guard = ctx.lock(&format!("name:{}", req.name)).await;
+    if let Some(existing) = ctx
+        .store
+        .get_volume_by_name(&req.name)
+        .await
+        .map_err(store_error)?
+    {
+        return same_or_conflict(existing.record, &req);
+    }
+    let nodes = ctx.nodes.refresh_all().await;
+    let candidates = ctx.nodes.candidates(&nodes);
+    let chosen = placement::place(
+        &candidates,
+        req.replicas as usize,
+        req.size,
+        ctx.nodes.ratio,
+        &req.topology,
+    )?;
+    let volume_id = naming::new_volume_id();
+    let span = tracing::info_span!("create_volume", volume = %volume_id, name = %req.name);
+    run(ctx, req, volume_id, chosen).instrument(span).await
+}
+
+async fn run(
+    ctx: &Context,
+    req: CreateRequest,
+    volume_id: String,
+    chosen: Vec<String>,
+) -> Result<VolumeRecord> {
+    let _guard = ctx.lock(&volume_id).await;
+    let mut payload = CreatePayload {
+        name: req.name.clone(),
+        size: req.size,
+        nodes: chosen.clone(),
+        lvols: BTreeMap::new(),
+    };
+    let mut journal = Journal::begin(
+        &ctx.store,
+        OperationKind::CreateVolume,
+        &volume_id,
+        None,
+        "placed",
+        &payload,
+    )
+    .await?;
+    tracing::info!(nodes = ?chosen, size = req.size, "creating replicas");
+    match build(ctx, &req, &volume_id, &mut payload, &mut journal).await {
+        Ok(volume) => {
+            journal.finish().await?;
+            Ok(volume)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "create failed; rolling back");
+            match rollback(ctx, &volume_id, &payload.nodes).await {
+                Ok(()) => journal.finish().await?,
+                Err(e) => {
+                    tracing::error!(error = %e, "rollback incomplete; the reconciler will retry")
+                }
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn build(
+    ctx: &Context,
+    req: &CreateRequest,
+    volume_id: &str,
+    payload: &mut CreatePayload,
+    journal: &mut Journal,
+) -> Result<VolumeRecord> {
+    let mut handles = Vec::new();
+    for name in &payload.nodes {
+        handles.push(ctx.nodes.get(name)?);
+    }
+    let created = futures::future::try_join_all(
+        handles
+            .iter()
+            .map(|n| primitives::ensure_replica(n, volume_id, req.size)),
+    )
+    .await?;
+    payload.lvols = payload.nodes.iter().cloned().zip(created).collect();
+    journal.step("replicas-created", payload).await?;
+
+    let accessible = accessible_topology(ctx, &payload.nodes);
+    let volume = VolumeRecord {
+        version: SCHEMA_VERSION,
+        id: volume_id.to_string(),
+        name: req.name.clone(),
+        capacity_bytes: req.size,
+        parameters: req.parameters.clone(),
+        replica_count: req.replicas,
+        content_source: None,
+        accessible_topology: accessible,
+    };
+    let replicas: Vec<ReplicaRecord> = handles
+        .iter()
+        .map(|n| ReplicaRecord {
+            version: SCHEMA_VERSION,
+            volume_id: volume_id.to_string(),
+            node: n.name().to_string(),
+            lvstore: n.config.lvstore.clone(),
+            lvol_uuid: payload.lvols.get(n.name()).cloned().unwrap_or_default(),
+            health: ReplicaHealth::Healthy,
+            generation: 1,
+        })
+        .collect();
+    ctx.store
+        .create_volume(&volume, &replicas)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict { .. } => ControllerError::Aborted(format!(
+                "volume name {} was taken concurrently; retry",
+                req.name
+            )),
+            other => store_error(other),
+        })?;
+    journal.step("recorded", payload).await?;
+    tracing::info!("volume created");
+    Ok(volume)
+}
+
+/// Where a volume can be published: its replica nodes that run a CSI node
+/// service, or every such node when none of the replica nodes does (remote
+/// replicas are reached over NVMe-oF from anywhere).
+pub fn accessible_topology(ctx: &Context, replica_nodes: &[String]) -> Vec<TopologySegments> {
+    let all = ctx.nodes.all();
+    let with_frontend: Vec<_> = all.iter().filter(|n| n.frontend().is_some()).collect();
+    let local: Vec<_> = with_frontend
+        .iter()
+        .filter(|n| replica_nodes.iter().any(|r| r == n.name()))
+        .map(|n| n.segments())
+        .collect();
+    if local.is_empty() {
+        with_frontend.iter().map(|n| n.segments()).collect()
+    } else {
+        local
+    }
+}
+
+fn same_or_conflict(existing: VolumeRecord, req: &CreateRequest) -> Result<VolumeRecord> {
+    if existing.capacity_bytes != req.size {
+        return Err(ControllerError::AlreadyExists(format!(
+            "volume {} exists with {} bytes, not the {} requested; use another name or the same size",
+            req.name, existing.capacity_bytes, req.size
+        )));
+    }
+    if existing.parameters != req.parameters || existing.replica_count != req.replicas {
+        return Err(ControllerError::AlreadyExists(format!(
+            "volume {} exists with different parameters ({:?}); use another name",
+            req.name, existing.parameters
+        )));
+    }
+    Ok(existing)
+}
+
+/// Removes every replica lvol of `volume_id` on `nodes` (unreachable nodes
+/// are left to the orphan sweep).
+pub async fn rollback(ctx: &Context, volume_id: &str, nodes: &[String]) -> Result<()> {
+    for name in nodes {
+        let node = ctx.nodes.get(name)?;
+        match primitives::remove_replica(&node, volume_id).await {
+            Ok(()) => {}
+            Err(ControllerError::NodeUnreachable { .. }) => {
+                tracing::warn!(node = %name, volume = %volume_id, "node unreachable; its replica lvol will be removed by the orphan sweep");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Completes or rolls back an interrupted CreateVolume.
+pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
+    let volume_id = journal.record().volume_id.clone();
+    let _guard = ctx.lock(&volume_id).await;
+    if ctx
+        .store
+        .get_volume(&volume_id)
+        .await
+        .map_err(store_error)?
+        .is_some()
+    {
+        tracing::info!(volume = %volume_id, "interrupted create had completed");
+        return journal.finish().await;
+    }
+    let payload: CreatePayload = journal.payload()?;
+    tracing::info!(volume = %volume_id, step = %journal.record().step, "rolling back interrupted create");
+    rollback(ctx, &volume_id, &payload.nodes).await?;
+    journal.finish().await
+}

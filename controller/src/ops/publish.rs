@@ -1,0 +1,260 @@
+//! ControllerPublishVolume: assemble the volume's raid1 on the node that will
+//! use it and expose it to that node's kernel.
+//!
+//! Steps journaled: `started`, `exported` (remote replicas exported to the
+//! node's SPDK host NQN), `attached` (NVMe-oF controllers on the node),
+//! `assembled` (raid1 over local lvol + attached bdevs), `frontend` (ublk disk
+//! or loopback NVMe-oF subsystem), `recorded` (publication written).
+//! Recovery: finished if the publication record exists, else torn down.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use shorthorn_node::frontend::{AttachSpec, NvmeTcpTarget, UblkTarget};
+use tracing::Instrument;
+
+use super::teardown::teardown;
+use super::Context;
+use crate::config::Frontend;
+use crate::error::{ControllerError, Result};
+use crate::journal::{store_error, Journal};
+use crate::naming;
+use crate::nodes::{bootstrap, primitives, NodeHandle};
+use crate::store::{
+    Expect, FrontendKind, OperationKind, PublicationRecord, ReplicaHealth, SCHEMA_VERSION,
+};
+
+/// Kernel NVMe/TCP: never give up on the loopback controller.
+const KERNEL_CTRL_LOSS_TMO: i32 = -1;
+/// Kernel NVMe/TCP reconnect delay in seconds.
+const KERNEL_RECONNECT_DELAY: u32 = 1;
+/// Kernel NVMe/TCP keep-alive timeout in seconds.
+const KERNEL_KEEP_ALIVE_TMO: u32 = 5;
+
+/// Journal payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishPayload {
+    /// Node the volume is published on.
+    pub node: String,
+    /// Nodes whose replicas join the raid (healthy ones only).
+    pub replicas: Vec<String>,
+}
+
+/// Publishes `volume_id` on `node`; returns the publish_context.
+pub async fn publish(
+    ctx: &Context,
+    volume_id: &str,
+    node: &str,
+    readonly: bool,
+) -> Result<BTreeMap<String, String>> {
+    let span = tracing::info_span!("publish", volume = %volume_id, node = %node);
+    async {
+        let _guard = ctx.lock(volume_id).await;
+        let Some((_, replicas)) = ctx.volume(volume_id).await? else {
+            return Err(ControllerError::NotFound(format!("volume {volume_id} does not exist")));
+        };
+        let target = ctx.nodes.get(node)?;
+        let publications = ctx.store.list_publications(volume_id).await.map_err(store_error)?;
+        if let Some(p) = publications.iter().find(|p| p.record.node == node) {
+            if p.record.readonly != readonly {
+                return Err(ControllerError::AlreadyExists(format!(
+                    "volume {volume_id} is already published on {node} with readonly={}; unpublish it first",
+                    p.record.readonly
+                )));
+            }
+            return Ok(p.record.publish_context.clone());
+        }
+        if let Some(p) = publications.first() {
+            return Err(ControllerError::FailedPrecondition(format!(
+                "volume {volume_id} is published on node {}; a Shorthorn volume is used by one node at a time, unpublish it there first",
+                p.record.node
+            )));
+        }
+        let frontend = target.frontend().ok_or_else(|| {
+            ControllerError::FailedPrecondition(format!(
+                "node {node} has no frontend configured (ublk or nvme_tcp): it runs no CSI node service"
+            ))
+        })?;
+        let healthy: Vec<String> = replicas
+            .iter()
+            .filter(|r| r.health == ReplicaHealth::Healthy)
+            .map(|r| r.node.clone())
+            .collect();
+        if healthy.is_empty() {
+            return Err(ControllerError::FailedPrecondition(format!(
+                "volume {volume_id} has no healthy replica left; it cannot be published until a replica is rebuilt"
+            )));
+        }
+        if healthy.len() < replicas.len() {
+            tracing::warn!(healthy = healthy.len(), total = replicas.len(), "publishing degraded: failed replicas are left out until rebuilt");
+        }
+        let payload = PublishPayload { node: node.to_string(), replicas: healthy };
+        let mut journal = Journal::begin(
+            &ctx.store,
+            OperationKind::PublishVolume,
+            volume_id,
+            Some(node),
+            "started",
+            &payload,
+        )
+        .await?;
+        match assemble(ctx, volume_id, &target, frontend, readonly, &payload, &mut journal).await {
+            Ok(context) => {
+                journal.finish().await?;
+                Ok(context)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "publish failed; tearing down");
+                match teardown(ctx, volume_id, node, &payload.replicas).await {
+                    Ok(()) => journal.finish().await?,
+                    Err(e) => tracing::error!(error = %e, "teardown incomplete; the reconciler will retry"),
+                }
+                Err(err)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn assemble(
+    ctx: &Context,
+    volume_id: &str,
+    target: &NodeHandle,
+    frontend: Frontend,
+    readonly: bool,
+    payload: &PublishPayload,
+    journal: &mut Journal,
+) -> Result<BTreeMap<String, String>> {
+    let node = target.name();
+    bootstrap::ensure_ready(target).await?;
+    let host_nqn = naming::spdk_host_nqn(node);
+    let mut remotes = Vec::new();
+    for name in payload.replicas.iter().filter(|r| *r != node) {
+        let replica_node = ctx.nodes.get(name)?;
+        bootstrap::ensure_ready(&replica_node).await?;
+        let nqn = naming::replica_nqn(volume_id, name);
+        let bdev = replica_node.lvol_alias(volume_id);
+        primitives::ensure_export(
+            &replica_node,
+            &primitives::Export {
+                nqn: &nqn,
+                bdev: &bdev,
+                ns_uuid: None,
+                host_nqn: &host_nqn,
+                address: replica_node.config.nvmf_address,
+                port: replica_node.config.nvmf_port,
+                ana_reporting: false,
+                serial: naming::serial_number(volume_id),
+            },
+        )
+        .await?;
+        remotes.push((replica_node, nqn));
+    }
+    journal.step("exported", payload).await?;
+
+    let mut bases = Vec::new();
+    if payload.replicas.iter().any(|r| r == node) {
+        bases.push(target.lvol_alias(volume_id));
+    }
+    for (replica_node, nqn) in &remotes {
+        let ctrl = naming::nvme_controller(volume_id, replica_node.name());
+        let bdev = primitives::ensure_attached(
+            target,
+            &ctrl,
+            replica_node.config.nvmf_address,
+            replica_node.config.nvmf_port,
+            nqn,
+            &host_nqn,
+        )
+        .await?;
+        bases.push(bdev);
+    }
+    journal.step("attached", payload).await?;
+
+    let raid = naming::raid_bdev(volume_id);
+    primitives::ensure_raid1(target, &raid, &bases).await?;
+    journal.step("assembled", payload).await?;
+
+    let spec = match frontend {
+        Frontend::Ublk => {
+            let (id, device) = primitives::ensure_ublk(target, &raid).await?;
+            AttachSpec::Ublk(UblkTarget {
+                device: device.into(),
+                id,
+            })
+        }
+        Frontend::NvmeTcp => {
+            let nqn = naming::volume_nqn(volume_id);
+            let kernel_nqn = naming::kernel_host_nqn(node);
+            let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+            primitives::ensure_export(
+                target,
+                &primitives::Export {
+                    nqn: &nqn,
+                    bdev: &raid,
+                    ns_uuid: Some(volume_id),
+                    host_nqn: &kernel_nqn,
+                    address: loopback,
+                    port: target.config.nvmf_port,
+                    ana_reporting: true,
+                    serial: naming::serial_number(volume_id),
+                },
+            )
+            .await?;
+            let ns_uuid = uuid::Uuid::parse_str(volume_id)
+                .map_err(|e| ControllerError::Internal(format!("volume id {volume_id}: {e}")))?;
+            AttachSpec::NvmeTcp(NvmeTcpTarget {
+                traddr: loopback,
+                trsvcid: target.config.nvmf_port,
+                subnqn: nqn,
+                ns_uuid,
+                hostnqn: kernel_nqn,
+                hostid: naming::kernel_host_id(node),
+                ctrl_loss_tmo: KERNEL_CTRL_LOSS_TMO,
+                reconnect_delay: KERNEL_RECONNECT_DELAY,
+                keep_alive_tmo: KERNEL_KEEP_ALIVE_TMO,
+            })
+        }
+    };
+    journal.step("frontend", payload).await?;
+
+    let context: BTreeMap<String, String> = spec.to_publish_context().into_iter().collect();
+    let record = PublicationRecord {
+        version: SCHEMA_VERSION,
+        volume_id: volume_id.to_string(),
+        node: node.to_string(),
+        frontend: match frontend {
+            Frontend::Ublk => FrontendKind::Ublk,
+            Frontend::NvmeTcp => FrontendKind::NvmeTcp,
+        },
+        publish_context: context.clone(),
+        readonly,
+    };
+    ctx.store
+        .put_publication(&record, Expect::Absent)
+        .await
+        .map_err(store_error)?;
+    journal.step("recorded", payload).await?;
+    tracing::info!(frontend = frontend.as_str(), "volume published");
+    Ok(context)
+}
+
+/// Completes or rolls back an interrupted publish.
+pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
+    let volume_id = journal.record().volume_id.clone();
+    let payload: PublishPayload = journal.payload()?;
+    let _guard = ctx.lock(&volume_id).await;
+    if ctx
+        .store
+        .get_publication(&volume_id, &payload.node)
+        .await
+        .map_err(store_error)?
+        .is_some()
+    {
+        return journal.finish().await;
+    }
+    tracing::info!(volume = %volume_id, node = %payload.node, step = %journal.record().step, "tearing down interrupted publish");
+    teardown(ctx, &volume_id, &payload.node, &payload.replicas).await?;
+    journal.finish().await
+}

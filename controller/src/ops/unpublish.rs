@@ -1,0 +1,79 @@
+//! ControllerUnpublishVolume: tear the publication down and forget it.
+//! Steps: `started`, `torn-down`. Recovery redoes it (idempotent).
+
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::teardown::teardown;
+use super::Context;
+use crate::error::Result;
+use crate::journal::{store_error, Journal};
+use crate::store::{Expect, OperationKind};
+
+/// Journal payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnpublishPayload {
+    /// Node the volume was published on.
+    pub node: String,
+    /// Nodes holding replicas.
+    pub replicas: Vec<String>,
+}
+
+/// Unpublishes `volume_id` from `node`, or from every node when `node` is `None`.
+/// Unknown volumes and absent publications succeed.
+pub async fn unpublish(ctx: &Context, volume_id: &str, node: Option<&str>) -> Result<()> {
+    let span = tracing::info_span!("unpublish", volume = %volume_id, node = node.unwrap_or("*"));
+    async {
+        let _guard = ctx.lock(volume_id).await;
+        let Some((_, replicas)) = ctx.volume(volume_id).await? else {
+            return Ok(());
+        };
+        let publications = ctx
+            .store
+            .list_publications(volume_id)
+            .await
+            .map_err(store_error)?;
+        let replica_nodes: Vec<String> = replicas.into_iter().map(|r| r.node).collect();
+        for p in publications {
+            if node.is_some_and(|n| n != p.record.node) {
+                continue;
+            }
+            let payload = UnpublishPayload {
+                node: p.record.node.clone(),
+                replicas: replica_nodes.clone(),
+            };
+            let journal = Journal::begin(
+                &ctx.store,
+                OperationKind::UnpublishVolume,
+                volume_id,
+                Some(&p.record.node),
+                "started",
+                &payload,
+            )
+            .await?;
+            finish(ctx, volume_id, journal).await?;
+        }
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+async fn finish(ctx: &Context, volume_id: &str, mut journal: Journal) -> Result<()> {
+    let payload: UnpublishPayload = journal.payload()?;
+    teardown(ctx, volume_id, &payload.node, &payload.replicas).await?;
+    journal.step("torn-down", &payload).await?;
+    ctx.store
+        .delete_publication(volume_id, &payload.node, Expect::Any)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(node = %payload.node, "volume unpublished");
+    journal.finish().await
+}
+
+/// Completes an interrupted unpublish.
+pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
+    let volume_id = journal.record().volume_id.clone();
+    let _guard = ctx.lock(&volume_id).await;
+    finish(ctx, &volume_id, journal).await
+}
