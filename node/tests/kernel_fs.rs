@@ -137,9 +137,30 @@ fn block_device_bound_onto_a_file() {
 }
 
 #[test]
-fn unsupported_filesystem_is_refused_before_touching_the_device() {
-    let err = "btrfs".parse::<FsType>().unwrap_err();
-    assert!(matches!(err, NodeError::UnsupportedFilesystem { ref fs_type } if fs_type == "btrfs"));
+fn device_with_a_partition_table_is_not_formatted() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let backing = dir.path().join("backing.img");
+        sparse_file(&backing, 16 * MIB);
+        // A DOS partition table with one Linux partition at sector 2048.
+        let mut entry = vec![0x00, 0x20, 0x21, 0x00, 0x83, 0x8a, 0x08, 0x02];
+        entry.extend_from_slice(&2048u32.to_le_bytes());
+        entry.extend_from_slice(&30720u32.to_le_bytes());
+        write_at(&backing, 446, &entry);
+        write_at(&backing, 510, &[0x55, 0xaa]);
+        let dev = LoopDevice::attach(&backing);
+
+        assert_eq!(probe_filesystem(&SystemRunner, &dev.path).unwrap(), None);
+        match format(&SystemRunner, &dev.path, FsType::Ext4) {
+            Err(NodeError::DeviceNotBlank { signature, .. }) => {
+                assert_eq!(signature, "a dos partition table")
+            }
+            r => panic!("formatted a partitioned device: {r:?}"),
+        }
+        assert_eq!(read_at(&dev.path, 510, 2), [0x55, 0xaa]);
+    }
+    common::assert_nothing_left(dir.path());
 }
 
 fn write_at(path: &Path, offset: u64, data: &[u8]) {
