@@ -29,7 +29,7 @@ pub async fn serve(sim: Arc<Sim>, shutdown: impl Future<Output = ()>) -> Result<
         path: sim.config.data_dir.clone(),
         source,
     })?;
-    // TODO(network side): call `crate::ublk::cleanup_stale` here once it exists.
+    crate::ublk::cleanup_stale(&sim.config.data_dir);
     match std::fs::remove_file(&path) {
         Ok(()) => debug!(path = %path.display(), "removed stale rpc socket"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -123,3 +123,101 @@ pub async fn raid_info(s: &TestSim) -> Value {
     let v = s.ok("bdev_raid_get_bdevs", json!({"category": "all"})).await;
     v[0].clone()
 }
+
+/// One JSON-RPC call to a sim process over its Unix socket.
+pub fn rpc(sock: &std::path::Path, method: &str, params: Value) -> Result<Value, (i64, String)> {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect rpc socket");
+    let mut req = json!({"jsonrpc": "2.0", "id": 1, "method": method});
+    if !params.is_null() {
+        req["params"] = params;
+    }
+    s.write_all(req.to_string().as_bytes()).expect("send");
+    let mut de = serde_json::Deserializer::from_reader(&mut s);
+    let resp: Value = serde::Deserialize::deserialize(&mut de).expect("response");
+    match resp.get("error") {
+        Some(e) => Err((
+            e["code"].as_i64().unwrap_or(0),
+            e["message"].as_str().unwrap_or("").to_string(),
+        )),
+        None => Ok(resp["result"].clone()),
+    }
+}
+
+/// A sim process; killed (SIGKILL) and reaped on drop.
+pub struct SimProc {
+    pub child: std::process::Child,
+    pub sock: std::path::PathBuf,
+    pub data: std::path::PathBuf,
+}
+
+impl SimProc {
+    /// Starts `spdk-sim` with its socket and data dir under `dir` and waits until it answers.
+    pub fn start(dir: &std::path::Path, name: &str) -> Self {
+        let sock = dir.join(format!("{name}.sock"));
+        let data = dir.join(format!("{name}-data"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_spdk-sim"))
+            .arg("--rpc-socket")
+            .arg(&sock)
+            .arg("--data-dir")
+            .arg(&data)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn spdk-sim");
+        let p = SimProc { child, sock, data };
+        for _ in 0..500 {
+            if p.sock.exists() && std::os::unix::net::UnixStream::connect(&p.sock).is_ok() {
+                if rpc(&p.sock, "spdk_get_version", Value::Null).is_ok() {
+                    return p;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("spdk-sim {name} did not come up");
+    }
+
+    pub fn ok(&self, method: &str, params: Value) -> Value {
+        rpc(&self.sock, method, params.clone())
+            .unwrap_or_else(|e| panic!("{method} {params} failed: {e:?}"))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SimProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Base64 as `sim_bdev_write` / `sim_bdev_read` use it.
+pub fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Decodes `sim_bdev_read`'s data.
+pub fn unb64(s: &Value) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s["data"].as_str().expect("data"))
+        .expect("base64")
+}
+
+/// Whether anything is mounted at or below `path` (per /proc/self/mountinfo).
+pub fn mounted_under(path: &std::path::Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m.starts_with(p.as_ref()))
+}
+
+/// Whether loop device `dev` (e.g. "/dev/loop3") has a backing file.
+pub fn loop_attached(dev: &str) -> bool {
+    let name = dev.trim_start_matches("/dev/");
+    std::path::Path::new(&format!("/sys/block/{name}/loop/backing_file")).exists()
+}
