@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod command;
+pub mod csi;
 pub mod device;
 pub mod dm;
 pub mod error;

@@ -76,7 +76,7 @@ impl QuiesceApi {
     pub(super) async fn suspend(&self, body: &[u8]) -> AgentResponse {
         let req: SuspendRequest = match parse(body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         if req.volume_id.is_empty() || req.target.is_empty() {
             return error(StatusCode::BAD_REQUEST, "volume_id and target are required");
@@ -113,7 +113,7 @@ impl QuiesceApi {
     pub(super) async fn resume(&self, body: &[u8]) -> AgentResponse {
         let req: ResumeRequest = match parse(body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         let span = tracing::info_span!("quiesce", volume_id = %req.volume_id);
         let result = self
@@ -139,9 +139,8 @@ impl QuiesceApi {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, AgentResponse> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
 }
 
 fn failure(op: &str, e: NodeError) -> AgentResponse {

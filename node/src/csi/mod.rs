@@ -1,0 +1,72 @@
+//! The CSI Node service: stage (attach, format, mount), publish (bind into
+//! the pod), stats and expansion, over the kernel layer.
+//!
+//! Per-volume staging state lives in small JSON files under the node state
+//! dir ([`StagingStore`]), so a restarted service finds its staged volumes
+//! and never attaches one twice.
+
+mod identity;
+mod locks;
+mod publish;
+mod request;
+mod server;
+mod service;
+mod stage;
+mod state;
+mod status;
+mod usage;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use identity::IdentityService;
+pub use request::AccessKind;
+pub use server::serve_node;
+pub use service::NodeService;
+pub use state::{Publication, StagedVolume, StagingStore};
+
+use crate::format::FsType;
+
+/// Configuration of the CSI Node service.
+#[derive(Debug, Clone)]
+pub struct NodeServiceConfig {
+    /// CSI driver name reported by the Identity service.
+    pub driver_name: String,
+    /// Node id (the Kubernetes node name).
+    pub node_id: String,
+    /// Reported in NodeGetInfo; 0 means no limit.
+    pub max_volumes_per_node: i64,
+    /// Topology segment reported in NodeGetInfo.
+    pub topology: BTreeMap<String, String>,
+    /// Node state dir; staging records go to `<state_dir>/volumes`.
+    pub state_dir: PathBuf,
+    /// Stack dm-linear over attached devices; `None` uses it when the probe
+    /// finds device-mapper.
+    pub device_mapper: Option<bool>,
+    /// Filesystem when the capability names none.
+    pub default_fs: FsType,
+    /// How long attach waits for the device to appear.
+    pub attach_timeout: Duration,
+}
+
+impl NodeServiceConfig {
+    /// Defaults: ext4, no volume limit, 30 s attach timeout, device-mapper
+    /// when available.
+    pub fn new(
+        driver_name: impl Into<String>,
+        node_id: impl Into<String>,
+        state_dir: PathBuf,
+    ) -> Self {
+        NodeServiceConfig {
+            driver_name: driver_name.into(),
+            node_id: node_id.into(),
+            max_volumes_per_node: 0,
+            topology: BTreeMap::new(),
+            state_dir,
+            device_mapper: None,
+            default_fs: FsType::Ext4,
+            attach_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Validation of CSI request fields into what the node acts on.
+
+use std::path::{Path, PathBuf};
+
+use csi_proto::volume_capability::access_mode::Mode;
+use csi_proto::volume_capability::AccessType;
+use csi_proto::VolumeCapability;
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+
+use super::status::invalid;
+use crate::format::FsType;
+
+/// How a volume is presented on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessKind {
+    /// A filesystem mounted at the staging path.
+    Mount {
+        /// The filesystem.
+        fs_type: FsType,
+        /// True when the capability named the filesystem (else the default
+        /// applies and an existing filesystem of another type is accepted).
+        fs_type_requested: bool,
+        /// CSI mount flags.
+        mount_flags: Vec<String>,
+    },
+    /// The raw block device.
+    Block,
+}
+
+impl AccessKind {
+    /// True for block volumes.
+    pub fn is_block(&self) -> bool {
+        matches!(self, AccessKind::Block)
+    }
+}
+
+/// A validated volume capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capability {
+    /// Mount or block.
+    pub kind: AccessKind,
+    /// True for the reader-only access modes.
+    pub read_only: bool,
+}
+
+/// A non-empty string field, or INVALID_ARGUMENT naming it.
+pub fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(invalid(format!("{field} is required")))
+    } else {
+        Ok(value)
+    }
+}
+
+/// A required absolute path field.
+pub fn required_path(value: &str, field: &str) -> Result<PathBuf, Status> {
+    let path = Path::new(required(value, field)?);
+    if !path.is_absolute() {
+        return Err(invalid(format!(
+            "{field} must be an absolute path, got {value:?}"
+        )));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Validates a capability; `default_fs` applies when the mount names none.
+pub fn capability(
+    cap: Option<&VolumeCapability>,
+    default_fs: FsType,
+) -> Result<Capability, Status> {
+    let cap = cap.ok_or_else(|| invalid("volume_capability is required"))?;
+    let mode = cap
+        .access_mode
+        .map(|m| Mode::try_from(m.mode).unwrap_or(Mode::Unknown))
+        .unwrap_or(Mode::Unknown);
+    let read_only = match mode {
+        Mode::Unknown => {
+            return Err(invalid("volume_capability.access_mode is required"));
+        }
+        Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly => true,
+        _ => false,
+    };
+    let kind = match &cap.access_type {
+        None => {
+            return Err(invalid(
+                "volume_capability.access_type (mount or block) is required",
+            ))
+        }
+        Some(AccessType::Block(_)) => AccessKind::Block,
+        Some(AccessType::Mount(m)) => {
+            if !m.volume_mount_group.is_empty() {
+                return Err(invalid("volume_mount_group is not supported"));
+            }
+            let (fs_type, fs_type_requested) = if m.fs_type.is_empty() {
+                (default_fs, false)
+            } else {
+                (m.fs_type.parse::<FsType>().map_err(Status::from)?, true)
+            };
+            AccessKind::Mount {
+                fs_type,
+                fs_type_requested,
+                mount_flags: m.mount_flags.clone(),
+            }
+        }
+    };
+    if !kind.is_block() && mode == Mode::MultiNodeMultiWriter {
+        return Err(invalid(
+            "MULTI_NODE_MULTI_WRITER is only supported for block volumes",
+        ));
+    }
+    Ok(Capability { kind, read_only })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csi_proto::volume_capability::{AccessMode, BlockVolume, MountVolume};
+
+    fn cap(mode: Mode, access: AccessType) -> VolumeCapability {
+        VolumeCapability {
+            access_mode: Some(AccessMode { mode: mode as i32 }),
+            access_type: Some(access),
+        }
+    }
+
+    fn mount(fs: &str) -> AccessType {
+        AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn defaults_and_read_only_modes() {
+        let c = capability(Some(&cap(Mode::SingleNodeWriter, mount(""))), FsType::Ext4).unwrap();
+        assert_eq!(
+            c.kind,
+            AccessKind::Mount {
+                fs_type: FsType::Ext4,
+                fs_type_requested: false,
+                mount_flags: vec![]
+            }
+        );
+        assert!(!c.read_only);
+        let c = capability(
+            Some(&cap(
+                Mode::MultiNodeReaderOnly,
+                AccessType::Block(BlockVolume {}),
+            )),
+            FsType::Ext4,
+        )
+        .unwrap();
+        assert!(c.read_only && c.kind.is_block());
+    }
+
+    #[test]
+    fn bad_capabilities_are_invalid_arguments() {
+        let bad = [
+            None,
+            Some(cap(Mode::Unknown, mount("ext4"))),
+            Some(cap(Mode::SingleNodeWriter, mount("btrfs"))),
+            Some(cap(Mode::MultiNodeMultiWriter, mount("xfs"))),
+            Some(VolumeCapability {
+                access_mode: Some(AccessMode { mode: 1 }),
+                access_type: None,
+            }),
+        ];
+        for c in bad {
+            let err = capability(c.as_ref(), FsType::Ext4).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        assert!(required_path("rel/path", "target_path").is_err());
+        assert!(required_path("", "target_path").is_err());
+        assert!(required_path("/abs", "target_path").is_ok());
+    }
+}
