@@ -11,7 +11,16 @@ use crate::command::{CommandLine, CommandRunner};
 use crate::error::{NodeError, Result};
 use crate::format::FsType;
 
-nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+mod ioctl {
+    nix::ioctl_read!(
+        /// `BLKGETSIZE64`: size of a block device in bytes.
+        blkgetsize64,
+        0x12,
+        114,
+        u64
+    );
+}
+use ioctl::blkgetsize64;
 
 /// True when `path` exists and is a block device node (symlinks followed).
 pub fn is_block_device(path: &Path) -> bool {

@@ -11,8 +11,25 @@ use nix::libc::c_int;
 use crate::error::{NodeError, Result};
 use crate::mount::is_mounted;
 
-nix::ioctl_readwrite!(fifreeze, b'X', 119, c_int);
-nix::ioctl_readwrite!(fithaw, b'X', 120, c_int);
+mod ioctl {
+    use nix::libc::c_int;
+
+    nix::ioctl_readwrite!(
+        /// `FIFREEZE`: freeze the filesystem of an open file.
+        fifreeze,
+        b'X',
+        119,
+        c_int
+    );
+    nix::ioctl_readwrite!(
+        /// `FITHAW`: thaw the filesystem of an open file.
+        fithaw,
+        b'X',
+        120,
+        c_int
+    );
+}
+use ioctl::{fifreeze, fithaw};
 
 /// Result of [`freeze`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
