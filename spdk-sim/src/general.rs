@@ -30,6 +30,8 @@ pub async fn handle(
         "env_dpdk_get_mem_stats" => {
             params::none(method, params).map(|()| json!({"filename": "/tmp/spdk_mem_dump.txt"}))
         }
+        "framework_get_reactors" => params::none(method, params).map(|()| reactors(sim)),
+        "framework_get_subsystems" => params::none(method, params).map(|()| subsystems()),
         _ => return None,
     })
 }
@@ -63,19 +65,12 @@ struct ByName {
     name: String,
 }
 
+/// `bdev_examine`: spdk_tgt runs with auto-examine on, where a manual
+/// examine is refused with -22 (as recorded).
 async fn bdev_examine(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
-    let p: ByName = params::required(params)?;
-    let exists = sim
-        .bdevs
-        .lock()
-        .map_err(|_| RpcError::errno(-5))?
-        .lookup(&p.name)
-        .is_some();
-    if !exists {
-        return Err(RpcError::no_such_device());
-    }
-    crate::lvol::examine(sim, &p.name).await;
-    Ok(json!(true))
+    let _: ByName = params::required(params)?;
+    let _ = sim;
+    Err(RpcError::invalid_argument())
 }
 
 #[derive(Deserialize, Default)]
@@ -100,4 +95,41 @@ fn kill(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
         sim.killed.notify_one();
     });
     Ok(json!(true))
+}
+
+/// `framework_get_reactors`: one reactor on core 0 with spdk_tgt's three threads.
+fn reactors(sim: &Sim) -> Value {
+    let ticks = u64::try_from(sim.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let pid = std::process::id();
+    json!({
+        "tick_rate": crate::bdev_rpc::TICK_RATE,
+        "pid": pid,
+        "reactors": [{
+            "lcore": 0, "tid": pid, "busy": 0, "idle": ticks, "in_interrupt": false,
+            "irq": 0, "sys": 0, "usr": 0,
+            "lw_threads": [
+                {"name": "app_thread", "id": 1, "cpumask": "1", "elapsed": ticks},
+                {"name": "nvmf_tgt_poll_group_000", "id": 2, "cpumask": "1", "elapsed": ticks},
+                {"name": "iscsi_poll_group_0", "id": 3, "cpumask": "1", "elapsed": ticks}
+            ]
+        }]
+    })
+}
+
+/// `framework_get_subsystems`, as spdk_tgt v25.09 lists them.
+fn subsystems() -> Value {
+    json!([
+        {"subsystem": "keyring", "depends_on": []},
+        {"subsystem": "iobuf", "depends_on": []},
+        {"subsystem": "sock", "depends_on": []},
+        {"subsystem": "vmd", "depends_on": []},
+        {"subsystem": "accel", "depends_on": ["iobuf"]},
+        {"subsystem": "bdev", "depends_on": ["accel", "keyring", "vmd", "sock", "iobuf"]},
+        {"subsystem": "ublk", "depends_on": ["bdev"]},
+        {"subsystem": "nbd", "depends_on": ["bdev"]},
+        {"subsystem": "scheduler", "depends_on": []},
+        {"subsystem": "nvmf", "depends_on": ["bdev", "keyring", "sock"]},
+        {"subsystem": "scsi", "depends_on": ["bdev"]},
+        {"subsystem": "iscsi", "depends_on": ["scsi", "sock"]}
+    ])
 }

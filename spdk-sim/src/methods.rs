@@ -13,6 +13,8 @@ pub const STORAGE_METHODS: &[&str] = &[
     "rpc_get_methods",
     "spdk_kill_instance",
     "env_dpdk_get_mem_stats",
+    "framework_get_reactors",
+    "framework_get_subsystems",
     "bdev_wait_for_examine",
     "bdev_examine",
     "bdev_get_bdevs",

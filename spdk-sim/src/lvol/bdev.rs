@@ -179,6 +179,23 @@ impl Bdev for LvolBdev {
     fn extra_info(&self) -> Map<String, Value> {
         let mut m = self.lvs.base.extra_info();
         m.retain(|k, _| k == "memory_domains");
+        let ext = self.blob(|_, b| match &b.parent {
+            Parent::External(u) => Some(u.clone()),
+            _ => None,
+        });
+        if let Some(Some(u)) = ext {
+            let extra = self
+                .lvs
+                .ext_domains
+                .lock()
+                .ok()
+                .and_then(|d| d.get(&u).cloned());
+            if let (Some(Value::Array(more)), Some(Value::Array(mine))) =
+                (extra, m.get_mut("memory_domains"))
+            {
+                mine.extend(more);
+            }
+        }
         m
     }
     async fn read(&self, offset: u64, len: u64) -> IoResult<Vec<u8>> {

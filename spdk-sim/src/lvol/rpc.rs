@@ -355,14 +355,15 @@ async fn set_parent(
     let p: SetParent = params::required(params)?;
     let (lvs, id) = lvol(sim, &p.lvol_name)?;
     if external {
-        let ext = sim
+        let (ext, extra) = sim
             .bdevs
             .lock()
             .map_err(|_| RpcError::errno(-5))?
             .lookup(&p.parent_name)
-            .map(|e| e.bdev.uuid())
+            .map(|e| (e.bdev.uuid(), e.bdev.extra_info()))
             .ok_or_else(RpcError::no_such_device)?;
         ops::set_parent_bdev(&lvs, id, ext).await?;
+        lvs.note_external(&ext.to_string(), &extra);
     } else {
         let (plvs, pid) = lvol(sim, &p.parent_name)?;
         if !Arc::ptr_eq(&plvs, &lvs) {

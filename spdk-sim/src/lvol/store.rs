@@ -27,6 +27,9 @@ pub struct Lvs {
     pub anchor: Anchor,
     /// The sim, to find external snapshot bdevs.
     pub sim: Weak<Sim>,
+    /// `memory_domains` of external snapshot bdevs by UUID (an esnap clone
+    /// reports its own plus its parent's).
+    pub ext_domains: Mutex<std::collections::HashMap<String, serde_json::Value>>,
 }
 
 /// Where the bytes of one piece of an lvol read come from.
@@ -57,6 +60,14 @@ impl Lvs {
             base_name,
             anchor,
             sim,
+            ext_domains: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Remembers an external snapshot's `memory_domains` (if it has any).
+    pub fn note_external(&self, uuid: &str, extra: &serde_json::Map<String, serde_json::Value>) {
+        if let (Some(d), Ok(mut m)) = (extra.get("memory_domains"), self.ext_domains.lock()) {
+            m.insert(uuid.to_string(), d.clone());
         }
     }
 
