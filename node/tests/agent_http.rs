@@ -182,3 +182,39 @@ async fn startup_fails_clearly_on_an_empty_token_file() {
         .unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
 }
+
+#[tokio::test]
+async fn quiesce_refuses_volumes_the_node_has_not_staged() {
+    let agent = TestAgent::start().await;
+    let suspend = json!({"volume_id": "vol-9", "target": "/", "deadline_ms": 1000}).to_string();
+    let (status, body) = agent
+        .send("POST", "/quiesce/suspend", Some(&bearer()), suspend)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let too_long = json!({"volume_id": "vol-9", "deadline_ms": 3_600_000}).to_string();
+    let (status, _) = agent
+        .send("POST", "/quiesce/suspend", Some(&bearer()), too_long)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = agent
+        .send(
+            "POST",
+            "/quiesce/resume",
+            Some(&bearer()),
+            r#"{"volume_id":"vol-9"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body, json!({"volume_id": "vol-9", "held_ms": 0}));
+    let (status, _) = agent
+        .send("POST", "/quiesce/resume", None, r#"{"volume_id":"vol-9"}"#)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    agent.stop().await;
+}

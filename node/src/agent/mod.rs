@@ -150,7 +150,7 @@ pub async fn serve_agent(
     };
     let backend = match config.quiesce.clone() {
         Some(b) => b,
-        None => quiesce::kernel_backend(),
+        None => quiesce::kernel_backend(&config.state_dir)?,
     };
     let agent = Arc::new(router::Agent {
         token,

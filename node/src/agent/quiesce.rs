@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn, Instrument};
 
 use super::router::{error, json, AgentResponse};
+use crate::csi::StagingStore;
 use crate::error::{NodeError, Result};
+use crate::quiesce::{QuiesceTarget, Quiescer};
 
 /// Longest hold a caller may ask for.
 pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
@@ -19,9 +21,15 @@ pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
 /// Suspends and resumes a volume's I/O; implemented over the kernel layer.
 #[async_trait]
 pub trait QuiesceBackend: Send + Sync {
-    /// Freezes I/O to `target` (the volume's staging path or device) for at
-    /// most `deadline`, after which the backend resumes on its own.
-    async fn suspend(&self, volume_id: &str, target: &str, deadline: Duration) -> Result<()>;
+    /// Freezes the volume's I/O for at most `deadline`, after which the
+    /// backend resumes on its own. `target`, when given, must name what the
+    /// node itself would freeze (staging path, dm name or device).
+    async fn suspend(
+        &self,
+        volume_id: &str,
+        target: Option<&str>,
+        deadline: Duration,
+    ) -> Result<()>;
     /// Resumes I/O and returns how long it was held.
     async fn resume(&self, volume_id: &str) -> Result<Duration>;
 }
@@ -32,8 +40,10 @@ pub trait QuiesceBackend: Send + Sync {
 pub struct SuspendRequest {
     /// The volume.
     pub volume_id: String,
-    /// What to freeze: the staging path or device of the volume on this node.
-    pub target: String,
+    /// Optional cross-check of what will be frozen: the volume's staging
+    /// path, dm device name or block device on this node.
+    #[serde(default)]
+    pub target: Option<String>,
     /// Upper bound of the hold in milliseconds.
     pub deadline_ms: u64,
 }
@@ -78,8 +88,8 @@ impl QuiesceApi {
             Ok(r) => r,
             Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
-        if req.volume_id.is_empty() || req.target.is_empty() {
-            return error(StatusCode::BAD_REQUEST, "volume_id and target are required");
+        if req.volume_id.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "volume_id is required");
         }
         let deadline = Duration::from_millis(req.deadline_ms);
         if deadline.is_zero() || deadline > MAX_DEADLINE {
@@ -94,7 +104,7 @@ impl QuiesceApi {
         let span = tracing::info_span!("quiesce", volume_id = %req.volume_id);
         let result = self
             .backend
-            .suspend(&req.volume_id, &req.target, deadline)
+            .suspend(&req.volume_id, req.target.as_deref(), deadline)
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
@@ -146,33 +156,79 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, 
 fn failure(op: &str, e: NodeError) -> AgentResponse {
     warn!(error = %e, "quiesce {op} failed");
     let status = match e {
-        NodeError::QuiesceUnsupported { .. } => StatusCode::CONFLICT,
+        NodeError::QuiesceUnsupported { .. } | NodeError::QuiesceConflict { .. } => {
+            StatusCode::CONFLICT
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, &e.to_string())
 }
 
-/// The kernel layer's quiescer as a backend.
-pub(super) fn kernel_backend() -> Arc<dyn QuiesceBackend> {
-    Arc::new(Unavailable)
+/// The kernel layer's quiescer as a backend; targets are resolved from the
+/// CSI node service's staging records under `state_dir`, so a caller can
+/// never freeze anything but a staged volume.
+pub(super) fn kernel_backend(state_dir: &std::path::Path) -> Result<Arc<dyn QuiesceBackend>> {
+    let runner: Arc<dyn crate::command::CommandRunner> = Arc::new(crate::command::SystemRunner);
+    Ok(Arc::new(KernelQuiesce {
+        quiescer: Quiescer::new(crate::dm::DmLinear::new(runner)),
+        store: StagingStore::open(state_dir)?,
+    }))
 }
 
-/// Placeholder until the kernel layer's quiescer is wired in.
-struct Unavailable;
+struct KernelQuiesce {
+    quiescer: Quiescer,
+    store: StagingStore,
+}
+
+impl KernelQuiesce {
+    fn resolve(&self, volume_id: &str) -> Result<QuiesceTarget> {
+        let rec = self
+            .store
+            .load(volume_id)?
+            .ok_or_else(|| NodeError::QuiesceUnsupported {
+                volume_id: volume_id.to_owned(),
+                reason: "the volume is not staged on this node".to_owned(),
+            })?;
+        Ok(match (&rec.dm_name, rec.access.is_block()) {
+            (Some(name), _) => QuiesceTarget::DmDevice(name.clone()),
+            (None, false) => QuiesceTarget::Filesystem(rec.staging_path.clone()),
+            (None, true) => QuiesceTarget::RawBlock(rec.device_path()),
+        })
+    }
+}
+
+fn names(target: &QuiesceTarget, wanted: &str) -> bool {
+    match target {
+        QuiesceTarget::DmDevice(n) => n == wanted,
+        QuiesceTarget::Filesystem(p) | QuiesceTarget::RawBlock(p) => p.as_os_str() == wanted,
+    }
+}
 
 #[async_trait]
-impl QuiesceBackend for Unavailable {
-    async fn suspend(&self, volume_id: &str, _target: &str, _deadline: Duration) -> Result<()> {
-        Err(NodeError::QuiesceUnsupported {
-            volume_id: volume_id.to_owned(),
-            reason: "this node has no quiesce support".to_owned(),
-        })
+impl QuiesceBackend for KernelQuiesce {
+    async fn suspend(
+        &self,
+        volume_id: &str,
+        target: Option<&str>,
+        deadline: Duration,
+    ) -> Result<()> {
+        let resolved = self.resolve(volume_id)?;
+        if let Some(wanted) = target {
+            if !names(&resolved, wanted) {
+                return Err(NodeError::QuiesceUnsupported {
+                    volume_id: volume_id.to_owned(),
+                    reason: format!("target {wanted:?} is not this volume's {resolved}"),
+                });
+            }
+        }
+        self.quiescer
+            .suspend(volume_id, resolved, deadline)
+            .await
+            .map(drop)
     }
 
     async fn resume(&self, volume_id: &str) -> Result<Duration> {
-        Err(NodeError::QuiesceUnsupported {
-            volume_id: volume_id.to_owned(),
-            reason: "this node has no quiesce support".to_owned(),
-        })
+        let report = self.quiescer.resume(volume_id).await?;
+        Ok(report.held_for.unwrap_or_default())
     }
 }
