@@ -13,12 +13,17 @@
 
 pub mod capacity;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod identity;
 pub mod journal;
 pub mod naming;
 pub mod nodes;
 pub mod ops;
+pub mod params;
 pub mod placement;
 pub mod reconciler;
+pub mod server;
+pub mod service;
 pub mod store;

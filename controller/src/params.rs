@@ -1,0 +1,183 @@
+//! Validation of CSI request fields: CreateVolume parameters, volume
+//! capabilities and topology. Pure.
+
+use std::collections::{BTreeMap, HashMap};
+
+use csi_proto::volume_capability::access_mode::Mode;
+use csi_proto::{Topology, TopologyRequirement as CsiTopologyRequirement, VolumeCapability};
+
+use crate::error::{ControllerError, Result};
+use crate::placement::{Segments, TopologyRequirement};
+
+/// StorageClass parameter: number of replicas.
+pub const PARAM_REPLICAS: &str = "numberOfReplicas";
+/// Replicas when the parameter is absent.
+pub const DEFAULT_REPLICAS: u32 = 3;
+/// Prefix of the parameters Kubernetes sidecars add; accepted and not stored.
+pub const K8S_PARAM_PREFIX: &str = "csi.storage.k8s.io/";
+
+/// Parsed CreateVolume parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeParams {
+    /// Number of replicas.
+    pub replicas: u32,
+    /// The parameters kept with the volume (sidecar-added keys removed).
+    pub stored: BTreeMap<String, String>,
+}
+
+/// Parses CreateVolume parameters; unknown keys are INVALID_ARGUMENT.
+pub fn parse_volume_params(params: &HashMap<String, String>) -> Result<VolumeParams> {
+    let mut replicas = DEFAULT_REPLICAS;
+    let mut stored = BTreeMap::new();
+    for (key, value) in params {
+        if key.starts_with(K8S_PARAM_PREFIX) {
+            continue;
+        }
+        match key.as_str() {
+            PARAM_REPLICAS => {
+                replicas = value
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=16).contains(n))
+                    .ok_or_else(|| {
+                        ControllerError::InvalidArgument(format!(
+                            "parameter {PARAM_REPLICAS}={value:?} must be a whole number from 1 to 16"
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(ControllerError::InvalidArgument(format!(
+                    "unknown parameter {other:?}; Shorthorn StorageClasses accept only {PARAM_REPLICAS}"
+                )))
+            }
+        }
+        stored.insert(key.clone(), value.clone());
+    }
+    Ok(VolumeParams { replicas, stored })
+}
+
+/// Why a capability is not supported, or `None` when it is.
+pub fn unsupported(cap: &VolumeCapability) -> Option<String> {
+    if cap.access_type.is_none() {
+        return Some("volume capability has no access type (block or mount)".into());
+    }
+    let Some(mode) = cap.access_mode.as_ref() else {
+        return Some("volume capability has no access mode".into());
+    };
+    match Mode::try_from(mode.mode) {
+        Ok(
+            Mode::SingleNodeWriter
+            | Mode::SingleNodeReaderOnly
+            | Mode::SingleNodeSingleWriter
+            | Mode::SingleNodeMultiWriter,
+        ) => None,
+        Ok(other) => Some(format!(
+            "access mode {} is not supported: a Shorthorn volume is assembled on one node at a time",
+            other.as_str_name()
+        )),
+        Err(_) => Some(format!("unknown access mode {}", mode.mode)),
+    }
+}
+
+/// Requires at least one capability and that all are supported.
+pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<()> {
+    if caps.is_empty() {
+        return Err(ControllerError::InvalidArgument(
+            "volume_capabilities must not be empty".into(),
+        ));
+    }
+    for cap in caps {
+        if let Some(why) = unsupported(cap) {
+            return Err(ControllerError::InvalidArgument(why));
+        }
+    }
+    Ok(())
+}
+
+/// Requires a non-empty id-like field.
+pub fn require(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        Err(ControllerError::InvalidArgument(format!(
+            "{field} is required"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// The segments of a CSI topology.
+pub fn topology_segments(t: &Topology) -> Segments {
+    t.segments
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Converts CSI accessibility requirements.
+pub fn topology(req: Option<&CsiTopologyRequirement>) -> TopologyRequirement {
+    req.map(|r| TopologyRequirement {
+        requisite: r.requisite.iter().map(topology_segments).collect(),
+        preferred: r.preferred.iter().map(topology_segments).collect(),
+    })
+    .unwrap_or_default()
+}
+
+/// Converts stored segments to a CSI topology.
+pub fn to_topology(segments: &Segments) -> Topology {
+    Topology {
+        segments: segments
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csi_proto::volume_capability::{AccessMode, AccessType, BlockVolume};
+
+    fn cap(mode: Mode) -> VolumeCapability {
+        VolumeCapability {
+            access_mode: Some(AccessMode { mode: mode.into() }),
+            access_type: Some(AccessType::Block(BlockVolume {})),
+        }
+    }
+
+    #[test]
+    fn replicas_parameter_is_validated_and_named() {
+        let p = parse_volume_params(&HashMap::new()).unwrap();
+        assert_eq!(p.replicas, DEFAULT_REPLICAS);
+        let p = parse_volume_params(&HashMap::from([
+            (PARAM_REPLICAS.to_string(), "2".to_string()),
+            ("csi.storage.k8s.io/pvc/name".to_string(), "x".to_string()),
+        ]))
+        .unwrap();
+        assert_eq!(p.replicas, 2);
+        assert_eq!(p.stored.len(), 1);
+        for bad in ["0", "-1", "three", "17"] {
+            let e = parse_volume_params(&HashMap::from([(
+                PARAM_REPLICAS.to_string(),
+                bad.to_string(),
+            )]))
+            .unwrap_err();
+            assert!(e.to_string().contains(PARAM_REPLICAS), "{e}");
+        }
+        let e =
+            parse_volume_params(&HashMap::from([("fsType".into(), "ext4".into())])).unwrap_err();
+        assert!(matches!(e, ControllerError::InvalidArgument(_)));
+    }
+
+    #[test]
+    fn only_single_node_access_modes_are_supported() {
+        assert!(check_capabilities(&[cap(Mode::SingleNodeWriter)]).is_ok());
+        assert!(check_capabilities(&[cap(Mode::MultiNodeMultiWriter)]).is_err());
+        assert!(check_capabilities(&[]).is_err());
+        let no_type = VolumeCapability {
+            access_type: None,
+            ..cap(Mode::SingleNodeWriter)
+        };
+        assert!(check_capabilities(&[no_type]).is_err());
+    }
+}

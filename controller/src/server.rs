@@ -1,0 +1,167 @@
+//! Running the controller: [`serve`] is the one entry point the binary calls.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), shorthorn_controller::error::ControllerError> {
+//! use shorthorn_controller::config::ControllerConfig;
+//! use shorthorn_controller::server::{serve, Endpoint};
+//! let config = ControllerConfig::load("/etc/shorthorn/controller.toml".as_ref())?;
+//! let endpoint: Endpoint = "unix:///csi/csi.sock".parse()?;
+//! serve(config, endpoint, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use csi_proto::controller_server::ControllerServer;
+use csi_proto::identity_server::IdentityServer;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+
+use crate::config::{ControllerConfig, StoreConfig};
+use crate::error::{ControllerError, Result};
+use crate::identity::IdentityService;
+use crate::nodes::NodeRegistry;
+use crate::ops::Context;
+use crate::reconciler;
+use crate::service::ControllerService;
+use crate::store::{EmbeddedStore, EtcdConfig, EtcdStore, KvStore, Store};
+
+/// Where the CSI gRPC services listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A Unix socket path (`unix:///csi/csi.sock`); a stale socket file is replaced.
+    Unix(PathBuf),
+    /// A TCP address (`tcp://0.0.0.0:10000`).
+    Tcp(SocketAddr),
+}
+
+impl FromStr for Endpoint {
+    type Err = ControllerError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(path) = s
+            .strip_prefix("unix://")
+            .or_else(|| s.strip_prefix("unix:"))
+        {
+            if path.is_empty() {
+                return Err(ControllerError::Config(format!(
+                    "endpoint {s:?} has no path"
+                )));
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        let addr = s.strip_prefix("tcp://").unwrap_or(s);
+        addr.parse().map(Endpoint::Tcp).map_err(|_| {
+            ControllerError::Config(format!(
+                "endpoint {s:?} must be unix:///path/to.sock or tcp://host:port"
+            ))
+        })
+    }
+}
+
+/// Opens the configured state store.
+pub async fn open_store(config: &StoreConfig) -> Result<Store> {
+    let kv: Arc<dyn KvStore> = match config {
+        StoreConfig::Embedded(path) => Arc::new(
+            EmbeddedStore::open(path)
+                .await
+                .map_err(|e| ControllerError::Store(e.to_string()))?,
+        ),
+        StoreConfig::Etcd { endpoints, prefix } => Arc::new(
+            EtcdStore::new(EtcdConfig {
+                endpoints: endpoints.clone(),
+                prefix: prefix.clone(),
+                ..Default::default()
+            })
+            .map_err(|e| ControllerError::Store(e.to_string()))?,
+        ),
+    };
+    Ok(Store::new(kv))
+}
+
+/// Opens the store, registers the nodes and resumes interrupted operations:
+/// everything [`serve`] does before it starts listening.
+pub async fn start(config: &ControllerConfig) -> Result<Context> {
+    let store = open_store(&config.store).await?;
+    let nodes = Arc::new(NodeRegistry::from_config(config)?);
+    let ctx = Context::new(store, nodes);
+    ctx.nodes.refresh_all().await;
+    let resumed = reconciler::recover_pending(&ctx).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "finished or rolled back interrupted operations");
+    }
+    Ok(ctx)
+}
+
+/// Runs the CSI Identity and Controller services on `endpoint` until
+/// `shutdown` resolves. Interrupted operations are resumed before the first
+/// request is served; the reconciler runs every `reconcile_interval_secs`.
+pub async fn serve(
+    config: ControllerConfig,
+    endpoint: Endpoint,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let ctx = start(&config).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reconcile = {
+        let ctx = ctx.clone();
+        let mut stop = stop_rx.clone();
+        let interval = Duration::from_secs(config.reconcile_interval_secs.max(1));
+        tokio::spawn(reconciler::run(ctx, interval, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    };
+    let router = tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(IdentityService::new(ctx.clone())))
+        .add_service(ControllerServer::new(ControllerService::new(ctx)));
+    let outcome = match endpoint {
+        Endpoint::Unix(path) => {
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| {
+                    ControllerError::io(format!("removing stale socket {}", path.display()), e)
+                })?;
+            }
+            let listener = tokio::net::UnixListener::bind(&path)
+                .map_err(|e| ControllerError::io(format!("binding {}", path.display()), e))?;
+            tracing::info!(socket = %path.display(), "controller serving");
+            router
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                .await
+        }
+        Endpoint::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| ControllerError::io(format!("binding {addr}"), e))?;
+            tracing::info!(%addr, "controller serving");
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = reconcile.await;
+    outcome.map_err(|e| ControllerError::Internal(format!("gRPC server failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_unix_and_tcp_endpoints() {
+        assert_eq!(
+            "unix:///csi/csi.sock".parse::<Endpoint>().unwrap(),
+            Endpoint::Unix("/csi/csi.sock".into())
+        );
+        assert_eq!(
+            "tcp://127.0.0.1:9000".parse::<Endpoint>().unwrap(),
+            Endpoint::Tcp("127.0.0.1:9000".parse().unwrap())
+        );
+        assert!("unix://".parse::<Endpoint>().is_err());
+        assert!("http://x".parse::<Endpoint>().is_err());
+    }
+}
