@@ -22,6 +22,8 @@ pub const SIM_BIN_ENV: &str = "SHORTHORN_SIM_BIN";
 pub const SPDK_TGT_ENV: &str = "SHORTHORN_SPDK_TGT";
 /// Size of each node's sparse aio backing file.
 pub const DEFAULT_BACKING_SIZE: u64 = 1024 * 1024 * 1024;
+/// How long a node may take to exit after SIGINT before it is SIGKILLed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a node may take to answer `spdk_get_version` after start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -104,6 +106,32 @@ impl StorageNode {
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// Asks the process to exit (SIGINT, so the sim removes its ublk loop
+    /// devices and FUSE mounts), then SIGKILLs it if it lingers; always reaps.
+    fn stop(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let interrupted = Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if interrupted {
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill();
     }
 
     fn kill(&mut self) {
@@ -190,6 +218,11 @@ impl TestCluster {
         self.nodes[i].kill();
     }
 
+    /// Stops node `i` gracefully (SIGINT, then SIGKILL if it lingers).
+    pub fn stop_node(&mut self, i: usize) {
+        self.nodes[i].stop();
+    }
+
     /// Kills node `i` if running and starts it again on the same socket and files.
     pub fn restart_node(&mut self, i: usize) -> Result<(), NodesError> {
         self.nodes[i].kill();
@@ -239,7 +272,7 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
-            node.kill();
+            node.stop();
             if matches!(self.flavor, Flavor::Real(_)) {
                 remove_stale_hugepage_maps(node.shm_id);
             }
