@@ -78,11 +78,25 @@ async fn set_ns_ana_group_waits_for_in_flight_io() {
         .unwrap();
     let port = free_port();
     let nqn = "nqn.2016-06.io.spdk:barrier";
-    b.ok("nvmf_create_transport", json!({"trtype": "TCP"})).await;
-    b.ok("nvmf_create_subsystem", json!({"nqn": nqn, "allow_any_host": true, "ana_reporting": true})).await;
-    b.ok("nvmf_subsystem_add_ns", json!({"nqn": nqn, "namespace": {"bdev_name": "gated"}})).await;
-    b.ok("nvmf_subsystem_add_listener", json!({"nqn": nqn, "listen_address": listen(port)})).await;
-    a.ok("bdev_nvme_attach_controller", attach_params("g", nqn, port)).await;
+    b.ok("nvmf_create_transport", json!({"trtype": "TCP"}))
+        .await;
+    b.ok(
+        "nvmf_create_subsystem",
+        json!({"nqn": nqn, "allow_any_host": true, "ana_reporting": true}),
+    )
+    .await;
+    b.ok(
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": nqn, "namespace": {"bdev_name": "gated"}}),
+    )
+    .await;
+    b.ok(
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": nqn, "listen_address": listen(port)}),
+    )
+    .await;
+    a.ok("bdev_nvme_attach_controller", attach_params("g", nqn, port))
+        .await;
     let nv = a.bdev("gn1");
 
     let write = tokio::spawn(async move { nv.write(0, &[1u8; 4096]).await });
@@ -105,7 +119,10 @@ async fn set_ns_ana_group_waits_for_in_flight_io() {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!barrier.is_finished(), "ANA group changed while I/O was in flight");
+    assert!(
+        !barrier.is_finished(),
+        "ANA group changed while I/O was in flight"
+    );
     assert!(!write.is_finished());
     gate.add_permits(1);
     write.await.unwrap().unwrap();

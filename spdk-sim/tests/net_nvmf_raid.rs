@@ -27,12 +27,19 @@ async fn exported_bdev_is_attached_with_spdk_shapes_and_carries_data() {
     assert_eq!(ns["nguid"], uuid.replace('-', "").to_uppercase());
     assert_eq!(subs[1]["max_namespaces"], 32);
     assert_eq!(
-        b.ok("nvmf_subsystem_get_listeners", json!({"nqn": "nqn.2016-06.io.spdk:rep-b"})).await,
+        b.ok(
+            "nvmf_subsystem_get_listeners",
+            json!({"nqn": "nqn.2016-06.io.spdk:rep-b"})
+        )
+        .await,
         json!([{"address": listen(port)}])
     );
 
     let names = a
-        .ok("bdev_nvme_attach_controller", attach_params("nvB", "nqn.2016-06.io.spdk:rep-b", port))
+        .ok(
+            "bdev_nvme_attach_controller",
+            attach_params("nvB", "nqn.2016-06.io.spdk:rep-b", port),
+        )
         .await;
     assert_eq!(names, json!(["nvBn1"]));
     let nv = a.bdev("nvBn1");
@@ -42,11 +49,16 @@ async fn exported_bdev_is_attached_with_spdk_shapes_and_carries_data() {
     let ds = nv.driver_specific();
     assert_eq!(ds["nvme"][0]["trid"]["trsvcid"], port.to_string());
     assert_eq!(ds["nvme"][0]["ctrlr_data"]["serial_number"], "SPDKTEST");
-    let ctrlrs = a.ok("bdev_nvme_get_controllers", json!({"name": "nvB"})).await;
+    let ctrlrs = a
+        .ok("bdev_nvme_get_controllers", json!({"name": "nvB"}))
+        .await;
     assert_eq!(ctrlrs[0]["ctrlrs"][0]["state"], "enabled");
     assert_eq!(
-        b.ok("nvmf_subsystem_get_controllers", json!({"nqn": "nqn.2016-06.io.spdk:rep-b"}))
-            .await[0]["hostnqn"],
+        b.ok(
+            "nvmf_subsystem_get_controllers",
+            json!({"nqn": "nqn.2016-06.io.spdk:rep-b"})
+        )
+        .await[0]["hostnqn"],
         ctrlrs[0]["ctrlrs"][0]["host"]["nqn"]
     );
 
@@ -56,10 +68,25 @@ async fn exported_bdev_is_attached_with_spdk_shapes_and_carries_data() {
     assert_eq!(nv.read(4096, MIB as u64).await.unwrap(), data);
 
     // Exported bdevs are claimed, as SPDK's nvmf claims them.
-    assert!(a.call("bdev_nvme_detach_controller", json!({"name": "nvB"})).await.is_ok());
+    assert!(a
+        .call("bdev_nvme_detach_controller", json!({"name": "nvB"}))
+        .await
+        .is_ok());
     assert!(!a.has_bdev("nvBn1"));
-    b.ok("nvmf_delete_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:rep-b"})).await;
-    assert!(b.sim.bdevs.lock().unwrap().lookup("mB").unwrap().claimed_by.is_none());
+    b.ok(
+        "nvmf_delete_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:rep-b"}),
+    )
+    .await;
+    assert!(b
+        .sim
+        .bdevs
+        .lock()
+        .unwrap()
+        .lookup("mB")
+        .unwrap()
+        .claimed_by
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,31 +94,71 @@ async fn attach_fails_like_spdk_when_nothing_listens_or_host_is_not_allowed() {
     let a = TestSim::new();
     let b = TestSim::new();
     let err = a
-        .call("bdev_nvme_attach_controller", attach_params("Z", "nqn.2016-06.io.spdk:x", free_port()))
+        .call(
+            "bdev_nvme_attach_controller",
+            attach_params("Z", "nqn.2016-06.io.spdk:x", free_port()),
+        )
         .await
         .unwrap_err();
     assert_eq!((err.code, err.message.as_str()), (-5, "Input/output error"));
 
     let port = free_port();
     b.malloc("m", 4).await;
-    b.ok("nvmf_create_transport", json!({"trtype": "TCP"})).await;
-    let dup = b.call("nvmf_create_transport", json!({"trtype": "TCP"})).await.unwrap_err();
+    b.ok("nvmf_create_transport", json!({"trtype": "TCP"}))
+        .await;
+    let dup = b
+        .call("nvmf_create_transport", json!({"trtype": "TCP"}))
+        .await
+        .unwrap_err();
     assert_eq!(dup.code, -32602);
     let nqn = "nqn.2016-06.io.spdk:locked";
     b.ok("nvmf_create_subsystem", json!({"nqn": nqn})).await;
-    b.ok("nvmf_subsystem_add_ns", json!({"nqn": nqn, "namespace": {"bdev_name": "m"}})).await;
-    b.ok("nvmf_subsystem_add_listener", json!({"nqn": nqn, "listen_address": listen(port)})).await;
+    b.ok(
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": nqn, "namespace": {"bdev_name": "m"}}),
+    )
+    .await;
+    b.ok(
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": nqn, "listen_address": listen(port)}),
+    )
+    .await;
     let hostnqn = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
     let mut p = attach_params("L", nqn, port);
     p["hostnqn"] = json!(hostnqn);
-    assert_eq!(a.call("bdev_nvme_attach_controller", p.clone()).await.unwrap_err().code, -5);
-    b.ok("nvmf_subsystem_add_host", json!({"nqn": nqn, "host": hostnqn})).await;
+    assert_eq!(
+        a.call("bdev_nvme_attach_controller", p.clone())
+            .await
+            .unwrap_err()
+            .code,
+        -5
+    );
+    b.ok(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": nqn, "host": hostnqn}),
+    )
+    .await;
     assert_eq!(a.ok("bdev_nvme_attach_controller", p).await, json!(["Ln1"]));
-    let e = b.call("nvmf_create_subsystem", json!({"nqn": "not-an-nqn"})).await.unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (-32603, "Unable to create subsystem not-an-nqn"));
-    let e = b.call("nvmf_delete_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:nosuch"})).await.unwrap_err();
+    let e = b
+        .call("nvmf_create_subsystem", json!({"nqn": "not-an-nqn"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-32603, "Unable to create subsystem not-an-nqn")
+    );
+    let e = b
+        .call(
+            "nvmf_delete_subsystem",
+            json!({"nqn": "nqn.2016-06.io.spdk:nosuch"}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (-32602, "Invalid parameters"));
-    let e = a.call("bdev_nvme_detach_controller", json!({"name": "nosuch"})).await.unwrap_err();
+    let e = a
+        .call("bdev_nvme_detach_controller", json!({"name": "nosuch"}))
+        .await
+        .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (-19, "No such device"));
 }
 
@@ -106,8 +173,16 @@ async fn raid1_mirrors_and_drops_a_dead_leg_on_io() {
     b.malloc("mF", 16).await;
     b.export(nqn, "mF", port).await;
     a.malloc("mA", 16).await;
-    a.ok("bdev_nvme_attach_controller", attach_params("nvF", nqn, port)).await;
-    a.ok("bdev_raid_create", json!({"name": "r3", "raid_level": "raid1", "base_bdevs": ["mA", "nvFn1"]})).await;
+    a.ok(
+        "bdev_nvme_attach_controller",
+        attach_params("nvF", nqn, port),
+    )
+    .await;
+    a.ok(
+        "bdev_raid_create",
+        json!({"name": "r3", "raid_level": "raid1", "base_bdevs": ["mA", "nvFn1"]}),
+    )
+    .await;
     let info = raid_info(&a).await;
     assert_eq!(info["state"], "online");
     assert_eq!(info["num_base_bdevs_operational"], 2);
@@ -122,7 +197,9 @@ async fn raid1_mirrors_and_drops_a_dead_leg_on_io() {
 
     b.ok("nvmf_delete_subsystem", json!({"nqn": nqn})).await;
     wait_until("controller failed", || async {
-        a.ok("bdev_nvme_get_controllers", json!({"name": "nvF"})).await[0]["ctrlrs"][0]["state"] == "failed"
+        a.ok("bdev_nvme_get_controllers", json!({"name": "nvF"}))
+            .await[0]["ctrlrs"][0]["state"]
+            == "failed"
     })
     .await;
     // Still reported operational until I/O reaches the dead leg.
@@ -133,13 +210,30 @@ async fn raid1_mirrors_and_drops_a_dead_leg_on_io() {
     assert_eq!(info["state"], "online");
     assert_eq!(info["num_base_bdevs_operational"], 1);
     assert_eq!(info["base_bdevs_list"][1]["name"], json!(null));
-    assert_eq!(info["base_bdevs_list"][1]["uuid"], "00000000-0000-0000-0000-000000000000");
+    assert_eq!(
+        info["base_bdevs_list"][1]["uuid"],
+        "00000000-0000-0000-0000-000000000000"
+    );
     assert_eq!(r.read(4 * MIB as u64, MIB as u64).await.unwrap(), p2);
     assert_eq!(r.read(0, 2 * MIB as u64).await.unwrap(), p1);
-    let e = a.call("bdev_raid_remove_base_bdev", json!({"name": "nvFn1"})).await.unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (-19, "Failed to remove base bdev from raid bdev"));
+    let e = a
+        .call("bdev_raid_remove_base_bdev", json!({"name": "nvFn1"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-19, "Failed to remove base bdev from raid bdev")
+    );
     // The dropped leg is released: it is still there, unclaimed.
-    assert!(a.sim.bdevs.lock().unwrap().lookup("nvFn1").unwrap().claimed_by.is_none());
+    assert!(a
+        .sim
+        .bdevs
+        .lock()
+        .unwrap()
+        .lookup("nvFn1")
+        .unwrap()
+        .claimed_by
+        .is_none());
 }
 
 /// Removing a leg, writing degraded, then adding a fresh one rebuilds every
@@ -154,8 +248,16 @@ async fn raid1_rebuild_copies_everything_including_racing_writes() {
     b.export("nqn.2016-06.io.spdk:one", "m1", p1).await;
     b.export("nqn.2016-06.io.spdk:two", "m2", p2).await;
     a.malloc("mA", 16).await;
-    a.ok("bdev_nvme_attach_controller", attach_params("n1", "nqn.2016-06.io.spdk:one", p1)).await;
-    a.ok("bdev_nvme_attach_controller", attach_params("n2", "nqn.2016-06.io.spdk:two", p2)).await;
+    a.ok(
+        "bdev_nvme_attach_controller",
+        attach_params("n1", "nqn.2016-06.io.spdk:one", p1),
+    )
+    .await;
+    a.ok(
+        "bdev_nvme_attach_controller",
+        attach_params("n2", "nqn.2016-06.io.spdk:two", p2),
+    )
+    .await;
     a.ok("bdev_raid_create", json!({"name": "r1", "raid_level": "raid1", "base_bdevs": ["mA", "n1n1"], "superblock": true})).await;
     let info = raid_info(&a).await;
     assert_eq!(info["base_bdevs_list"][0]["data_offset"], 256);
@@ -166,25 +268,55 @@ async fn raid1_rebuild_copies_everything_including_racing_writes() {
     let mut expect = pattern(3, full);
     r.write(0, &expect).await.unwrap();
 
-    a.ok("bdev_raid_remove_base_bdev", json!({"name": "n1n1"})).await;
+    a.ok("bdev_raid_remove_base_bdev", json!({"name": "n1n1"}))
+        .await;
     let info = raid_info(&a).await;
     assert_eq!(info["state"], "online");
     assert_eq!(info["base_bdevs_list"][1]["is_configured"], false);
-    let e = a.call("bdev_raid_add_base_bdev", json!({"raid_bdev": "nosuch", "base_bdev": "n2n1"})).await.unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (-19, "raid bdev nosuch is not found in config"));
+    let e = a
+        .call(
+            "bdev_raid_add_base_bdev",
+            json!({"raid_bdev": "nosuch", "base_bdev": "n2n1"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-19, "raid bdev nosuch is not found in config")
+    );
 
     let degraded = pattern(4, MIB);
     r.write(MIB as u64, &degraded).await.unwrap();
     expect[MIB..2 * MIB].copy_from_slice(&degraded);
 
     // Slow the rebuild down so writes race it.
-    a.ok("bdev_raid_set_options", json!({"process_max_bandwidth_mb_sec": 8, "process_window_size_kb": 256})).await;
-    a.ok("bdev_raid_add_base_bdev", json!({"raid_bdev": "r1", "base_bdev": "n2n1"})).await;
+    a.ok(
+        "bdev_raid_set_options",
+        json!({"process_max_bandwidth_mb_sec": 8, "process_window_size_kb": 256}),
+    )
+    .await;
+    a.ok(
+        "bdev_raid_add_base_bdev",
+        json!({"raid_bdev": "r1", "base_bdev": "n2n1"}),
+    )
+    .await;
     let info = raid_info(&a).await;
     assert_eq!(info["process"]["type"], "rebuild");
     assert_eq!(info["process"]["target"], "n2n1");
-    let e = a.call("bdev_raid_add_base_bdev", json!({"raid_bdev": "r1", "base_bdev": "n1n1"})).await.unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (-22, "Failed to add base bdev n1n1 to RAID bdev r1: Invalid argument"));
+    let e = a
+        .call(
+            "bdev_raid_add_base_bdev",
+            json!({"raid_bdev": "r1", "base_bdev": "n1n1"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            -22,
+            "Failed to add base bdev n1n1 to RAID bdev r1: Invalid argument"
+        )
+    );
     for i in 0..8u8 {
         let off = (i as usize * 7 + 3) * 4096 * 100 % (full - 65536);
         let d = pattern(10 + i, 65536);
@@ -202,7 +334,10 @@ async fn raid1_rebuild_copies_everything_including_racing_writes() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(raid_info(&a).await.get("process").is_none(), "rebuild did not finish");
+    assert!(
+        raid_info(&a).await.get("process").is_none(),
+        "rebuild did not finish"
+    );
     assert!(saw_progress, "rebuild progress was never reported");
     let off = 256 * 4096;
     assert_eq!(b.bdev("m2").read(off, full as u64).await.unwrap(), expect);
@@ -214,35 +349,72 @@ async fn raid1_rebuild_copies_everything_including_racing_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raid_waits_in_configuring_until_base_bdevs_appear() {
     let a = TestSim::new();
-    a.ok("bdev_raid_create", json!({"name": "rc", "raid_level": "raid1", "base_bdevs": ["x1", "x2"]})).await;
+    a.ok(
+        "bdev_raid_create",
+        json!({"name": "rc", "raid_level": "raid1", "base_bdevs": ["x1", "x2"]}),
+    )
+    .await;
     let info = raid_info(&a).await;
     assert_eq!(info["state"], "configuring");
     assert_eq!(info["uuid"], "00000000-0000-0000-0000-000000000000");
     assert_eq!(info["num_base_bdevs_discovered"], 0);
-    assert_eq!(a.ok("bdev_raid_get_bdevs", json!({"category": "online"})).await, json!([]));
+    assert_eq!(
+        a.ok("bdev_raid_get_bdevs", json!({"category": "online"}))
+            .await,
+        json!([])
+    );
     assert!(!a.has_bdev("rc"));
     a.malloc("x1", 4).await;
     a.malloc("x2", 4).await;
-    wait_until("raid online", || async { raid_info(&a).await["state"] == "online" }).await;
+    wait_until("raid online", || async {
+        raid_info(&a).await["state"] == "online"
+    })
+    .await;
     assert!(a.has_bdev("rc"));
-    let e = a.call("bdev_raid_get_bdevs", json!({"category": "bogus"})).await.unwrap_err();
+    let e = a
+        .call("bdev_raid_get_bdevs", json!({"category": "bogus"}))
+        .await
+        .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (-22, "Invalid argument"));
     a.malloc("dup", 4).await;
     let e = a
-        .call("bdev_raid_create", json!({"name": "rd", "raid_level": "raid1", "base_bdevs": ["dup", "dup"]}))
+        .call(
+            "bdev_raid_create",
+            json!({"name": "rd", "raid_level": "raid1", "base_bdevs": ["dup", "dup"]}),
+        )
         .await
         .unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (-1, "Failed to create RAID bdev rd: Operation not permitted"));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-1, "Failed to create RAID bdev rd: Operation not permitted")
+    );
     let e = a
-        .call("bdev_raid_create", json!({"name": "r7", "raid_level": "raid7", "base_bdevs": ["dup"]}))
+        .call(
+            "bdev_raid_create",
+            json!({"name": "r7", "raid_level": "raid7", "base_bdevs": ["dup"]}),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, -32700);
     a.ok("bdev_raid_delete", json!({"name": "rc"})).await;
     assert!(!a.has_bdev("rc"));
-    assert!(a.sim.bdevs.lock().unwrap().lookup("x1").unwrap().claimed_by.is_none());
-    let e = a.call("bdev_raid_delete", json!({"name": "rc"})).await.unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (-19, "raid bdev rc not found"));
+    assert!(a
+        .sim
+        .bdevs
+        .lock()
+        .unwrap()
+        .lookup("x1")
+        .unwrap()
+        .claimed_by
+        .is_none());
+    let e = a
+        .call("bdev_raid_delete", json!({"name": "rc"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-19, "raid bdev rc not found")
+    );
 }
 
 /// With reconnect options, a controller whose target comes back resumes I/O;
@@ -262,10 +434,20 @@ async fn controller_reconnects_then_is_deleted_after_loss_timeout() {
     a.ok("bdev_nvme_attach_controller", p).await;
     let bad = json!({"name": "bad", "trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": port.to_string(),
                      "subnqn": nqn, "ctrlr_loss_timeout_sec": 2, "reconnect_delay_sec": 0});
-    assert_eq!(a.call("bdev_nvme_attach_controller", bad).await.unwrap_err().code, -22);
+    assert_eq!(
+        a.call("bdev_nvme_attach_controller", bad)
+            .await
+            .unwrap_err()
+            .code,
+        -22
+    );
 
     // Drop the connection; the write waits for the reconnect instead of failing.
-    b.ok("nvmf_subsystem_remove_listener", json!({"nqn": nqn, "listen_address": listen(port)})).await;
+    b.ok(
+        "nvmf_subsystem_remove_listener",
+        json!({"nqn": nqn, "listen_address": listen(port)}),
+    )
+    .await;
     wait_until("failed", || async {
         a.ok("bdev_nvme_get_controllers", json!(null)).await[0]["ctrlrs"][0]["state"] == "failed"
     })
@@ -277,7 +459,11 @@ async fn controller_reconnects_then_is_deleted_after_loss_timeout() {
         let data = data.clone();
         async move { nv.write(0, &data).await }
     });
-    b.ok("nvmf_subsystem_add_listener", json!({"nqn": nqn, "listen_address": listen(port)})).await;
+    b.ok(
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": nqn, "listen_address": listen(port)}),
+    )
+    .await;
     w.await.unwrap().unwrap();
     assert_eq!(b.bdev("m").read(0, 8192).await.unwrap(), data);
 
@@ -299,25 +485,54 @@ async fn ana_inaccessible_path_holds_io_until_optimized() {
     let port = free_port();
     let nqn = "nqn.2016-06.io.spdk:ana";
     b.malloc("m", 4).await;
-    b.ok("nvmf_create_transport", json!({"trtype": "TCP"})).await;
-    b.ok("nvmf_create_subsystem", json!({"nqn": nqn, "allow_any_host": true, "ana_reporting": true})).await;
-    b.ok("nvmf_subsystem_add_ns", json!({"nqn": nqn, "namespace": {"bdev_name": "m"}})).await;
-    b.ok("nvmf_subsystem_add_listener", json!({"nqn": nqn, "listen_address": listen(port)})).await;
-    a.ok("bdev_nvme_attach_controller", attach_params("nvA", nqn, port)).await;
+    b.ok("nvmf_create_transport", json!({"trtype": "TCP"}))
+        .await;
+    b.ok(
+        "nvmf_create_subsystem",
+        json!({"nqn": nqn, "allow_any_host": true, "ana_reporting": true}),
+    )
+    .await;
+    b.ok(
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": nqn, "namespace": {"bdev_name": "m"}}),
+    )
+    .await;
+    b.ok(
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": nqn, "listen_address": listen(port)}),
+    )
+    .await;
+    a.ok(
+        "bdev_nvme_attach_controller",
+        attach_params("nvA", nqn, port),
+    )
+    .await;
     let nv = a.bdev("nvAn1");
 
-    b.ok("nvmf_subsystem_listener_set_ana_state",
-         json!({"nqn": nqn, "listen_address": listen(port), "ana_state": "inaccessible"})).await;
-    let l = b.ok("nvmf_subsystem_get_listeners", json!({"nqn": nqn})).await;
-    assert_eq!(l[0]["ana_states"][0], json!({"ana_group": 1, "ana_state": "inaccessible"}));
+    b.ok(
+        "nvmf_subsystem_listener_set_ana_state",
+        json!({"nqn": nqn, "listen_address": listen(port), "ana_state": "inaccessible"}),
+    )
+    .await;
+    let l = b
+        .ok("nvmf_subsystem_get_listeners", json!({"nqn": nqn}))
+        .await;
+    assert_eq!(
+        l[0]["ana_states"][0],
+        json!({"ana_group": 1, "ana_state": "inaccessible"})
+    );
     let data = pattern(5, 4096);
     let mut w = tokio::spawn({
         let nv = nv.clone();
         let data = data.clone();
         async move { nv.write(8192, &data).await }
     });
-    assert!(tokio::time::timeout(Duration::from_millis(300), &mut w).await.is_err(),
-            "write completed through an inaccessible path");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut w)
+            .await
+            .is_err(),
+        "write completed through an inaccessible path"
+    );
     assert_ne!(b.bdev("m").read(8192, 4096).await.unwrap(), data);
     b.ok("nvmf_subsystem_listener_set_ana_state",
          json!({"nqn": nqn, "listen_address": listen(port), "ana_state": "optimized", "anagrpid": 1})).await;

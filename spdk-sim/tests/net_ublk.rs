@@ -10,8 +10,15 @@ use net_common::*;
 use serde_json::json;
 
 fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn blocking(f: impl FnOnce() + Send + 'static) {
@@ -31,12 +38,19 @@ impl Drop for MountGuard {
 async fn ext4_on_a_ublk_disk_survives_stop_and_start() {
     let s = TestSim::new();
     s.malloc("m", 64).await;
-    let e = s.call("ublk_start_disk", json!({"bdev_name": "m", "ublk_id": 1})).await.unwrap_err();
+    let e = s
+        .call("ublk_start_disk", json!({"bdev_name": "m", "ublk_id": 1}))
+        .await
+        .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (-19, "No such device"));
     s.ok("ublk_create_target", json!({})).await;
     let e = s.call("ublk_create_target", json!({})).await.unwrap_err();
     assert_eq!(e.code, -32603);
-    assert_eq!(s.ok("ublk_start_disk", json!({"bdev_name": "m", "ublk_id": 1})).await, json!(1));
+    assert_eq!(
+        s.ok("ublk_start_disk", json!({"bdev_name": "m", "ublk_id": 1}))
+            .await,
+        json!(1)
+    );
     let disks = s.ok("ublk_get_disks", json!(null)).await;
     assert_eq!(disks[0]["id"], 1);
     assert_eq!(disks[0]["bdev_name"], "m");
@@ -58,13 +72,23 @@ async fn ext4_on_a_ublk_disk_survives_stop_and_start() {
         .await;
     }
     s.ok("ublk_stop_disk", json!({"ublk_id": 1})).await;
-    assert!(!loop_attached(&dev), "loop device still attached after stop");
-    assert!(!mounted_under(&s.sim.config.data_dir), "FUSE mount left after stop");
+    assert!(
+        !loop_attached(&dev),
+        "loop device still attached after stop"
+    );
+    assert!(
+        !mounted_under(&s.sim.config.data_dir),
+        "FUSE mount left after stop"
+    );
     assert_eq!(s.ok("ublk_get_disks", json!(null)).await, json!([]));
-    let e = s.call("ublk_stop_disk", json!({"ublk_id": 1})).await.unwrap_err();
+    let e = s
+        .call("ublk_stop_disk", json!({"ublk_id": 1}))
+        .await
+        .unwrap_err();
     assert_eq!(e.code, -19);
 
-    s.ok("ublk_start_disk", json!({"bdev_name": "m", "ublk_id": 2})).await;
+    s.ok("ublk_start_disk", json!({"bdev_name": "m", "ublk_id": 2}))
+        .await;
     let dev2 = s.ok("ublk_get_disks", json!({"ublk_id": 2})).await[0]["ublk_device"]
         .as_str()
         .unwrap()
@@ -88,10 +112,16 @@ async fn ext4_on_a_ublk_disk_survives_stop_and_start() {
 fn a_restarted_sim_removes_what_a_killed_one_left() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = SimProc::start(dir.path(), "u");
-    p.ok("bdev_malloc_create", json!({"name": "m", "num_blocks": 4096, "block_size": 4096}));
+    p.ok(
+        "bdev_malloc_create",
+        json!({"name": "m", "num_blocks": 4096, "block_size": 4096}),
+    );
     p.ok("ublk_create_target", json!({}));
     p.ok("ublk_start_disk", json!({"bdev_name": "m", "ublk_id": 7}));
-    let dev = p.ok("ublk_get_disks", json!(null))[0]["ublk_device"].as_str().unwrap().to_string();
+    let dev = p.ok("ublk_get_disks", json!(null))[0]["ublk_device"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let data = p.data.clone();
     assert!(loop_attached(&dev));
     assert!(mounted_under(&data));

@@ -35,7 +35,7 @@ impl NvmeNs {
     fn check(&self, offset: u64, len: u64) -> IoResult<()> {
         let bs = u64::from(self.block_size);
         let end = offset.checked_add(len).ok_or(IoError::EINVAL)?;
-        if offset % bs != 0 || len % bs != 0 || end > self.size_bytes() {
+        if !offset.is_multiple_of(bs) || !len.is_multiple_of(bs) || end > self.size_bytes() {
             return Err(IoError::EINVAL);
         }
         Ok(())

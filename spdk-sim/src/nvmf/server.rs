@@ -228,13 +228,16 @@ async fn watch_namespaces(
     }
 }
 
+/// A namespace's in-flight I/O barrier.
+type DrainLock = Arc<tokio::sync::RwLock<()>>;
+
 /// Looks up the namespace for an I/O and checks its ANA state on this listener.
 fn resolve(
     sim: &Sim,
     nqn: &str,
     addr: &ListenAddr,
     nsid: u32,
-) -> Result<(Arc<dyn crate::bdev::Bdev>, Arc<tokio::sync::RwLock<()>>), IoStatus> {
+) -> Result<(Arc<dyn crate::bdev::Bdev>, DrainLock), IoStatus> {
     let target = lock(&sim.nvmf.target);
     let sub = target
         .subsystems

@@ -8,23 +8,51 @@ use super::volume::Raid;
 use crate::bdev::Bdev;
 use crate::nvmf::lock;
 
+/// One end of a rebuild copy: slot, bdev and byte offset of its data.
+struct End {
+    slot: usize,
+    bdev: Arc<dyn Bdev>,
+    offset: u64,
+}
+
+/// What one window copies between.
+struct Window {
+    source: Option<End>,
+    target: End,
+    block_size: u64,
+}
+
 /// The legs one window copies between, or `None` when the process was cancelled.
-fn window_legs(raid: &Raid, generation: u64) -> Option<(Option<(usize, Arc<dyn Bdev>, u64)>, (usize, Arc<dyn Bdev>, u64), u32)> {
+fn window_legs(raid: &Raid, generation: u64) -> Option<Window> {
     let st = lock(&raid.st);
     if st.deleted {
         return None;
     }
     let p = st.process.as_ref().filter(|p| p.generation == generation)?;
-    let bs = u64::from(st.block_size);
+    let bs = u64::from(st.block_size.max(1));
     let t = st.slots.get(p.slot)?;
-    let target = (p.slot, t.bdev.clone()?, t.data_offset * bs);
+    let target = End {
+        slot: p.slot,
+        bdev: t.bdev.clone()?,
+        offset: t.data_offset * bs,
+    };
     let source = st
         .slots
         .iter()
         .enumerate()
         .filter(|(i, s)| *i != p.slot && s.configured)
-        .find_map(|(i, s)| Some((i, s.bdev.clone()?, s.data_offset * bs)));
-    Some((source, target, st.block_size))
+        .find_map(|(i, s)| {
+            Some(End {
+                slot: i,
+                bdev: s.bdev.clone()?,
+                offset: s.data_offset * bs,
+            })
+        });
+    Some(Window {
+        source,
+        target,
+        block_size: bs,
+    })
 }
 
 /// Runs the rebuild with this generation until done or cancelled.
@@ -43,27 +71,32 @@ pub async fn run(raid: Arc<Raid>, generation: u64) {
         };
         let copied = {
             let _exclusive = raid.io_lock.write().await;
-            let Some((source, (tslot, target, toff), bs)) = window_legs(&raid, generation) else {
+            let Some(w) = window_legs(&raid, generation) else {
                 tracing::info!(raid = %raid.name, "rebuild cancelled");
                 return;
             };
-            let Some((sslot, source, soff)) = source else {
+            let Some(source) = w.source else {
                 tracing::warn!(raid = %raid.name, "rebuild has no source leg left");
-                raid.fail_leg(tslot, &target);
+                raid.fail_leg(w.target.slot, &w.target.bdev);
                 return;
             };
-            let bs = u64::from(bs.max(1));
+            let bs = w.block_size;
             let window = (window_kb * 1024 / bs).max(1);
             let n = window.min(total - done);
-            let data = match source.read(soff + done * bs, n * bs).await {
+            let data = match source.bdev.read(source.offset + done * bs, n * bs).await {
                 Ok(d) => d,
                 Err(_) => {
-                    raid.fail_leg(sslot, &source);
+                    raid.fail_leg(source.slot, &source.bdev);
                     continue;
                 }
             };
-            if target.write(toff + done * bs, &data).await.is_err() {
-                raid.fail_leg(tslot, &target);
+            if w.target
+                .bdev
+                .write(w.target.offset + done * bs, &data)
+                .await
+                .is_err()
+            {
+                raid.fail_leg(w.target.slot, &w.target.bdev);
                 return;
             }
             n
@@ -78,7 +111,8 @@ pub async fn run(raid: Arc<Raid>, generation: u64) {
         }
         let bs = u64::from(lock(&raid.st).block_size.max(1));
         if max_mb > 0 {
-            let due = Duration::from_secs_f64((done * bs) as f64 / (max_mb as f64 * 1024.0 * 1024.0));
+            let due =
+                Duration::from_secs_f64((done * bs) as f64 / (max_mb as f64 * 1024.0 * 1024.0));
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
@@ -88,7 +122,11 @@ pub async fn run(raid: Arc<Raid>, generation: u64) {
     }
     {
         let mut st = lock(&raid.st);
-        if st.process.as_ref().is_some_and(|p| p.generation == generation) {
+        if st
+            .process
+            .as_ref()
+            .is_some_and(|p| p.generation == generation)
+        {
             st.process = None;
         } else {
             return;

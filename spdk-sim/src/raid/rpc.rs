@@ -249,7 +249,10 @@ fn add_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
         .get(&p.raid_bdev)
         .cloned()
         .ok_or_else(|| {
-            RpcError::new(-19, format!("raid bdev {} is not found in config", p.raid_bdev))
+            RpcError::new(
+                -19,
+                format!("raid bdev {} is not found in config", p.raid_bdev),
+            )
         })?;
     let fail = |code: i32| {
         RpcError::new(
@@ -275,7 +278,12 @@ fn add_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
         if st.process.is_some() {
             return Err(fail(-16));
         }
-        (slot, st.block_size, st.num_blocks, raid.data_offset_for(st.block_size))
+        (
+            slot,
+            st.block_size,
+            st.num_blocks,
+            raid.data_offset_for(st.block_size),
+        )
     };
     let bdev = match try_claim(sim, &p.base_bdev) {
         Found::Missing => return Err(fail(-19)),

@@ -113,7 +113,13 @@ struct Leg {
 
 impl Raid {
     /// A raid in the configuring state over `names`.
-    pub fn new(sim: Weak<Sim>, name: String, names: Vec<String>, superblock: bool, uuid: Option<Uuid>) -> Self {
+    pub fn new(
+        sim: Weak<Sim>,
+        name: String,
+        names: Vec<String>,
+        superblock: bool,
+        uuid: Option<Uuid>,
+    ) -> Self {
         let slots = names
             .into_iter()
             .map(|n| Slot {
@@ -250,7 +256,9 @@ impl Raid {
     pub fn fail_leg(&self, slot: usize, bdev: &Arc<dyn Bdev>) {
         let released = {
             let mut st = lock(&self.st);
-            let Some(s) = st.slots.get_mut(slot) else { return };
+            let Some(s) = st.slots.get_mut(slot) else {
+                return;
+            };
             if !s.bdev.as_ref().is_some_and(|b| Arc::ptr_eq(b, bdev)) {
                 return;
             }
@@ -286,7 +294,7 @@ impl Raid {
         if st.state != RunState::Online {
             return Err(IoError::ENXIO);
         }
-        if offset % bs != 0 || len % bs != 0 || end > st.num_blocks * bs {
+        if !offset.is_multiple_of(bs) || !len.is_multiple_of(bs) || end > st.num_blocks * bs {
             return Err(IoError::EINVAL);
         }
         Ok(())
@@ -372,11 +380,7 @@ impl Raid {
         o.insert("num_base_bdevs_discovered".into(), json!(discovered));
         o.insert("num_base_bdevs_operational".into(), json!(operational));
         if let Some(p) = &st.process {
-            let percent = if st.num_blocks == 0 {
-                0
-            } else {
-                p.blocks * 100 / st.num_blocks
-            };
+            let percent = (p.blocks * 100).checked_div(st.num_blocks).unwrap_or(0);
             o.insert(
                 "process".into(),
                 json!({"type": "rebuild", "target": p.target,

@@ -84,7 +84,7 @@ impl BdevFs {
             return Err(IoError(-28));
         }
         let bs = u64::from(self.bdev.block_size());
-        if offset % bs == 0 && len % bs == 0 {
+        if offset.is_multiple_of(bs) && len.is_multiple_of(bs) {
             return self.rt.block_on(self.bdev.write(offset, data));
         }
         let start = offset / bs * bs;

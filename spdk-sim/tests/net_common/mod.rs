@@ -62,7 +62,9 @@ impl TestSim {
 
     /// Exports `bdev` as `nqn` on 127.0.0.1:`port` (creating the TCP transport if needed).
     pub async fn export(&self, nqn: &str, bdev: &str, port: u16) {
-        let _ = self.call("nvmf_create_transport", json!({"trtype": "TCP"})).await;
+        let _ = self
+            .call("nvmf_create_transport", json!({"trtype": "TCP"}))
+            .await;
         self.ok(
             "nvmf_create_subsystem",
             json!({"nqn": nqn, "allow_any_host": true, "serial_number": "SPDKTEST", "model_number": "SPDK test"}),
@@ -73,8 +75,11 @@ impl TestSim {
             json!({"nqn": nqn, "namespace": {"bdev_name": bdev}}),
         )
         .await;
-        self.ok("nvmf_subsystem_add_listener", json!({"nqn": nqn, "listen_address": listen(port)}))
-            .await;
+        self.ok(
+            "nvmf_subsystem_add_listener",
+            json!({"nqn": nqn, "listen_address": listen(port)}),
+        )
+        .await;
     }
 }
 
@@ -120,7 +125,9 @@ where
 
 /// The single raid in `bdev_raid_get_bdevs`.
 pub async fn raid_info(s: &TestSim) -> Value {
-    let v = s.ok("bdev_raid_get_bdevs", json!({"category": "all"})).await;
+    let v = s
+        .ok("bdev_raid_get_bdevs", json!({"category": "all"}))
+        .await;
     v[0].clone()
 }
 
@@ -166,10 +173,10 @@ impl SimProc {
             .expect("spawn spdk-sim");
         let p = SimProc { child, sock, data };
         for _ in 0..500 {
-            if p.sock.exists() && std::os::unix::net::UnixStream::connect(&p.sock).is_ok() {
-                if rpc(&p.sock, "spdk_get_version", Value::Null).is_ok() {
-                    return p;
-                }
+            if std::os::unix::net::UnixStream::connect(&p.sock).is_ok()
+                && rpc(&p.sock, "spdk_get_version", Value::Null).is_ok()
+            {
+                return p;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
