@@ -62,6 +62,7 @@ fn rpc_get_methods(params: Option<&Value>) -> Result<Value, RpcError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ByName {
+    #[allow(dead_code)]
     name: String,
 }
 

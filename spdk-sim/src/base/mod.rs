@@ -52,7 +52,7 @@ pub fn io_types(enabled: &[&str]) -> Value {
 /// Checks that a byte range is block-aligned and inside a device of `size` bytes.
 pub fn check_range(block_size: u32, size: u64, offset: u64, len: u64) -> IoResult<()> {
     let bs = u64::from(block_size);
-    if bs == 0 || offset % bs != 0 || len % bs != 0 {
+    if bs == 0 || !offset.is_multiple_of(bs) || !len.is_multiple_of(bs) {
         return Err(IoError::EINVAL);
     }
     match offset.checked_add(len) {
@@ -103,7 +103,7 @@ fn parse_uuid(s: Option<&str>) -> Result<Option<Uuid>, RpcError> {
 fn malloc_create(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
     let p: MallocCreate = params::required(params)?;
     let uuid = parse_uuid(p.uuid.as_deref())?;
-    if p.block_size == 0 || p.block_size % 512 != 0 || p.num_blocks == 0 {
+    if p.block_size == 0 || !p.block_size.is_multiple_of(512) || p.num_blocks == 0 {
         return Err(RpcError::invalid_argument());
     }
     let mut reg = sim.bdevs.lock().map_err(|_| RpcError::errno(-5))?;
@@ -140,7 +140,7 @@ async fn aio_create(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, Rpc
     let p: AioCreate = params::required(params)?;
     let uuid = parse_uuid(p.uuid.as_deref())?;
     if let Some(bs) = p.block_size {
-        if bs == 0 || bs % 512 != 0 {
+        if bs == 0 || !bs.is_multiple_of(512) {
             return Err(RpcError::invalid_argument());
         }
     }

@@ -68,7 +68,7 @@ pub async fn create_lvstore(
     } else {
         cluster_sz
     };
-    if cs < block_size || cs % block_size != 0 {
+    if cs < block_size || !cs.is_multiple_of(block_size) {
         return Err(RpcError::invalid_argument());
     }
     if !valid_name(lvs_name) {
