@@ -2,6 +2,12 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+use shorthorn_controller::config::{ControllerConfig, StoreConfig};
+use shorthorn_controller::server::{serve, Endpoint};
+
+use crate::signals::shutdown_signal;
+
 /// Arguments of `shorthorn controller`.
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -14,4 +20,23 @@ pub struct ControllerArgs {
     /// Comma-separated etcd endpoints; overrides the store chosen in the config file.
     #[arg(long, env = "SHORTHORN_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
+}
+
+/// Serves the controller until SIGINT or SIGTERM.
+pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let mut config = ControllerConfig::load(&args.config)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    if !args.etcd_endpoints.is_empty() {
+        let prefix = match &config.store {
+            StoreConfig::Etcd { prefix, .. } => prefix.clone(),
+            StoreConfig::Embedded(_) => "/shorthorn".to_string(),
+        };
+        config.store = StoreConfig::Etcd {
+            endpoints: args.etcd_endpoints,
+            prefix,
+        };
+    }
+    let endpoint: Endpoint = args.csi_endpoint.parse()?;
+    serve(config, endpoint, shutdown_signal()).await?;
+    Ok(())
 }

@@ -43,8 +43,8 @@ pub struct NotYet {}
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Sim(args) => sim::run(args).await,
-        Command::Controller(_) => not_yet("controller", 4),
-        Command::Node(_) => not_yet("node", 5),
+        Command::Controller(args) => controller::run(args).await,
+        Command::Node(args) => node::run(args).await,
         Command::Local(_) => not_yet("local", 7),
         Command::Ctl(_) => not_yet("ctl", 7),
     }

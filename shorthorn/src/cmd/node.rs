@@ -1,7 +1,15 @@
 //! `shorthorn node`: the CSI Node service and the node agent.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use anyhow::Context as _;
+use shorthorn_node::agent::{self, AgentConfig, TlsFiles};
+use shorthorn_node::csi::{self, NodeServiceConfig};
+use tokio::sync::watch;
+
+use crate::signals::shutdown_signal;
 
 /// Arguments of `shorthorn node`.
 #[derive(Debug, clap::Args)]
@@ -42,6 +50,78 @@ pub struct NodeArgs {
     /// Directory for the node's own state (staged volumes, generated host NQN).
     #[arg(long, default_value = "/var/lib/shorthorn")]
     pub state_dir: PathBuf,
+}
+
+/// Serves the CSI Node service and the node agent until SIGINT or SIGTERM.
+/// If either stops with an error, the other is stopped too.
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let csi_socket = unix_socket_path(&args.csi_endpoint)?;
+    let topology: BTreeMap<String, String> = args.topology.iter().cloned().collect();
+
+    let mut agent_config = AgentConfig::new(
+        args.node_id.clone(),
+        args.agent_token_file.clone(),
+        args.spdk_socket.clone(),
+        args.state_dir.clone(),
+    );
+    agent_config.nvmf_address = args.nvmf_address.clone();
+    agent_config.nvmf_port = args.nvmf_port;
+    agent_config.topology = topology.clone();
+    agent_config.tls = match (args.agent_tls_cert, args.agent_tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+
+    let mut csi_config = NodeServiceConfig::new(
+        shorthorn_controller::identity::DRIVER_NAME,
+        args.node_id,
+        args.state_dir,
+    );
+    csi_config.max_volumes_per_node = args.max_volumes;
+    csi_config.topology = topology;
+
+    let listener = tokio::net::TcpListener::bind(args.agent_listen)
+        .await
+        .with_context(|| format!("binding the node agent to {}", args.agent_listen))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = signal_tx.send(true);
+    });
+    let agent_task = agent::serve_agent(agent_config, listener, stopped(stop_rx.clone()));
+    let csi_task = csi::serve_node(csi_config, &csi_socket, stopped(stop_rx));
+    let (agent_result, csi_result) = tokio::join!(
+        async {
+            let r = agent_task.await;
+            let _ = stop_tx.send(true);
+            r
+        },
+        async {
+            let r = csi_task.await;
+            let _ = stop_tx.send(true);
+            r
+        }
+    );
+    agent_result.context("node agent")?;
+    csi_result.context("CSI node service")?;
+    Ok(())
+}
+
+/// The socket path of a `unix://` CSI endpoint (the node service serves only Unix sockets).
+fn unix_socket_path(endpoint: &str) -> anyhow::Result<PathBuf> {
+    let path = endpoint
+        .strip_prefix("unix://")
+        .or_else(|| endpoint.strip_prefix("unix:"))
+        .unwrap_or(endpoint);
+    if path.is_empty() || !path.starts_with('/') {
+        anyhow::bail!("--csi-endpoint {endpoint:?} must be unix:///absolute/path.sock");
+    }
+    Ok(PathBuf::from(path))
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
