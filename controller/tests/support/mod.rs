@@ -1,0 +1,343 @@
+//! Shared harness for the controller's integration tests: storage nodes from
+//! testkit, a real etcd (or the embedded store), and a controller.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use csi_proto::controller_client::ControllerClient;
+use csi_proto::identity_client::IdentityClient;
+use csi_proto::volume_capability::access_mode::Mode;
+use csi_proto::volume_capability::{AccessMode, AccessType, BlockVolume};
+use csi_proto::{
+    CapacityRange, ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest,
+    CreateVolumeRequest, DeleteVolumeRequest, VolumeCapability,
+};
+use shorthorn_controller::config::ControllerConfig;
+use shorthorn_controller::server::{self, Endpoint};
+use spdk_client::{
+    BdevLvolGetLvolsParams, BdevNvmeGetControllersParams, BdevRaidGetBdevsParams,
+    NvmfGetSubsystemsParams, SpdkClient, UblkGetDisksParams,
+};
+use testkit::nodes::TestCluster;
+use testkit::EtcdServer;
+use tonic::transport::Channel;
+
+/// MiB.
+pub const MIB: i64 = 1024 * 1024;
+
+/// Which state store the controller uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A real etcd started for the test.
+    Etcd,
+    /// The embedded redb file.
+    Embedded,
+}
+
+/// Storage nodes, a store, and a running controller.
+pub struct Harness {
+    /// The storage nodes.
+    pub cluster: TestCluster,
+    /// The etcd server, when used.
+    pub etcd: Option<EtcdServer>,
+    /// Scratch directory (config file, sockets, embedded store).
+    pub dir: tempfile::TempDir,
+    /// Path of the controller config file.
+    pub config_path: PathBuf,
+    /// CSI Controller client.
+    pub csi: ControllerClient<Channel>,
+    /// CSI Identity client.
+    pub identity: IdentityClient<Channel>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Starts `n` storage nodes (ublk frontend), the store and a controller.
+    pub async fn start(n: usize, store: StoreKind) -> Harness {
+        let cluster = tokio::task::spawn_blocking(move || TestCluster::start(n))
+            .await
+            .expect("join")
+            .expect("start storage nodes");
+        let etcd = match store {
+            StoreKind::Etcd => Some(
+                tokio::task::spawn_blocking(EtcdServer::start)
+                    .await
+                    .expect("join")
+                    .expect("start etcd"),
+            ),
+            StoreKind::Embedded => None,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store_toml = match &etcd {
+            Some(etcd) => format!(
+                "[store]\netcd = {{ endpoints = [{:?}], prefix = \"/shorthorn-test\" }}\n",
+                etcd.endpoint()
+            ),
+            None => format!(
+                "[store]\nembedded = {:?}\n",
+                dir.path().join("state.redb").display().to_string()
+            ),
+        };
+        let config = format!(
+            "reconcile_interval_secs = 3600\n{store_toml}\n{}",
+            cluster.controller_toml(&["ublk"])
+        );
+        let config_path = dir.path().join("controller.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let (shutdown, server, csi, identity) = launch(&config_path, dir.path()).await;
+        Harness {
+            cluster,
+            etcd,
+            dir,
+            config_path,
+            csi,
+            identity,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// The parsed controller configuration.
+    pub fn config(&self) -> ControllerConfig {
+        ControllerConfig::load(&self.config_path).expect("load config")
+    }
+
+    /// Stops the controller and starts a fresh one on the same store.
+    pub async fn restart_controller(&mut self) {
+        self.stop_controller().await;
+        let (shutdown, server, csi, identity) = launch(&self.config_path, self.dir.path()).await;
+        self.shutdown = Some(shutdown);
+        self.server = Some(server);
+        self.csi = csi;
+        self.identity = identity;
+    }
+
+    /// Stops the in-process controller (the embedded store's lock is released).
+    pub async fn stop_controller(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    /// An SPDK client for node `i`.
+    pub fn spdk(&self, i: usize) -> SpdkClient {
+        SpdkClient::unix(self.cluster.node(i).rpc_socket.clone())
+    }
+
+    /// Everything Shorthorn-made on every node, as readable lines; empty when clean.
+    pub async fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, node) in self.cluster.nodes().iter().enumerate() {
+            let c = self.spdk(i);
+            let name = &node.name;
+            let lvols = c
+                .bdev_lvol_get_lvols(&BdevLvolGetLvolsParams::default())
+                .await
+                .expect("lvols");
+            out.extend(lvols.iter().map(|l| format!("{name}: lvol {}", l.alias)));
+            let subs = c
+                .nvmf_get_subsystems(&NvmfGetSubsystemsParams::default())
+                .await
+                .expect("subsystems");
+            out.extend(
+                subs.iter()
+                    .filter(|s| s.subtype != "Discovery")
+                    .map(|s| format!("{name}: subsystem {}", s.nqn)),
+            );
+            let ctrls = c
+                .bdev_nvme_get_controllers(&BdevNvmeGetControllersParams::default())
+                .await
+                .expect("controllers");
+            out.extend(
+                ctrls
+                    .iter()
+                    .map(|x| format!("{name}: nvme controller {}", x.name)),
+            );
+            let raids = c
+                .bdev_raid_get_bdevs(&BdevRaidGetBdevsParams::default())
+                .await
+                .expect("raids");
+            out.extend(
+                raids
+                    .iter()
+                    .map(|r| format!("{name}: raid {}", r.name.clone().unwrap_or_default())),
+            );
+            let disks = c
+                .ublk_get_disks(&UblkGetDisksParams::default())
+                .await
+                .expect("ublk disks");
+            out.extend(
+                disks
+                    .iter()
+                    .map(|d| format!("{name}: ublk {}", d.ublk_device)),
+            );
+        }
+        out
+    }
+
+    /// Replica lvols (any `shv-` lvol) per node.
+    pub async fn replica_lvols(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, node) in self.cluster.nodes().iter().enumerate() {
+            let lvols = self
+                .spdk(i)
+                .bdev_lvol_get_lvols(&BdevLvolGetLvolsParams::default())
+                .await
+                .expect("lvols");
+            out.extend(
+                lvols
+                    .iter()
+                    .filter(|l| l.name.starts_with("shv-"))
+                    .map(|l| format!("{}:{}", node.name, l.name)),
+            );
+        }
+        out
+    }
+
+    /// Stops everything and checks nothing Shorthorn made is left on any node.
+    pub async fn assert_clean(&self) {
+        let left = self.leftovers().await;
+        assert!(left.is_empty(), "left behind: {left:#?}");
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+type Launched = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+    ControllerClient<Channel>,
+    IdentityClient<Channel>,
+);
+
+async fn launch(config_path: &Path, dir: &Path) -> Launched {
+    let config = ControllerConfig::load(config_path).expect("config");
+    let socket = dir.join("csi.sock");
+    let _ = std::fs::remove_file(&socket);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let socket = socket.clone();
+        async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = server::serve(config, Endpoint::Unix(socket), shutdown).await {
+                panic!("controller failed: {e}");
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "controller socket never appeared"
+        );
+        assert!(!server.is_finished(), "controller exited during startup");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let channel = csi_proto::uds::connect(&socket).await.expect("connect");
+    (
+        tx,
+        server,
+        ControllerClient::new(channel.clone()),
+        IdentityClient::new(channel),
+    )
+}
+
+/// A single-node-writer block capability.
+pub fn block_cap() -> VolumeCapability {
+    VolumeCapability {
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter.into(),
+        }),
+        access_type: Some(AccessType::Block(BlockVolume {})),
+    }
+}
+
+/// A CreateVolume request for `name` of `bytes` with `replicas`.
+pub fn create_req(name: &str, bytes: i64, replicas: Option<u32>) -> CreateVolumeRequest {
+    let mut parameters = HashMap::new();
+    if let Some(r) = replicas {
+        parameters.insert("numberOfReplicas".to_string(), r.to_string());
+    }
+    CreateVolumeRequest {
+        name: name.to_string(),
+        capacity_range: Some(CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![block_cap()],
+        parameters,
+        ..Default::default()
+    }
+}
+
+/// A publish request.
+pub fn publish_req(volume: &str, node: &str) -> ControllerPublishVolumeRequest {
+    ControllerPublishVolumeRequest {
+        volume_id: volume.to_string(),
+        node_id: node.to_string(),
+        volume_capability: Some(block_cap()),
+        ..Default::default()
+    }
+}
+
+/// An unpublish request.
+pub fn unpublish_req(volume: &str, node: &str) -> ControllerUnpublishVolumeRequest {
+    ControllerUnpublishVolumeRequest {
+        volume_id: volume.to_string(),
+        node_id: node.to_string(),
+        ..Default::default()
+    }
+}
+
+/// A delete request.
+pub fn delete_req(volume: &str) -> DeleteVolumeRequest {
+    DeleteVolumeRequest {
+        volume_id: volume.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Writes `data` at offset 0 of a block device and flushes it to the device.
+pub fn write_device(path: &str, data: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {path} for writing: {e}"));
+    f.write_all(data).expect("write device");
+    f.sync_all().expect("fsync device");
+}
+
+/// Reads `len` bytes at offset 0 of a block device.
+pub fn read_device(path: &str, len: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).expect("read device");
+    buf
+}
+
+/// A recognisable pattern of `len` bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
