@@ -74,6 +74,14 @@ pub const NETWORK_METHODS: &[&str] = &[
     "ublk_get_disks",
     "ublk_start_disk",
     "ublk_stop_disk",
+    "nvmf_subsystem_remove_ns",
+    "nvmf_subsystem_remove_listener",
+    "nvmf_subsystem_add_host",
+    "nvmf_subsystem_remove_host",
+    "nvmf_subsystem_allow_any_host",
+    "nvmf_subsystem_listener_set_ana_state",
+    "nvmf_subsystem_set_ns_ana_group",
+    "bdev_nvme_set_options",
 ];
 
 /// The `rpc_get_methods` answer: SPDK methods this sim implements (sim-only

@@ -67,6 +67,26 @@ async fn exported_bdev_is_attached_with_spdk_shapes_and_carries_data() {
     assert_eq!(b.bdev("mB").read(4096, MIB as u64).await.unwrap(), data);
     assert_eq!(nv.read(4096, MIB as u64).await.unwrap(), data);
 
+    let e = b
+        .call(
+            "nvmf_subsystem_listener_set_ana_state",
+            json!({"nqn": "nqn.2016-06.io.spdk:rep-b", "listen_address": listen(port), "ana_state": "inaccessible"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-32603, "error setting ANA state: -22")
+    );
+    let stats = b.ok("nvmf_get_stats", json!(null)).await;
+    assert_eq!(stats["poll_groups"][0]["current_io_qpairs"], 1);
+    assert!(
+        stats["poll_groups"][0]["completed_nvme_io"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+
     // Exported bdevs are claimed, as SPDK's nvmf claims them.
     assert!(a
         .call("bdev_nvme_detach_controller", json!({"name": "nvB"}))
@@ -110,7 +130,10 @@ async fn attach_fails_like_spdk_when_nothing_listens_or_host_is_not_allowed() {
         .call("nvmf_create_transport", json!({"trtype": "TCP"}))
         .await
         .unwrap_err();
-    assert_eq!(dup.code, -32602);
+    assert_eq!(
+        (dup.code, dup.message.as_str()),
+        (-32603, "Transport type 'TCP' already exists")
+    );
     let nqn = "nqn.2016-06.io.spdk:locked";
     b.ok("nvmf_create_subsystem", json!({"nqn": nqn})).await;
     b.ok(

@@ -31,6 +31,17 @@ pub struct Target {
     pub sockets: BTreeMap<String, tokio::task::AbortHandle>,
     /// Next connection id.
     pub next_conn_id: u64,
+    /// Counters for `nvmf_get_stats`.
+    pub stats: Stats,
+}
+
+/// Target-wide counters for `nvmf_get_stats`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Connections ever accepted (each is one admin and one I/O queue pair).
+    pub qpairs: u64,
+    /// I/O completed.
+    pub completed_nvme_io: u64,
 }
 
 impl Target {

@@ -7,12 +7,23 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::params::{decode, invalid_params};
+use super::params::invalid_params;
 use super::subsystem::{discovery_json, ListenAddr, Listener, Namespace, Subsystem};
 use super::wire::AnaState;
 use super::{lock, server, Target};
 use crate::rpc_error::RpcError;
 use crate::sim::Sim;
+
+/// Decodes nvmf params; SPDK's nvmf RPCs answer a decode failure with
+/// -32602 "Invalid parameters".
+fn decode<T: serde::de::DeserializeOwned>(params: Option<&Value>) -> Result<T, RpcError> {
+    super::params::decode(params).map_err(|_| invalid_params())
+}
+
+/// The error SPDK gives when setting an ANA state fails with -EINVAL.
+fn ana_error() -> RpcError {
+    RpcError::new(-32603, "error setting ANA state: -22")
+}
 
 /// Module name under which namespaces claim their bdev.
 const CLAIM_MODULE: &str = "nvmf";
@@ -41,6 +52,7 @@ pub async fn handle(
         "nvmf_subsystem_get_qpairs" => get_qpairs(sim, params),
         "nvmf_subsystem_listener_set_ana_state" => set_ana_state(sim, params),
         "nvmf_subsystem_set_ns_ana_group" => set_ns_ana_group(sim, params).await,
+        "nvmf_get_stats" => get_stats(sim),
         _ => return None,
     };
     Some(r)
@@ -67,7 +79,7 @@ fn create_transport(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError
     let mut t = lock(&sim.nvmf.target);
     if t.transports.contains(&trtype) {
         return Err(RpcError::new(
-            -32602,
+            -32603,
             format!("Transport type '{trtype}' already exists"),
         ));
     }
@@ -313,7 +325,7 @@ async fn add_listener(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, R
     let addr = p.listen_address.normalized();
     let initial = match p.ana_state.as_deref() {
         None => None,
-        Some(s) => Some(AnaState::parse(s).ok_or_else(RpcError::decode_failed)?),
+        Some(s) => Some(AnaState::parse(s).ok_or_else(invalid_params)?),
     };
     let need_socket = {
         let mut t = lock(&sim.nvmf.target);
@@ -485,21 +497,21 @@ struct SetAnaParams {
 
 fn set_ana_state(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
     let p: SetAnaParams = decode(params)?;
-    let state = AnaState::parse(&p.ana_state).ok_or_else(RpcError::decode_failed)?;
+    let state = AnaState::parse(&p.ana_state).ok_or_else(invalid_params)?;
     let addr = p.listen_address.normalized();
     let mut t = lock(&sim.nvmf.target);
     let sub = find(&mut t, &p.nqn)?;
     if !sub.ana_reporting {
-        return Err(RpcError::new(-32603, "Internal error"));
+        return Err(ana_error());
     }
     let max = sub.max_namespaces;
     let listener = sub
         .listeners
         .iter_mut()
         .find(|l| l.addr == addr)
-        .ok_or_else(invalid_params)?;
+        .ok_or_else(ana_error)?;
     match p.anagrpid {
-        Some(g) if g == 0 || g > max => return Err(invalid_params()),
+        Some(g) if g == 0 || g > max => return Err(ana_error()),
         Some(g) => {
             listener.ana.insert(g, state);
         }
@@ -543,4 +555,22 @@ async fn set_ns_ana_group(sim: &Sim, params: Option<&Value>) -> Result<Value, Rp
     ns.anagrpid = p.anagrpid;
     sub.broadcast_namespaces();
     Ok(json!(true))
+}
+
+fn get_stats(sim: &Sim) -> Result<Value, RpcError> {
+    let t = lock(&sim.nvmf.target);
+    let current: usize = t.subsystems.iter().map(|s| s.connections.len()).sum();
+    Ok(json!({
+        "tick_rate": crate::bdev_rpc::TICK_RATE,
+        "poll_groups": [{
+            "name": "nvmf_tgt_poll_group_000",
+            "admin_qpairs": t.stats.qpairs,
+            "io_qpairs": t.stats.qpairs,
+            "current_admin_qpairs": current,
+            "current_io_qpairs": current,
+            "pending_bdev_io": 0,
+            "completed_nvme_io": t.stats.completed_nvme_io,
+            "transports": t.transports.iter().map(|tr| json!({"trtype": tr})).collect::<Vec<_>>(),
+        }]
+    }))
 }

@@ -59,6 +59,7 @@ fn admit(
     let mut target = lock(&sim.nvmf.target);
     let id = target.next_conn_id;
     target.next_conn_id += 1;
+    target.stats.qpairs += 1;
     let sub = target
         .subsystems
         .iter_mut()
@@ -248,10 +249,10 @@ fn resolve(
         .namespaces
         .get(&nsid)
         .ok_or(IoStatus::Errno(-libc_errno::ENXIO))?;
-    let listener = sub
-        .listener(addr)
+    let state = sub
+        .ana_state(addr, ns.anagrpid)
         .ok_or(IoStatus::Errno(-libc_errno::ENXIO))?;
-    if listener.ana_state(ns.anagrpid) == super::wire::AnaState::Inaccessible {
+    if state == super::wire::AnaState::Inaccessible {
         return Err(IoStatus::AnaInaccessible);
     }
     Ok((ns.bdev.clone(), ns.drain.clone()))
@@ -280,13 +281,13 @@ async fn run_io(
     if let Err(status) = resolve(&sim, nqn, addr, nsid) {
         return (status, Vec::new());
     }
-    drop(sim);
     let r = match op {
         IoOp::Read => bdev.read(offset, len).await,
         IoOp::Write => bdev.write(offset, &data).await.map(|()| Vec::new()),
         IoOp::Flush => bdev.flush().await.map(|()| Vec::new()),
         IoOp::Unmap => bdev.unmap(offset, len).await.map(|()| Vec::new()),
     };
+    lock(&sim.nvmf.target).stats.completed_nvme_io += 1;
     match r {
         Ok(out) => (IoStatus::Ok, out),
         Err(e) if e.0 == 0 => (IoStatus::Errno(-libc_errno::EINVAL), Vec::new()),

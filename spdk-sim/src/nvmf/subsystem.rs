@@ -158,9 +158,19 @@ impl Subsystem {
         self.listeners.iter().find(|l| &l.addr == addr)
     }
 
+    /// ANA state of `group` through `addr` as hosts see it: always optimized
+    /// when the subsystem does not report ANA; `None` without such a listener.
+    pub fn ana_state(&self, addr: &ListenAddr, group: u32) -> Option<AnaState> {
+        let l = self.listener(addr)?;
+        Some(if self.ana_reporting {
+            l.ana_state(group)
+        } else {
+            AnaState::Optimized
+        })
+    }
+
     /// Namespaces as seen through `addr`.
     pub fn namespace_infos(&self, addr: &ListenAddr) -> Vec<NamespaceInfo> {
-        let listener = self.listener(addr);
         self.namespaces
             .values()
             .map(|ns| NamespaceInfo {
@@ -169,8 +179,8 @@ impl Subsystem {
                 block_size: ns.bdev.block_size(),
                 num_blocks: ns.bdev.num_blocks(),
                 anagrpid: ns.anagrpid,
-                ana_state: listener
-                    .map(|l| l.ana_state(ns.anagrpid))
+                ana_state: self
+                    .ana_state(addr, ns.anagrpid)
                     .unwrap_or(AnaState::Inaccessible),
             })
             .collect()
