@@ -52,6 +52,22 @@ impl SimProcess {
         Rpc::connect(&self.socket).expect("connect")
     }
 
+    /// Waits until the process exits on its own; panics if it has not
+    /// exited after a generous grace period (then kills it).
+    pub fn wait_exit(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            for _ in 0..2000 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.kill9();
+        panic!("spdk-sim did not exit");
+    }
+
     /// `kill -9` and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
