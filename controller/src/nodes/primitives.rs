@@ -313,7 +313,8 @@ pub async fn ensure_ublk(node: &NodeHandle, bdev: &str) -> Result<(u32, String)>
         .await
     {
         Ok(()) => {}
-        Err(e) if e.is_already_exists() => {}
+        // SPDK answers EBUSY ("Device or resource busy") when the target exists.
+        Err(e) if e.is_already_exists() || e.is_busy() => {}
         Err(e) => return Err(node.spdk_error("ublk_create_target", e)),
     }
     let id = (0u32..)
