@@ -87,6 +87,29 @@ async fn exported_bdev_is_attached_with_spdk_shapes_and_carries_data() {
             >= 2
     );
 
+    // Removing the namespace on the target hot-removes the host's bdev.
+    b.ok(
+        "nvmf_subsystem_remove_ns",
+        json!({"nqn": "nqn.2016-06.io.spdk:rep-b", "nsid": 1}),
+    )
+    .await;
+    wait_until("namespace bdev removed", || async { !a.has_bdev("nvBn1") }).await;
+    assert!(b
+        .sim
+        .bdevs
+        .lock()
+        .unwrap()
+        .lookup("mB")
+        .unwrap()
+        .claimed_by
+        .is_none());
+    b.ok(
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": "nqn.2016-06.io.spdk:rep-b", "namespace": {"bdev_name": "mB"}}),
+    )
+    .await;
+    wait_until("namespace bdev back", || async { a.has_bdev("nvBn1") }).await;
+
     // Exported bdevs are claimed, as SPDK's nvmf claims them.
     assert!(a
         .call("bdev_nvme_detach_controller", json!({"name": "nvB"}))

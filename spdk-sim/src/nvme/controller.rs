@@ -143,10 +143,32 @@ impl Controller {
 
     async fn try_connect(self: &Arc<Self>) -> Result<(), ConnectFailure> {
         let ns_map = self.namespaces.clone();
+        let (sim, me) = (self.sim.clone(), Arc::downgrade(self));
         let on_update = Box::new(move |list: Vec<NamespaceInfo>| {
-            let mut m = lock(&ns_map);
-            m.clear();
-            m.extend(list.into_iter().map(|n| (n.nsid, n)));
+            let (removed, added): (Vec<u32>, Vec<u32>) = {
+                let mut m = lock(&ns_map);
+                let gone = m
+                    .keys()
+                    .filter(|id| !list.iter().any(|n| n.nsid == **id))
+                    .copied()
+                    .collect();
+                let new = list
+                    .iter()
+                    .filter(|n| !m.contains_key(&n.nsid))
+                    .map(|n| n.nsid)
+                    .collect();
+                m.clear();
+                m.extend(list.into_iter().map(|n| (n.nsid, n)));
+                (gone, new)
+            };
+            if let (Some(sim), Some(ctrlr)) = (sim.upgrade(), me.upgrade()) {
+                for nsid in removed {
+                    super::remove_ns_bdev(&sim, &format!("{}n{nsid}", ctrlr.name));
+                }
+                for nsid in added {
+                    super::register_ns_bdev(&sim, &ctrlr, nsid);
+                }
+            }
         });
         let weak = Arc::downgrade(self);
         let on_close = Box::new(move || {

@@ -76,11 +76,30 @@ pub fn remove_controller(sim: &Sim, name: &str) -> bool {
             .collect()
     };
     for bdev in names {
-        crate::raid::base_bdev_removed(sim, &bdev);
-        lock(&sim.bdevs).unregister(&bdev);
-        tracing::info!(%bdev, "nvme bdev unregistered");
+        remove_ns_bdev(sim, &bdev);
     }
     true
+}
+
+/// Registers the bdev `<ctrlr>n<nsid>`; returns its name.
+pub fn register_ns_bdev(sim: &Sim, ctrlr: &Arc<Controller>, nsid: u32) -> Option<String> {
+    let ns = bdev::NvmeNs::new(ctrlr.clone(), nsid)?;
+    let name = crate::bdev::Bdev::name(&ns);
+    match lock(&sim.bdevs).register(Arc::new(ns)) {
+        Ok(_) => Some(name),
+        Err(e) => {
+            tracing::warn!(bdev = %name, error = %e, "cannot register nvme bdev");
+            None
+        }
+    }
+}
+
+/// Hot-removes one namespace bdev: raids using it lose that base bdev.
+pub fn remove_ns_bdev(sim: &Sim, bdev: &str) {
+    crate::raid::base_bdev_removed(sim, bdev);
+    if lock(&sim.bdevs).unregister(bdev).is_some() {
+        tracing::info!(%bdev, "nvme bdev unregistered");
+    }
 }
 
 /// Handles this module's JSON-RPC methods; `None` when the method is not one of them.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::bdev::NvmeNs;
 use super::connection::ConnectFailure;
 use super::controller::{Controller, Resiliency, Trid};
 use crate::nvmf::lock;
@@ -126,22 +125,14 @@ async fn attach(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcErro
         }
         inner.controllers.insert(p.name.clone(), ctrlr.clone());
     }
-    let mut names = Vec::new();
-    for nsid in ctrlr.nsids() {
-        let Some(ns) = NvmeNs::new(ctrlr.clone(), nsid) else {
-            continue;
-        };
-        let name = ns.name();
-        match lock(&sim.bdevs).register(Arc::new(ns)) {
-            Ok(_) => names.push(name),
-            Err(e) => tracing::warn!(bdev = %name, error = %e, "cannot register nvme bdev"),
-        }
-    }
+    let names: Vec<String> = ctrlr
+        .nsids()
+        .into_iter()
+        .filter_map(|nsid| super::register_ns_bdev(sim, &ctrlr, nsid))
+        .collect();
     tracing::info!(ctrlr = %p.name, bdevs = ?names, "controller attached");
     Ok(json!(names))
 }
-
-use crate::bdev::Bdev as _;
 
 #[derive(Deserialize)]
 struct NameParams {
