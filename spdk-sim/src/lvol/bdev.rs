@@ -132,6 +132,9 @@ impl LvolBdev {
             changed = true;
         }
         if changed {
+            // The new clusters' data must be durable before the metadata
+            // that points at them: never expose stale bytes after a crash.
+            self.lvs.base.flush().await?;
             self.lvs.commit(&mut seq, next).await?;
         }
         Ok(())

@@ -480,6 +480,7 @@ async fn materialize(
         bm.set_cluster(*idx, p);
     }
     finish(bm);
+    lvs.base.flush().await.map_err(async_err)?;
     lvs.commit(&mut seq, next).await.map_err(async_err)
 }
 
