@@ -7,6 +7,7 @@
 //! - `ctl`: an operator CLI against a running controller.
 
 mod cmd;
+mod local;
 mod logging;
 mod signals;
 
@@ -17,7 +18,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cmd::Cli::parse();
     logging::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shorthorn: cannot start the async runtime: {e}");

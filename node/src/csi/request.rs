@@ -64,6 +64,19 @@ pub fn required_path(value: &str, field: &str) -> Result<PathBuf, Status> {
     Ok(path.to_path_buf())
 }
 
+/// A required path that names an existing staging or publish path. A
+/// relative path can never name one, so it is NOT_FOUND rather than invalid:
+/// the CO asked about a volume that is not there.
+pub fn lookup_path(value: &str, field: &str) -> Result<PathBuf, Status> {
+    let path = Path::new(required(value, field)?);
+    if !path.is_absolute() {
+        return Err(Status::not_found(format!(
+            "no volume is staged or published at {value:?} ({field} must be an absolute path)"
+        )));
+    }
+    Ok(path.to_path_buf())
+}
+
 /// Validates a capability; `default_fs` applies when the mount names none.
 pub fn capability(
     cap: Option<&VolumeCapability>,

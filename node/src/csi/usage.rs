@@ -11,7 +11,7 @@ use csi_proto::{
 use tonic::Status;
 use tracing::{info, Instrument};
 
-use super::request::{required, required_path, AccessKind};
+use super::request::{lookup_path, required, AccessKind};
 use super::service::{blocking, NodeService};
 use super::state::StagedVolume;
 use super::status::not_found;
@@ -45,7 +45,7 @@ impl NodeService {
         req: NodeGetVolumeStatsRequest,
     ) -> Result<NodeGetVolumeStatsResponse, Status> {
         let volume_id = required(&req.volume_id, "volume_id")?.to_owned();
-        let path = required_path(&req.volume_path, "volume_path")?;
+        let path = lookup_path(&req.volume_path, "volume_path")?;
         let span = tracing::debug_span!("stats", volume_id = %volume_id);
         async move {
             let rec = self.volume_at(&volume_id, &path)?;
@@ -106,7 +106,7 @@ impl NodeService {
         req: NodeExpandVolumeRequest,
     ) -> Result<NodeExpandVolumeResponse, Status> {
         let volume_id = required(&req.volume_id, "volume_id")?.to_owned();
-        let path = required_path(&req.volume_path, "volume_path")?;
+        let path = lookup_path(&req.volume_path, "volume_path")?;
         let span = tracing::info_span!("expand", volume_id = %volume_id);
         async move {
             let _guard = self.locks.try_lock(&volume_id)?;

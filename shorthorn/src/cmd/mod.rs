@@ -1,6 +1,7 @@
 //! Command-line surface: one module per subcommand.
 
 mod controller;
+mod local;
 mod node;
 mod sim;
 
@@ -30,7 +31,7 @@ pub enum Command {
     /// Run one simulated spdk_tgt (JSON-RPC on a Unix socket, real data on disk).
     Sim(sim::SimArgs),
     /// Run the whole driver on this machine: simulated nodes, store, controller and node service.
-    Local(NotYet),
+    Local(local::LocalArgs),
     /// Inspect and operate a running Shorthorn controller.
     Ctl(NotYet),
 }
@@ -45,11 +46,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(args).await,
         Command::Controller(args) => controller::run(args).await,
         Command::Node(args) => node::run(args).await,
-        Command::Local(_) => not_yet("local", 7),
+        Command::Local(args) => local::run(args).await,
         Command::Ctl(_) => not_yet("ctl", 7),
     }
 }
 
 fn not_yet(sub: &str, issue: u32) -> anyhow::Result<()> {
-    anyhow::bail!("`shorthorn {sub}` is not implemented yet (tracked in issue #{issue}); nothing was started")
+    anyhow::bail!(
+        "`shorthorn {sub}` is not implemented yet (tracked in issue #{issue}); nothing was started"
+    )
 }

@@ -1,0 +1,178 @@
+//! `shorthorn local up`: storage nodes, store, controller and node service on
+//! this machine, with every CSI service on one Unix socket.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use csi_proto::controller_server::ControllerServer;
+use csi_proto::identity_server::IdentityServer;
+use csi_proto::node_server::NodeServer;
+use shorthorn_controller::config::ControllerConfig;
+use shorthorn_controller::identity::{IdentityService, DRIVER_NAME};
+use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
+use shorthorn_controller::reconciler;
+use shorthorn_controller::service::ControllerService;
+use shorthorn_node::csi::{NodeService, NodeServiceConfig};
+use shorthorn_node::frontend::FrontendKind;
+use shorthorn_node::probe::KernelFeatures;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use super::config::{node_name, render, LocalStore};
+use super::layout::Layout;
+use super::pidfile::PidFile;
+use super::storage_nodes::{Engine, StorageNode};
+use super::sweep::sweep;
+use crate::signals::shutdown_signal;
+
+/// Settings of one `local up`.
+#[derive(Debug, Clone)]
+pub struct UpSettings {
+    /// The state directory.
+    pub layout: Layout,
+    /// How many storage nodes.
+    pub nodes: usize,
+    /// Size of each node's backing file.
+    pub disk_bytes: u64,
+    /// Where controller state goes.
+    pub store: LocalStore,
+}
+
+/// Runs the local cluster until SIGINT or SIGTERM, then tears everything down.
+pub async fn up(settings: UpSettings) -> anyhow::Result<()> {
+    let layout = settings.layout.clone();
+    layout
+        .create()
+        .with_context(|| format!("creating {}", layout.root().display()))?;
+    let _pid = PidFile::acquire(&layout.pid_file())?;
+    // A previous run that was killed may have left mounts or loop devices.
+    let stale = sweep(layout.root());
+    if !stale.unmounted.is_empty() || !stale.detached.is_empty() {
+        tracing::warn!(
+            ?stale,
+            "cleaned up after an earlier run that did not stop cleanly"
+        );
+    }
+
+    let kernel = KernelFeatures::probe();
+    tracing::info!(features = %kernel.summary(), "kernel features");
+    let engine = Engine::from_env();
+    let frontends = usable_frontends(&kernel, &engine);
+    if frontends.is_empty() {
+        anyhow::bail!(
+            "no usable frontend: this kernel has neither nvme-tcp (/dev/nvme-fabrics) nor ublk \
+             (/dev/ublk-control){}; volumes could not be attached",
+            if engine == Engine::Sim {
+                ", nor /dev/loop-control and /dev/fuse for the sim's ublk stand-in"
+            } else {
+                ""
+            }
+        );
+    }
+    tracing::info!(
+        ?frontends,
+        "frontends for volumes published on this machine"
+    );
+    let mut nodes = Vec::with_capacity(settings.nodes);
+    for i in 1..=settings.nodes {
+        let node = StorageNode::start(&layout, &engine, i, settings.disk_bytes).await?;
+        tracing::info!(node = %node.name, socket = %node.socket.display(), "storage node up");
+        nodes.push(node);
+    }
+
+    let result = serve(&settings, &frontends).await;
+
+    // Teardown order matters: mounts first (they pin the sims' loop devices),
+    // then the storage nodes (each removes its own ublk loop and FUSE mount),
+    // then a final sweep for anything a crash left behind.
+    let _ = std::fs::remove_file(layout.ready_file());
+    let early = sweep(layout.root());
+    for mut node in nodes {
+        node.stop();
+    }
+    let late = sweep(layout.root());
+    for f in early.failures.iter().chain(late.failures.iter()) {
+        tracing::warn!(failure = %f, "cleanup incomplete");
+    }
+    result
+}
+
+/// The frontends volumes can use here: what the kernel offers, plus ublk when
+/// the storage nodes are sims, whose ublk stand-in needs only loop devices and FUSE.
+fn usable_frontends(kernel: &KernelFeatures, engine: &Engine) -> Vec<FrontendKind> {
+    let mut frontends = kernel.frontends();
+    let sim_ublk = *engine == Engine::Sim
+        && Path::new("/dev/loop-control").exists()
+        && Path::new("/dev/fuse").exists();
+    if sim_ublk && !frontends.contains(&FrontendKind::Ublk) {
+        frontends.push(FrontendKind::Ublk);
+    }
+    frontends
+}
+
+async fn serve(settings: &UpSettings, frontends: &[FrontendKind]) -> anyhow::Result<()> {
+    let layout = &settings.layout;
+    let toml = render(layout, settings.nodes, &settings.store, frontends);
+    std::fs::write(layout.controller_config(), &toml)
+        .with_context(|| format!("writing {}", layout.controller_config().display()))?;
+    let config = ControllerConfig::from_toml(&toml)?;
+    let ctx = shorthorn_controller::server::start(&config).await?;
+
+    let mut node_config =
+        NodeServiceConfig::new(DRIVER_NAME, node_name(1), layout.node_state_dir());
+    node_config
+        .topology
+        .insert(TOPOLOGY_NODE_KEY.to_string(), node_name(1));
+    let node_service = NodeService::new(node_config)?;
+
+    let socket = layout.csi_socket();
+    if socket.exists() {
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("removing stale {}", socket.display()))?;
+    }
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let reconcile = tokio::spawn(reconciler::run(
+        ctx.clone(),
+        Duration::from_secs(config.reconcile_interval_secs.max(1)),
+        stopped(stop_rx.clone()),
+    ));
+    let server = tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(IdentityService::new(ctx.clone())))
+        .add_service(ControllerServer::new(ControllerService::new(ctx)))
+        .add_service(NodeServer::new(node_service))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(stop_rx));
+
+    std::fs::write(
+        layout.ready_file(),
+        format!("unix://{}\n", socket.display()),
+    )?;
+    println!(
+        "Shorthorn local cluster is up: {} storage nodes.",
+        settings.nodes
+    );
+    println!("CSI endpoint: unix://{}", socket.display());
+    println!("State directory: {}", layout.root().display());
+    println!(
+        "Stop with Ctrl-C or `shorthorn local down --state-dir {}`.",
+        layout.root().display()
+    );
+
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = signal_tx.send(true);
+    });
+    let served = server.await;
+    let _ = stop_tx.send(true);
+    let _ = reconcile.await;
+    let _ = std::fs::remove_file(&socket);
+    served.context("CSI server")?;
+    Ok(())
+}
