@@ -158,7 +158,8 @@ async fn sweep_node(ctx: &Context, node: &NodeHandle, busy: &BTreeSet<String>) -
     for lvol in lvols {
         if let Some(v) = naming::volume_of_lvol(&lvol.name) {
             let w = wanted(ctx, v, &name).await?;
-            if !busy.contains(v) && !(w.volume && w.replica_here) {
+            let explained = w.volume && w.replica_here;
+            if !busy.contains(v) && !explained {
                 tracing::info!(node = %name, volume = v, "removing orphan replica lvol");
                 primitives::remove_export(node, &naming::replica_nqn(v, &name)).await?;
                 primitives::remove_replica(node, v).await?;

@@ -227,7 +227,7 @@ impl ControllerService {
         let wanted = req
             .accessible_topology
             .as_ref()
-            .map(|t| params::topology_segments(t));
+            .map(params::topology_segments);
         let nodes = self.ctx.nodes.refresh_all().await;
         let mut free: Vec<u64> = nodes
             .iter()
@@ -298,7 +298,6 @@ fn capability(rpc: Rpc) -> ControllerServiceCapability {
         r#type: Some(controller_service_capability::Type::Rpc(
             controller_service_capability::Rpc { r#type: rpc.into() },
         )),
-        ..Default::default()
     }
 }
 

@@ -15,7 +15,7 @@ use spdk_client::{
 };
 
 use super::NodeHandle;
-use crate::error::Result;
+use crate::error::{ControllerError, Result};
 use crate::naming;
 
 /// Seconds after which a lost remote replica's NVMe controller is deleted.
@@ -35,15 +35,6 @@ fn adrfam(ip: IpAddr) -> String {
 
 /// Creates the thin replica lvol of `volume_id` (or finds it); returns its uuid.
 pub async fn ensure_replica(node: &NodeHandle, volume_id: &str, size_bytes: u64) -> Result<String> {
-    let alias = node.lvol_alias(volume_id);
-    if let Some(bdev) = node
-        .client
-        .bdev_get(&alias)
-        .await
-        .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?
-    {
-        return Ok(bdev.name);
-    }
     let params = BdevLvolCreateParams {
         lvol_name: naming::replica_lvol(volume_id),
         size_in_mib: size_bytes.div_ceil(1024 * 1024),
@@ -51,10 +42,24 @@ pub async fn ensure_replica(node: &NodeHandle, volume_id: &str, size_bytes: u64)
         lvs_name: Some(node.config.lvstore.clone()),
         ..Default::default()
     };
-    node.client
-        .bdev_lvol_create(&params)
-        .await
-        .map_err(|e| node.spdk_error("bdev_lvol_create", e))
+    match node.client.bdev_lvol_create(&params).await {
+        Ok(uuid) => Ok(uuid),
+        Err(e) if e.is_already_exists() => {
+            let alias = node.lvol_alias(volume_id);
+            let bdev = node
+                .client
+                .bdev_get(&alias)
+                .await
+                .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
+            bdev.map(|b| b.name).ok_or_else(|| {
+                ControllerError::Internal(format!(
+                    "lvol {alias} on {} both exists and does not",
+                    node.name()
+                ))
+            })
+        }
+        Err(e) => Err(node.spdk_error("bdev_lvol_create", e)),
+    }
 }
 
 /// Deletes the replica lvol of `volume_id` if present.
