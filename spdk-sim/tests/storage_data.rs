@@ -468,3 +468,30 @@ async fn a_torn_metadata_update_falls_back_to_the_previous_generation() {
         .collect();
     assert_eq!(names, vec!["first"]);
 }
+
+#[tokio::test]
+async fn unmapping_whole_clusters_of_a_thin_lvol_releases_them() {
+    let t = T::new();
+    t.lvs("m0", "lvs", 16).await;
+    t.lvol("lvs", "v", 4, true).await;
+    t.write("lvs/v", 0, &pat(30, 3 * MIB)).await.expect("write");
+    let v = t.ok("bdev_get_bdevs", json!({"name": "lvs/v"})).await;
+    assert_eq!(v[0]["supported_io_types"]["unmap"], json!(true));
+    let bdev = {
+        let reg = t.sim.bdevs.lock().expect("registry");
+        reg.lookup("lvs/v").expect("lvol").bdev.clone()
+    };
+    // Cluster 1 whole, plus 8 KiB of cluster 2.
+    bdev.unmap(MIB, MIB + 8192).await.expect("unmap");
+    assert_eq!(t.allocated("lvs/v").await, 2);
+    let mut want = pat(30, 3 * MIB);
+    want[MIB as usize..(2 * MIB + 8192) as usize].fill(0);
+    assert_eq!(t.read("lvs/v", 0, 3 * MIB).await, want);
+    let lvs = t
+        .ok("bdev_lvol_get_lvstores", json!({"lvs_name": "lvs"}))
+        .await;
+    assert_eq!(
+        lvs[0]["free_clusters"].as_u64(),
+        lvs[0]["total_data_clusters"].as_u64().map(|n| n - 2)
+    );
+}

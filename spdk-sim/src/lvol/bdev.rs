@@ -258,25 +258,42 @@ impl Bdev for LvolBdev {
         }
         Ok(())
     }
+    /// Unmap as SPDK's blobstore does it: in a thin lvol without a parent, a
+    /// whole allocated cluster is released (it reads as zeroes again); any
+    /// other allocated range is zeroed; unallocated ranges are left alone.
     async fn unmap(&self, offset: u64, len: u64) -> IoResult<()> {
         self.check(offset, len)?;
         let _gate = self.lvs.gate.read().await;
         let cs = self.lvs.anchor.cluster_size;
-        let plan: Vec<(Piece, Option<u64>)> = self.lvs.with_meta(|m| {
+        let (releasable, plan) = self.lvs.with_meta(|m| {
             let b = m.blob(self.id);
-            pieces(offset, len, cs)
+            let releasable = b.is_some_and(|b| b.thin && b.parent == Parent::None && !b.read_only);
+            let plan: Vec<(Piece, Option<u64>)> = pieces(offset, len, cs)
                 .into_iter()
                 .map(|p| {
                     let phys = b.and_then(|b| b.cluster(p.idx));
                     (p, phys)
                 })
-                .collect()
+                .collect();
+            (releasable, plan)
         })?;
+        let mut release = Vec::new();
         for (p, phys) in plan {
-            if let Some(phys) = phys {
+            let Some(phys) = phys else { continue };
+            if releasable && p.within == 0 && p.len == cs {
+                release.push((p.idx, phys));
+            } else {
                 let zero = vec![0u8; p.len as usize];
                 self.lvs.base.write(phys * cs + p.within, &zero).await?;
             }
+        }
+        if !release.is_empty() {
+            let mut seq = self.lvs.md_lock.lock().await;
+            let mut next = self.lvs.snapshot_meta()?;
+            let b = next.blob_mut(self.id).ok_or(IoError::ENXIO)?;
+            b.map
+                .retain(|[idx, phys]| !release.contains(&(*idx, *phys)));
+            self.lvs.commit(&mut seq, next).await?;
         }
         Ok(())
     }
