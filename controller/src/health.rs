@@ -120,6 +120,8 @@ pub async fn condition(ctx: &Context, volume_id: &str) -> Result<Condition> {
     }
     for r in &replicas {
         if let Ok(node) = ctx.nodes.get(&r.node) {
+            // A failed refresh marks the node offline; reported below.
+            let _ = ctx.nodes.refresh(&node).await;
             let status = node.status();
             if ctx.nodes.nearly_full(&status) {
                 problems.push(format!(
@@ -128,7 +130,7 @@ pub async fn condition(ctx: &Context, volume_id: &str) -> Result<Condition> {
                     r.node,
                     status.space.free_percent()
                 ));
-            } else if !status.online && status.last_error.is_some() {
+            } else if !status.online {
                 problems.push(format!("node {} is unreachable", r.node));
             }
         }

@@ -58,6 +58,11 @@ pub struct Harness {
 impl Harness {
     /// Starts `n` storage nodes (ublk frontend), the store and a controller.
     pub async fn start(n: usize, store: StoreKind) -> Harness {
+        Self::start_with(n, store, "").await
+    }
+
+    /// Like [`Harness::start`], with extra top-level config lines.
+    pub async fn start_with(n: usize, store: StoreKind, extra_toml: &str) -> Harness {
         let cluster = tokio::task::spawn_blocking(move || TestCluster::start(n))
             .await
             .expect("join")
@@ -83,7 +88,7 @@ impl Harness {
             ),
         };
         let config = format!(
-            "reconcile_interval_secs = 3600\n{store_toml}\n{}",
+            "reconcile_interval_secs = 3600\n{extra_toml}\n{store_toml}\n{}",
             cluster.controller_toml(&["ublk"])
         );
         let config_path = dir.path().join("controller.toml");
