@@ -26,9 +26,10 @@ pub enum LocalAction {
         /// Number of storage nodes.
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        /// Size of each storage node's backing file, in GiB (sparse).
-        #[arg(long, default_value_t = 4)]
-        disk_gib: u64,
+        /// Size of each storage node's backing file in MiB (sparse); one value for every
+        /// node, or a comma-separated value per node.
+        #[arg(long, value_delimiter = ',', default_value = "4096")]
+        disk_mib: Vec<u64>,
         /// Use etcd at this URL (comma-separated for several) instead of the embedded store.
         #[arg(long, value_delimiter = ',')]
         etcd: Vec<String>,
@@ -47,11 +48,22 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         LocalAction::Up {
             state_dir,
             nodes,
-            disk_gib,
+            disk_mib,
             etcd,
         } => {
             if nodes == 0 {
                 anyhow::bail!("--nodes must be at least 1");
+            }
+            let disk_bytes: Vec<u64> = match disk_mib.as_slice() {
+                [one] => vec![one << 20; nodes],
+                many if many.len() == nodes => many.iter().map(|m| m << 20).collect(),
+                many => anyhow::bail!(
+                    "--disk-mib has {} values for {nodes} nodes: give one value, or one per node",
+                    many.len()
+                ),
+            };
+            if disk_bytes.iter().any(|&b| b < 16 << 20) {
+                anyhow::bail!("--disk-mib: each node needs at least 16 MiB");
             }
             let store = if etcd.is_empty() {
                 LocalStore::Embedded
@@ -61,7 +73,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             crate::local::up::up(UpSettings {
                 layout: Layout::new(absolute(state_dir)?),
                 nodes,
-                disk_bytes: disk_gib << 30,
+                disk_bytes,
                 store,
             })
             .await

@@ -7,7 +7,7 @@ use anyhow::bail;
 use nix::sys::signal::{kill, Signal};
 
 use super::layout::Layout;
-use super::pidfile::read_live_pid;
+use super::pidfile::{is_alive, read_live_pid};
 use super::sweep::sweep;
 
 /// How long `local up` gets to tear down after SIGTERM.
@@ -19,7 +19,7 @@ pub async fn down(layout: &Layout) -> anyhow::Result<()> {
         println!("Stopping the local cluster (pid {pid})...");
         kill(pid, Signal::SIGTERM)?;
         let deadline = Instant::now() + STOP_TIMEOUT;
-        while kill(pid, None).is_ok() {
+        while is_alive(pid) {
             if Instant::now() > deadline {
                 bail!(
                     "pid {pid} did not stop within {STOP_TIMEOUT:?}; it may still be cleaning up"

@@ -39,5 +39,21 @@ impl Drop for PidFile {
 pub fn read_live_pid(path: &Path) -> Option<Pid> {
     let text = std::fs::read_to_string(path).ok()?;
     let pid = Pid::from_raw(text.trim().parse().ok()?);
-    kill(pid, None).ok().map(|()| pid)
+    is_alive(pid).then_some(pid)
+}
+
+/// True while `pid` runs. A zombie (exited, not yet reaped by its parent)
+/// counts as gone: it holds nothing any more.
+pub fn is_alive(pid: Pid) -> bool {
+    if kill(pid, None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z"),
+        Err(_) => false,
+    }
 }

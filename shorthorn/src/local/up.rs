@@ -33,8 +33,8 @@ pub struct UpSettings {
     pub layout: Layout,
     /// How many storage nodes.
     pub nodes: usize,
-    /// Size of each node's backing file.
-    pub disk_bytes: u64,
+    /// Size of each node's backing file, one entry per node.
+    pub disk_bytes: Vec<u64>,
     /// Where controller state goes.
     pub store: LocalStore,
 }
@@ -75,8 +75,8 @@ pub async fn up(settings: UpSettings) -> anyhow::Result<()> {
         "frontends for volumes published on this machine"
     );
     let mut nodes = Vec::with_capacity(settings.nodes);
-    for i in 1..=settings.nodes {
-        let node = StorageNode::start(&layout, &engine, i, settings.disk_bytes).await?;
+    for (i, &disk_bytes) in (1..=settings.nodes).zip(&settings.disk_bytes) {
+        let node = StorageNode::start(&layout, &engine, i, disk_bytes).await?;
         tracing::info!(node = %node.name, socket = %node.socket.display(), "storage node up");
         nodes.push(node);
     }
