@@ -28,7 +28,7 @@ pub fn sweep(root: &Path) -> SweepReport {
         Ok(mounts) => {
             let mut targets: Vec<PathBuf> = mounts
                 .iter()
-                .filter(|m| m.mount_point.starts_with(root) || loops.iter().any(|l| m.source == *l))
+                .filter(|m| m.mount_point.starts_with(root) || loops.contains(&m.source))
                 .map(|m| m.mount_point.clone())
                 .collect();
             // Deepest first, so bind mounts go before what they bind.
