@@ -6,9 +6,9 @@
 //! table. Command lines are built by pure functions and run through a
 //! [`CommandRunner`].
 //!
-//! Not exercised against a real kernel in this repository's tests: the
-//! development kernel has no device-mapper. Only the command lines and the
-//! interpretation of `dmsetup` results are tested. Blocking.
+//! The unit tests check the command lines and the interpretation of
+//! `dmsetup` results; `node/tests/vm_guest.rs` runs them against a real
+//! kernel in the vmtest VM (`vmtest/run.sh`). Blocking.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,9 +57,22 @@ pub fn linear_table(device: &Path, sectors: u64) -> String {
     format!("0 {sectors} linear {} 0", device.display())
 }
 
-/// `dmsetup create NAME --table TABLE`
+/// Makes libdevmapper check the `/dev/mapper` node after udev and create
+/// (or delete) it itself when udev did not. Without it, a node service with
+/// no udev of its own (a container, a minimal host) gets a device whose
+/// `/dev/mapper/NAME` never appears: libdevmapper logs "Udev is not
+/// running" and still leaves the node to udev ("Skipping NODE_ADD ...
+/// [trust_udev]"), as seen on a 6.12 kernel in the vmtest VM.
+/// (`--noudevrules --noudevsync` does not help there.)
+pub const NODE_OPTIONS: [&str; 1] = ["--verifyudev"];
+
+/// `dmsetup --verifyudev create NAME --table TABLE`
 pub fn create_command(name: &str, table: &str) -> CommandLine {
-    CommandLine::new("dmsetup", ["create", name, "--table", table])
+    let args = NODE_OPTIONS
+        .iter()
+        .copied()
+        .chain(["create", name, "--table", table]);
+    CommandLine::new("dmsetup", args)
 }
 
 /// `dmsetup reload NAME --table TABLE` (loads the inactive table).
@@ -77,9 +90,10 @@ pub fn resume_command(name: &str) -> CommandLine {
     CommandLine::new("dmsetup", ["resume", name])
 }
 
-/// `dmsetup remove NAME`
+/// `dmsetup --verifyudev remove NAME` (deletes the node too)
 pub fn remove_command(name: &str) -> CommandLine {
-    CommandLine::new("dmsetup", ["remove", name])
+    let args = NODE_OPTIONS.iter().copied().chain(["remove", name]);
+    CommandLine::new("dmsetup", args)
 }
 
 /// `dmsetup info NAME`
@@ -188,7 +202,8 @@ mod tests {
         assert_eq!(table, "0 2048 linear /dev/nvme1n1 0");
         assert_eq!(
             create_command("shorthorn-v", &table).to_string(),
-            "dmsetup create shorthorn-v --table \"0 2048 linear /dev/nvme1n1 0\""
+            "dmsetup --verifyudev create shorthorn-v \
+             --table \"0 2048 linear /dev/nvme1n1 0\""
         );
         assert_eq!(
             reload_command("shorthorn-v", &table).args,
@@ -201,7 +216,10 @@ mod tests {
         );
         assert_eq!(suspend_command("n").to_string(), "dmsetup suspend n");
         assert_eq!(resume_command("n").to_string(), "dmsetup resume n");
-        assert_eq!(remove_command("n").to_string(), "dmsetup remove n");
+        assert_eq!(
+            remove_command("n").to_string(),
+            "dmsetup --verifyudev remove n"
+        );
     }
 
     #[test]
@@ -214,7 +232,8 @@ mod tests {
             r.calls(),
             vec![
                 "dmsetup info shorthorn-vol1",
-                "dmsetup create shorthorn-vol1 --table \"0 8 linear /dev/ublkb1 0\""
+                "dmsetup --verifyudev create shorthorn-vol1 \
+                 --table \"0 8 linear /dev/ublkb1 0\""
             ]
         );
         let r = Arc::new(ScriptedRunner::answering(vec![exit(
