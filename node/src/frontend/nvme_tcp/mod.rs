@@ -162,32 +162,61 @@ impl Frontend for NvmeTcpFrontend {
 
     /// Writes `1` to each controller's `rescan_controller` and returns the
     /// size sysfs then reports for the block device.
+    ///
+    /// The kernel only queues the scan (the write returns before the new
+    /// size is read from the target: on a 6.12 kernel the size read at once
+    /// was still the old one), so this waits, up to `attach_timeout`, for
+    /// the size to differ from the one recorded in `device`. A volume that
+    /// did not grow is reported with its unchanged size after that wait.
     async fn rescan(&self, device: &AttachedDevice) -> Result<u64> {
         let sysfs = self.config.sysfs.clone();
-        let device = device.clone();
+        let controllers = device.controllers.clone();
         tokio::task::spawn_blocking(move || {
-            for c in &device.controllers {
+            controllers.iter().try_for_each(|c| {
                 let attr = sysfs.join("class/nvme").join(c).join("rescan_controller");
-                std::fs::write(&attr, "1").map_err(|e| NodeError::io("write", &attr, e))?;
-            }
-            let name = device
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let size_attr = sysfs.join("class/block").join(name).join("size");
-            let sectors = std::fs::read_to_string(&size_attr)
-                .map_err(|e| NodeError::io("read", &size_attr, e))?;
-            let sectors: u64 = sectors.trim().parse().map_err(|_| {
-                NodeError::io(
-                    "parse",
-                    &size_attr,
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"),
-                )
-            })?;
-            Ok(sectors.saturating_mul(512))
+                std::fs::write(&attr, "1").map_err(|e| NodeError::io("write", &attr, e))
+            })
         })
         .await
-        .map_err(|e| NodeError::Task(e.to_string()))?
+        .map_err(|e| NodeError::Task(e.to_string()))??;
+        let name = device
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let size_attr = self
+            .config
+            .sysfs
+            .join("class/block")
+            .join(name)
+            .join("size");
+        let start = std::time::Instant::now();
+        loop {
+            let size = read_sectors(&size_attr)?.saturating_mul(512);
+            if size != device.size_bytes {
+                return Ok(size);
+            }
+            if start.elapsed() >= self.config.attach_timeout {
+                tracing::warn!(
+                    device = %device.path.display(),
+                    size_bytes = size,
+                    "size unchanged after rescan"
+                );
+                return Ok(size);
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+        }
     }
+}
+
+/// Reads a sysfs `size` attribute (512-byte sectors).
+fn read_sectors(attr: &std::path::Path) -> Result<u64> {
+    let text = std::fs::read_to_string(attr).map_err(|e| NodeError::io("read", attr, e))?;
+    text.trim().parse().map_err(|_| {
+        NodeError::io(
+            "parse",
+            attr,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"),
+        )
+    })
 }
