@@ -115,6 +115,15 @@ pub struct DiscoveryConfig {
     pub agent_port: u16,
     /// File holding the bearer token shared with the agents.
     pub agent_token_file: PathBuf,
+    /// lvstore name on discovered nodes.
+    #[serde(default = "default_lvstore")]
+    pub lvstore: String,
+    /// Bdev to create the lvstore on when a discovered node has none.
+    #[serde(default)]
+    pub base_bdev: Option<BaseBdev>,
+    /// Cluster size used when creating the lvstore.
+    #[serde(default = "default_cluster_size")]
+    pub cluster_size: u64,
 }
 
 fn default_agent_port() -> u16 {
@@ -229,6 +238,17 @@ pub struct NodeConfig {
     pub cluster_size: u64,
     /// Kernel frontends this node's CSI node service supports; empty = storage only.
     pub frontends: Vec<Frontend>,
+    /// The kernel initiator's NVMe host NQN and host id, when the node agent reported them.
+    pub kernel_host: Option<KernelHost>,
+}
+
+/// NVMe host identity of a node's kernel initiator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelHost {
+    /// Host NQN.
+    pub nqn: String,
+    /// Host id.
+    pub id: uuid::Uuid,
 }
 
 impl TryFrom<RawNodeConfig> for NodeConfig {
@@ -268,12 +288,13 @@ impl TryFrom<RawNodeConfig> for NodeConfig {
             lvstore: raw.lvstore,
             cluster_size: raw.cluster_size,
             frontends: raw.frontends,
+            kernel_host: None,
         })
     }
 }
 
 /// Node names end up in NQNs and bdev names: keep them to DNS-label characters.
-fn validate_node_name(name: &str) -> std::result::Result<(), String> {
+pub(crate) fn validate_node_name(name: &str) -> std::result::Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name

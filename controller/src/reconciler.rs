@@ -190,8 +190,11 @@ pub async fn refresh_health(ctx: &Context) -> Result<()> {
     }
 }
 
-/// One full pass: pending operations, orphans, health.
+/// One full pass: discovery, pending operations, orphans, health.
 pub async fn reconcile_once(ctx: &Context) -> Result<()> {
+    if let Err(e) = ctx.nodes.rediscover().await {
+        tracing::warn!(error = %e, "node agent discovery failed");
+    }
     recover_pending(ctx).await?;
     sweep_orphans(ctx).await?;
     refresh_health(ctx).await

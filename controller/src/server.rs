@@ -89,6 +89,9 @@ pub async fn start(config: &ControllerConfig) -> Result<Context> {
     let store = open_store(&config.store).await?;
     let nodes = Arc::new(NodeRegistry::from_config(config)?);
     let ctx = Context::new(store, nodes);
+    if let Err(e) = ctx.nodes.rediscover().await {
+        tracing::warn!(error = %e, "node agent discovery failed; retrying on the next reconciler pass");
+    }
     ctx.nodes.refresh_all().await;
     let resumed = reconciler::recover_pending(&ctx).await?;
     if resumed > 0 {

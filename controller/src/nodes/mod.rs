@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use spdk_client::{SpdkClient, SpdkError};
 
 use crate::capacity::LvstoreSpace;
-use crate::config::{ControllerConfig, Frontend, NodeConfig, NodeEndpoint};
+use crate::config::{ControllerConfig, DiscoveryConfig, Frontend, NodeConfig, NodeEndpoint};
 use crate::error::{ControllerError, Result};
 use crate::naming::TOPOLOGY_NODE_KEY;
 use crate::placement::{Candidate, Segments};
@@ -149,6 +149,8 @@ pub struct NodeRegistry {
     pub ratio: f64,
     /// Free-space percentage under which an lvstore is reported nearly full.
     pub warn_percent: f64,
+    /// DNS discovery of node agents, when configured.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 impl NodeRegistry {
@@ -158,6 +160,7 @@ impl NodeRegistry {
             nodes: RwLock::default(),
             ratio: config.overprovisioning_ratio,
             warn_percent: config.lvstore_free_warning_percent,
+            discovery: config.discovery.clone(),
         };
         for node in &config.nodes {
             registry.insert(NodeHandle::new(node.clone())?);
@@ -171,6 +174,30 @@ impl NodeRegistry {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(node.config.name.clone(), Arc::new(node));
+    }
+
+    /// Registers nodes found through DNS discovery: new ones are added, and
+    /// ones whose identity changed are replaced. Nodes are never removed
+    /// here: a vanished agent is just unreachable.
+    pub async fn rediscover(&self) -> Result<usize> {
+        let Some(discovery) = &self.discovery else {
+            return Ok(0);
+        };
+        let mut changed = 0;
+        for node in crate::discovery::discover(discovery).await? {
+            let known = self
+                .nodes
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&node.name)
+                .map(|n| n.config == node);
+            if known != Some(true) {
+                tracing::info!(node = %node.name, "registering discovered storage node");
+                self.insert(NodeHandle::new(node)?);
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     /// The node called `name`, or NOT_FOUND.

@@ -186,7 +186,11 @@ async fn assemble(
         }
         Frontend::NvmeTcp => {
             let nqn = naming::volume_nqn(volume_id);
-            let kernel_nqn = naming::kernel_host_nqn(node);
+            // The kernel's own identity when its agent reported it, else a stable derived one.
+            let (kernel_nqn, kernel_id) = match &target.config.kernel_host {
+                Some(h) => (h.nqn.clone(), h.id),
+                None => (naming::kernel_host_nqn(node), naming::kernel_host_id(node)),
+            };
             let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
             primitives::ensure_export(
                 target,
@@ -210,7 +214,7 @@ async fn assemble(
                 subnqn: nqn,
                 ns_uuid,
                 hostnqn: kernel_nqn,
-                hostid: naming::kernel_host_id(node),
+                hostid: kernel_id,
                 ctrl_loss_tmo: KERNEL_CTRL_LOSS_TMO,
                 reconnect_delay: KERNEL_RECONNECT_DELAY,
                 keep_alive_tmo: KERNEL_KEEP_ALIVE_TMO,
