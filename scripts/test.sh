@@ -11,3 +11,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+
+# Kubernetes manifests (deploy/): render with the pinned kustomize, validate
+# against the Kubernetes schemas, cross-check with the binary (issue #8).
+echo "== deploy manifests"
+deploy/tests/check.sh

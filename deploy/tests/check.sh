@@ -25,7 +25,7 @@ if ! "$venv/bin/python" -c "import kubernetes_validate.version as v, sys; sys.ex
 fi
 
 if command -v shellcheck >/dev/null; then
-  shellcheck deploy/manifests/base/spdk-tgt.sh deploy/tests/check.sh
+  shellcheck -x deploy/manifests/base/spdk-tgt.sh deploy/tests/check.sh
 fi
 
 versions=()
