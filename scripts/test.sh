@@ -16,3 +16,8 @@ cargo test --workspace
 # against the Kubernetes schemas, cross-check with the binary (issue #8).
 echo "== deploy manifests"
 deploy/tests/check.sh
+
+# Real-kernel tests of the node's NVMe/TCP and device-mapper paths in a
+# throwaway QEMU VM (issue #10); vmtest/run.sh installs what it needs.
+echo "== real-kernel VM tests"
+vmtest/run.sh
