@@ -5,6 +5,7 @@
 //! - [`config`]: the generated controller configuration.
 //! - [`up`], [`down`]: the two commands; [`sweep`]: leftover clean-up; [`pidfile`].
 
+pub mod agent;
 pub mod config;
 pub mod down;
 pub mod layout;

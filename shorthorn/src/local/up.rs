@@ -19,7 +19,8 @@ use shorthorn_node::probe::KernelFeatures;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use super::config::{node_name, render, LocalStore};
+use super::agent;
+use super::config::{node_name, nvmf_port, render, AgentAccess, LocalStore};
 use super::layout::Layout;
 use super::pidfile::PidFile;
 use super::storage_nodes::{Engine, StorageNode};
@@ -81,7 +82,7 @@ pub async fn up(settings: UpSettings) -> anyhow::Result<()> {
         nodes.push(node);
     }
 
-    let result = serve(&settings, &frontends).await;
+    let result = serve(&settings, &kernel, &frontends).await;
 
     // Teardown order matters: mounts first (they pin the sims' loop devices),
     // then the storage nodes (each removes its own ublk loop and FUSE mount),
@@ -111,9 +112,39 @@ fn usable_frontends(kernel: &KernelFeatures, engine: &Engine) -> Vec<FrontendKin
     frontends
 }
 
-async fn serve(settings: &UpSettings, frontends: &[FrontendKind]) -> anyhow::Result<()> {
+async fn serve(
+    settings: &UpSettings,
+    kernel: &KernelFeatures,
+    frontends: &[FrontendKind],
+) -> anyhow::Result<()> {
     let layout = &settings.layout;
-    let toml = render(layout, settings.nodes, &settings.store, frontends);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    // The agent reports what volumes published here can use, including the
+    // sim's ublk stand-in that the raw kernel probe cannot see.
+    let mut reported = kernel.clone();
+    reported.ublk = frontends.contains(&FrontendKind::Ublk);
+    let agent = agent::start(
+        layout,
+        &node_name(1),
+        nvmf_port(1),
+        reported,
+        stopped(stop_rx.clone()),
+    )
+    .await?;
+    let access = AgentAccess {
+        url: agent.url.clone(),
+        token_file: agent.token_file.clone(),
+    };
+    let toml = render(
+        layout,
+        settings.nodes,
+        &settings.store,
+        frontends,
+        Some(&access),
+    );
     std::fs::write(layout.controller_config(), &toml)
         .with_context(|| format!("writing {}", layout.controller_config().display()))?;
     let config = ControllerConfig::from_toml(&toml)?;
@@ -134,10 +165,6 @@ async fn serve(settings: &UpSettings, frontends: &[FrontendKind]) -> anyhow::Res
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let reconcile = tokio::spawn(reconciler::run(
         ctx.clone(),
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
@@ -172,6 +199,11 @@ async fn serve(settings: &UpSettings, frontends: &[FrontendKind]) -> anyhow::Res
     let served = server.await;
     let _ = stop_tx.send(true);
     let _ = reconcile.await;
+    match agent.task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "node agent stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "node agent task failed"),
+        Ok(Ok(())) => {}
+    }
     let _ = std::fs::remove_file(&socket);
     served.context("CSI server")?;
     Ok(())
