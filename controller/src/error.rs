@@ -58,6 +58,8 @@ pub enum ControllerError {
         code: i64,
         /// SPDK's error message.
         message: String,
+        /// What the error means.
+        kind: spdk_client::ErrorKind,
     },
     /// The state store (etcd or the embedded database) failed.
     #[error("state store error: {0}; check that etcd (or the embedded database file) is reachable and writable")]
@@ -102,9 +104,12 @@ impl ControllerError {
             Self::Aborted(_) => Code::Aborted,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::NodeUnreachable { .. } | Self::Store(_) => Code::Unavailable,
-            Self::Spdk { .. } | Self::Config(_) | Self::Io { .. } | Self::Internal(_) => {
-                Code::Internal
-            }
+            Self::Spdk { kind, .. } => match kind {
+                spdk_client::ErrorKind::NoSpace => Code::ResourceExhausted,
+                spdk_client::ErrorKind::Busy => Code::Unavailable,
+                _ => Code::Internal,
+            },
+            Self::Config(_) | Self::Io { .. } | Self::Internal(_) => Code::Internal,
         }
     }
 }
@@ -131,5 +136,14 @@ mod tests {
 
         let status = Status::from(ControllerError::ResourceExhausted("3 nodes".into()));
         assert_eq!(status.code(), Code::ResourceExhausted);
+
+        let full = ControllerError::Spdk {
+            node: "node-b".into(),
+            method: "bdev_lvol_create".into(),
+            code: -32602,
+            message: "No space left on device".into(),
+            kind: spdk_client::ErrorKind::NoSpace,
+        };
+        assert_eq!(Status::from(full).code(), Code::ResourceExhausted);
     }
 }

@@ -99,31 +99,59 @@ async fn wanted(ctx: &Context, volume_id: &str, node: &str) -> Result<Wanted> {
     })
 }
 
+/// Whether an object of `volume_id` on `node` is an orphan by the records,
+/// checked twice: cheaply, then again under the volume's lock with the
+/// journal re-read, so an operation that started after the sweep began is
+/// never undone under its feet. Returns the lock guard for an orphan.
+async fn orphan(
+    ctx: &Context,
+    volume_id: &str,
+    node: &str,
+    busy: &BTreeSet<String>,
+    keep: impl Fn(&Wanted) -> bool,
+) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+    if busy.contains(volume_id) || keep(&wanted(ctx, volume_id, node).await?) {
+        return Ok(None);
+    }
+    let guard = ctx.lock(volume_id).await;
+    let pending = ctx
+        .store
+        .list_pending_operations()
+        .await
+        .map_err(store_error)?
+        .iter()
+        .any(|o| o.record.volume_id == volume_id);
+    if pending || keep(&wanted(ctx, volume_id, node).await?) {
+        return Ok(None);
+    }
+    Ok(Some(guard))
+}
+
 async fn sweep_node(ctx: &Context, node: &NodeHandle, busy: &BTreeSet<String>) -> Result<()> {
     let name = node.name().to_string();
-    // Frontends and raids of volumes not published here.
+    let published_here = |w: &Wanted| w.published_here;
     for disk in primitives::ublk_disks(node).await.unwrap_or_default() {
-        if let Some(v) = naming::volume_of_raid(&disk.bdev_name) {
-            if !busy.contains(v) && !wanted(ctx, v, &name).await?.published_here {
-                tracing::info!(node = %name, volume = v, "removing orphan ublk disk");
-                primitives::remove_ublk(node, &disk.bdev_name).await?;
-            }
+        let Some(v) = naming::volume_of_raid(&disk.bdev_name) else {
+            continue;
+        };
+        if let Some(_guard) = orphan(ctx, v, &name, busy, published_here).await? {
+            tracing::info!(node = %name, volume = v, "removing orphan ublk disk");
+            primitives::remove_ublk(node, &disk.bdev_name).await?;
         }
     }
     for sub in primitives::subsystems(node).await? {
         let Some(v) = naming::volume_of_nqn(&sub.nqn) else {
             continue;
         };
-        if busy.contains(v) {
-            continue;
-        }
-        let w = wanted(ctx, v, &name).await?;
-        let keep = if sub.nqn == naming::volume_nqn(v) {
-            w.published_here
-        } else {
-            w.published_anywhere && w.replica_here
+        let frontend = sub.nqn == naming::volume_nqn(v);
+        let keep = |w: &Wanted| {
+            if frontend {
+                w.published_here
+            } else {
+                w.published_anywhere && w.replica_here
+            }
         };
-        if !keep {
+        if let Some(_guard) = orphan(ctx, v, &name, busy, keep).await? {
             tracing::info!(node = %name, nqn = %sub.nqn, "removing orphan subsystem");
             primitives::remove_export(node, &sub.nqn).await?;
         }
@@ -132,19 +160,21 @@ async fn sweep_node(ctx: &Context, node: &NodeHandle, busy: &BTreeSet<String>) -
         let Some(raid_name) = raid.name.as_deref() else {
             continue;
         };
-        if let Some(v) = naming::volume_of_raid(raid_name) {
-            if !busy.contains(v) && !wanted(ctx, v, &name).await?.published_here {
-                tracing::info!(node = %name, volume = v, "removing orphan raid");
-                primitives::remove_raid(node, raid_name).await?;
-            }
+        let Some(v) = naming::volume_of_raid(raid_name) else {
+            continue;
+        };
+        if let Some(_guard) = orphan(ctx, v, &name, busy, published_here).await? {
+            tracing::info!(node = %name, volume = v, "removing orphan raid");
+            primitives::remove_raid(node, raid_name).await?;
         }
     }
     for ctrl in primitives::controllers(node).await? {
-        if let Some(v) = naming::volume_of_nvme_controller(&ctrl.name) {
-            if !busy.contains(v) && !wanted(ctx, v, &name).await?.published_here {
-                tracing::info!(node = %name, controller = %ctrl.name, "removing orphan NVMe controller");
-                primitives::remove_attachment(node, &ctrl.name).await?;
-            }
+        let Some(v) = naming::volume_of_nvme_controller(&ctrl.name) else {
+            continue;
+        };
+        if let Some(_guard) = orphan(ctx, v, &name, busy, published_here).await? {
+            tracing::info!(node = %name, controller = %ctrl.name, "removing orphan NVMe controller");
+            primitives::remove_attachment(node, &ctrl.name).await?;
         }
     }
     let lvols = node
@@ -156,14 +186,14 @@ async fn sweep_node(ctx: &Context, node: &NodeHandle, busy: &BTreeSet<String>) -
         .await
         .map_err(|e| node.spdk_error("bdev_lvol_get_lvols", e))?;
     for lvol in lvols {
-        if let Some(v) = naming::volume_of_lvol(&lvol.name) {
-            let w = wanted(ctx, v, &name).await?;
-            let explained = w.volume && w.replica_here;
-            if !busy.contains(v) && !explained {
-                tracing::info!(node = %name, volume = v, "removing orphan replica lvol");
-                primitives::remove_export(node, &naming::replica_nqn(v, &name)).await?;
-                primitives::remove_replica(node, v).await?;
-            }
+        let Some(v) = naming::volume_of_lvol(&lvol.name) else {
+            continue;
+        };
+        let explained = |w: &Wanted| w.volume && w.replica_here;
+        if let Some(_guard) = orphan(ctx, v, &name, busy, explained).await? {
+            tracing::info!(node = %name, volume = v, "removing orphan replica lvol");
+            primitives::remove_export(node, &naming::replica_nqn(v, &name)).await?;
+            primitives::remove_replica(node, v).await?;
         }
     }
     Ok(())

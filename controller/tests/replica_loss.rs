@@ -100,3 +100,78 @@ async fn a_dead_replica_is_failed_reported_and_left_out_of_the_next_publish() {
     reconciler::reconcile_once(&ctx).await.expect("reconcile");
     h.assert_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpublishing_from_a_dead_node_fences_it_and_fails_its_local_replica() {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let id = h
+        .csi
+        .create_volume(create_req("pvc-fence", 16 * MIB, Some(3)))
+        .await
+        .expect("create")
+        .into_inner()
+        .volume
+        .expect("volume")
+        .volume_id;
+    let ctx = h
+        .csi
+        .controller_publish_volume(publish_req(&id, "node-0"))
+        .await
+        .expect("publish")
+        .into_inner()
+        .publish_context;
+    let data = pattern(256 * 1024, 4);
+    write_device(&ctx["ublk.device"], &data);
+
+    h.cluster.kill_node(0);
+    h.csi
+        .controller_unpublish_volume(unpublish_req(&id, "node-0"))
+        .await
+        .expect("unpublish from a dead node succeeds once it is fenced");
+    let replica_exports: Vec<String> = h
+        .leftovers_on(&[1, 2])
+        .await
+        .into_iter()
+        .filter(|l| l.contains(":replica:"))
+        .collect();
+    assert!(
+        replica_exports.is_empty(),
+        "remote replicas must no longer be exported to the dead node: {replica_exports:?}"
+    );
+
+    let ctx = h
+        .csi
+        .controller_publish_volume(publish_req(&id, "node-1"))
+        .await
+        .expect("publish on node-1 without node-0")
+        .into_inner()
+        .publish_context;
+    assert_eq!(read_device(&ctx["ublk.device"], data.len()), data);
+    let condition = h
+        .csi
+        .controller_get_volume(ControllerGetVolumeRequest {
+            volume_id: id.clone(),
+        })
+        .await
+        .expect("get volume")
+        .into_inner()
+        .status
+        .expect("status")
+        .volume_condition
+        .expect("condition");
+    assert!(
+        condition.abnormal && condition.message.contains("node-0"),
+        "{}",
+        condition.message
+    );
+
+    h.cluster.restart_node(0).expect("restart node-0");
+    h.csi
+        .controller_unpublish_volume(unpublish_req(&id, "node-1"))
+        .await
+        .expect("unpublish");
+    h.csi.delete_volume(delete_req(&id)).await.expect("delete");
+    let ctx = server::start(&h.config()).await.expect("start");
+    reconciler::reconcile_once(&ctx).await.expect("reconcile");
+    h.assert_clean().await;
+}

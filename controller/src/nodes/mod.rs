@@ -111,11 +111,16 @@ impl NodeHandle {
     /// marking the node offline when it could not be reached at all.
     pub fn spdk_error(&self, method: &str, err: SpdkError) -> ControllerError {
         match err {
-            SpdkError::Rpc { code, message, .. } => ControllerError::Spdk {
+            SpdkError::Rpc {
+                code,
+                message,
+                kind,
+            } => ControllerError::Spdk {
                 node: self.config.name.clone(),
                 method: method.to_string(),
                 code: i64::from(code),
                 message,
+                kind,
             },
             other => {
                 self.update_status(|s| {

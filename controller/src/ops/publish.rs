@@ -105,7 +105,7 @@ pub async fn publish(
             }
             Err(err) => {
                 tracing::warn!(error = %err, "publish failed; tearing down");
-                match teardown(ctx, volume_id, node, &payload.replicas).await {
+                match teardown(ctx, volume_id, node, &payload.replicas, false).await {
                     Ok(()) => journal.finish().await?,
                     Err(e) => tracing::error!(error = %e, "teardown incomplete; the reconciler will retry"),
                 }
@@ -259,6 +259,6 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
         return journal.finish().await;
     }
     tracing::info!(volume = %volume_id, node = %payload.node, step = %journal.record().step, "tearing down interrupted publish");
-    teardown(ctx, &volume_id, &payload.node, &payload.replicas).await?;
+    teardown(ctx, &volume_id, &payload.node, &payload.replicas, false).await?;
     journal.finish().await
 }

@@ -61,7 +61,7 @@ pub async fn unpublish(ctx: &Context, volume_id: &str, node: Option<&str>) -> Re
 
 async fn finish(ctx: &Context, volume_id: &str, mut journal: Journal) -> Result<()> {
     let payload: UnpublishPayload = journal.payload()?;
-    teardown(ctx, volume_id, &payload.node, &payload.replicas).await?;
+    teardown(ctx, volume_id, &payload.node, &payload.replicas, true).await?;
     journal.step("torn-down", &payload).await?;
     ctx.store
         .delete_publication(volume_id, &payload.node, Expect::Any)

@@ -138,8 +138,15 @@ impl Harness {
 
     /// Everything Shorthorn-made on every node, as readable lines; empty when clean.
     pub async fn leftovers(&self) -> Vec<String> {
+        let all: Vec<usize> = (0..self.cluster.nodes().len()).collect();
+        self.leftovers_on(&all).await
+    }
+
+    /// Like [`Harness::leftovers`], for the nodes with these indexes only.
+    pub async fn leftovers_on(&self, nodes: &[usize]) -> Vec<String> {
         let mut out = Vec::new();
-        for (i, node) in self.cluster.nodes().iter().enumerate() {
+        for &i in nodes {
+            let node = self.cluster.node(i);
             let c = self.spdk(i);
             let name = &node.name;
             let lvols = c
