@@ -271,7 +271,14 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
+        for i in 0..self.nodes.len() {
+            // A sim killed mid-test may have left ublk loop devices and FUSE
+            // mounts; starting it once more makes it clean them up.
+            let is_sim = matches!(self.flavor, Flavor::Sim(_));
+            if is_sim && !self.nodes[i].is_running() && self.launch(i).is_err() {
+                tracing::warn!(node = %self.nodes[i].name, "could not restart a killed node for cleanup");
+            }
+            let node = &mut self.nodes[i];
             node.stop();
             if matches!(self.flavor, Flavor::Real(_)) {
                 remove_stale_hugepage_maps(node.shm_id);
