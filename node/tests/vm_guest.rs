@@ -377,21 +377,7 @@ async fn nvme_tcp_block_mode_from_publish_context() {
     let vol = NvmetVolume::new("block", 4422, size);
     let t = vol.target();
     // The spec comes through the publish_context parser, as from the controller.
-    let ctx: HashMap<String, String> = [
-        (KEY_FRONTEND, "nvme-tcp".to_owned()),
-        (KEY_NVME_TRADDR, t.traddr.to_string()),
-        (KEY_NVME_TRSVCID, t.trsvcid.to_string()),
-        (KEY_NVME_SUBNQN, t.subnqn.clone()),
-        (KEY_NVME_NS_UUID, t.ns_uuid.to_string()),
-        (KEY_NVME_HOSTNQN, t.hostnqn.clone()),
-        (KEY_NVME_HOSTID, t.hostid.to_string()),
-        (KEY_NVME_CTRL_LOSS_TMO, "10".to_owned()),
-        (KEY_NVME_RECONNECT_DELAY, "1".to_owned()),
-        (KEY_NVME_KEEP_ALIVE_TMO, "5".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let ctx = publish_context(&t);
     let spec = AttachSpec::from_publish_context(&ctx).expect("publish_context");
     assert_eq!(spec, vol.spec());
     let fe = frontend();
@@ -711,4 +697,167 @@ async fn nvme_tcp_online_expansion_ext4() {
 #[ignore = "runs inside the vmtest guest (vmtest/run.sh)"]
 async fn nvme_tcp_online_expansion_xfs() {
     online_expansion(FsType::Xfs, "grow-xfs", 4427).await;
+}
+
+fn publish_context(t: &NvmeTcpTarget) -> HashMap<String, String> {
+    [
+        (KEY_FRONTEND, "nvme-tcp".to_owned()),
+        (KEY_NVME_TRADDR, t.traddr.to_string()),
+        (KEY_NVME_TRSVCID, t.trsvcid.to_string()),
+        (KEY_NVME_SUBNQN, t.subnqn.clone()),
+        (KEY_NVME_NS_UUID, t.ns_uuid.to_string()),
+        (KEY_NVME_HOSTNQN, t.hostnqn.clone()),
+        (KEY_NVME_HOSTID, t.hostid.to_string()),
+        (KEY_NVME_CTRL_LOSS_TMO, t.ctrl_loss_tmo.to_string()),
+        (KEY_NVME_RECONNECT_DELAY, t.reconnect_delay.to_string()),
+        (KEY_NVME_KEEP_ALIVE_TMO, t.keep_alive_tmo.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The CSI node service end to end over NVMe/TCP with its dm-linear layer:
+/// stage (attach, dm, format, mount), publish, expand, unpublish, unstage,
+/// and staging again finds the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside the vmtest guest (vmtest/run.sh)"]
+async fn csi_node_service_over_nvme_tcp_with_device_mapper() {
+    use csi_proto::node_server::Node;
+    use csi_proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
+    use csi_proto::*;
+    use shorthorn_node::csi::{NodeService, NodeServiceConfig};
+    use tonic::Request;
+
+    guest();
+    let (small, large) = (320 * MIB, 800 * MIB);
+    let vol = NvmetVolume::new("csi", 4428, small);
+    let volume_id = "csi-vol";
+    let dm_dev = PathBuf::from(format!(
+        "/dev/mapper/{}",
+        dm_name(volume_id).expect("dm name")
+    ));
+    let _dm_guard = DmGuard(dm_name(volume_id).expect("dm name"));
+    let root = PathBuf::from("/tmp/csi");
+    let staging = root.join("staging");
+    let target = root.join("pod/mount");
+    let _staging_guard = MountGuard::new(&staging);
+    let _target_guard = MountGuard::new(&target);
+    let mut config = NodeServiceConfig::new("shorthorn.vmtest", "vm", root.join("state"));
+    config.device_mapper = Some(true);
+    let svc = NodeService::new(config.clone()).expect("node service");
+    let cap = VolumeCapability {
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: "xfs".into(),
+            ..Default::default()
+        })),
+    };
+    let stage = NodeStageVolumeRequest {
+        volume_id: volume_id.into(),
+        publish_context: publish_context(&vol.target()),
+        staging_target_path: staging.display().to_string(),
+        volume_capability: Some(cap.clone()),
+        ..Default::default()
+    };
+    svc.node_stage_volume(Request::new(stage.clone()))
+        .await
+        .expect("stage");
+    assert_eq!(vol.host_controllers().len(), 1);
+    assert!(
+        is_block_device(&dm_dev),
+        "no dm layer at {}",
+        dm_dev.display()
+    );
+    let source = shorthorn_node::mount::mount_source(&staging)
+        .expect("mountinfo")
+        .expect("staging is mounted");
+    assert_eq!(
+        Path::new(&source),
+        dm_dev,
+        "staging not mounted from the dm layer"
+    );
+    // Staging again is a no-op.
+    svc.node_stage_volume(Request::new(stage.clone()))
+        .await
+        .expect("stage again");
+    assert_eq!(vol.host_controllers().len(), 1);
+
+    let publish = NodePublishVolumeRequest {
+        volume_id: volume_id.into(),
+        staging_target_path: staging.display().to_string(),
+        target_path: target.display().to_string(),
+        volume_capability: Some(cap.clone()),
+        ..Default::default()
+    };
+    svc.node_publish_volume(Request::new(publish))
+        .await
+        .expect("publish");
+    let payload = pattern(6, MIB as usize);
+    write_file(&target.join("payload"), &payload);
+    let before = fs_total(&target);
+
+    vol.grow(large);
+    let expanded = svc
+        .node_expand_volume(Request::new(NodeExpandVolumeRequest {
+            volume_id: volume_id.into(),
+            volume_path: target.display().to_string(),
+            staging_target_path: staging.display().to_string(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: large as i64,
+                limit_bytes: 0,
+            }),
+            volume_capability: Some(cap.clone()),
+            ..Default::default()
+        }))
+        .await
+        .expect("expand")
+        .into_inner();
+    assert_eq!(expanded.capacity_bytes, large as i64);
+    assert_eq!(block_device_size(&dm_dev).expect("dm size"), large);
+    let after = fs_total(&target);
+    assert!(
+        after > small && after > before,
+        "xfs is {after} bytes after expanding {small} -> {large}"
+    );
+
+    svc.node_unpublish_volume(Request::new(NodeUnpublishVolumeRequest {
+        volume_id: volume_id.into(),
+        target_path: target.display().to_string(),
+    }))
+    .await
+    .expect("unpublish");
+    svc.node_unstage_volume(Request::new(NodeUnstageVolumeRequest {
+        volume_id: volume_id.into(),
+        staging_target_path: staging.display().to_string(),
+    }))
+    .await
+    .expect("unstage");
+    assert!(!shorthorn_node::mount::is_mounted(&staging).expect("mountinfo"));
+    assert!(!dm_dev.exists(), "dm layer left behind");
+    assert_eq!(
+        vol.host_controllers(),
+        Vec::<String>::new(),
+        "controller left behind"
+    );
+
+    // A new service instance (a restarted node plugin) stages it again.
+    let svc = NodeService::new(config).expect("node service");
+    svc.node_stage_volume(Request::new(stage))
+        .await
+        .expect("stage after restart");
+    let mut f = File::open(staging.join("payload")).expect("payload after restage");
+    let mut got = Vec::new();
+    f.read_to_end(&mut got).expect("read payload");
+    assert!(got == payload, "payload changed");
+    drop(f);
+    svc.node_unstage_volume(Request::new(NodeUnstageVolumeRequest {
+        volume_id: volume_id.into(),
+        staging_target_path: staging.display().to_string(),
+    }))
+    .await
+    .expect("unstage again");
+    assert_eq!(vol.host_controllers(), Vec::<String>::new());
 }
