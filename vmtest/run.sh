@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-CACHE=${SHORTHORN_VM_CACHE:-$HOME/.cache/shorthorn-vm}
+CACHE=${SHORTHORN_VM_CACHE:-${HOME:-/root}/.cache/shorthorn-vm}
 TIMEOUT=${SHORTHORN_VM_TIMEOUT:-300}
 OUT=$ROOT/target/vmtest
 LOG=$OUT/guest.log
