@@ -10,7 +10,9 @@
 //! - [`ops`]: the multi-step operations; [`reconciler`]: crash recovery and cleanup.
 //! - [`identity`], [`service`]: the tonic services; [`error`]: the one error type.
 //! - [`store`]: durable state (etcd or embedded redb).
+//! - [`admin`]: the read-only HTTP/JSON admin API `shorthorn ctl` talks to.
 
+pub mod admin;
 pub mod capacity;
 pub mod config;
 pub mod discovery;

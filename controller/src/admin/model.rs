@@ -1,0 +1,170 @@
+//! The JSON documents of the admin API. Every response body is one of these
+//! types serialised with serde (field names as written here, `snake_case`).
+//!
+//! Listing endpoints answer a JSON array of the item type; errors answer an
+//! [`ErrorBody`]. The same types deserialize, so clients (`shorthorn ctl`)
+//! read exactly what the controller wrote.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ContentSource, FrontendKind, ReplicaHealth};
+
+/// `GET /v1/nodes`: one storage node as the controller sees it, refreshed
+/// (bootstrap if needed, then lvstore space) for the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// The node answered its refresh.
+    pub reachable: bool,
+    /// Base bdev, lvstore and NVMe-oF transport are in place.
+    pub bootstrapped: bool,
+    /// Why the refresh failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Name of the node's lvstore.
+    pub lvstore: String,
+    /// UUID of the lvstore, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lvstore_uuid: Option<String>,
+    /// Cluster size of the lvstore in bytes.
+    pub cluster_size: u64,
+    /// Data clusters in the lvstore.
+    pub total_clusters: u64,
+    /// Clusters not allocated to any lvol.
+    pub free_clusters: u64,
+    /// Capacity in bytes (`total_clusters * cluster_size`).
+    pub total_bytes: u64,
+    /// Unallocated bytes (`free_clusters * cluster_size`).
+    pub free_bytes: u64,
+    /// Sum of the provisioned sizes of the lvols on the lvstore.
+    pub committed_bytes: u64,
+    /// The controller's overprovisioning ratio.
+    pub overprovisioning_ratio: f64,
+    /// Bytes new replicas may still be given under that ratio.
+    pub provisionable_bytes: u64,
+    /// Shorthorn replica lvols on the lvstore.
+    pub replicas: usize,
+    /// Free space is under the controller's warning threshold.
+    pub nearly_full: bool,
+    /// Frontends its CSI node service offers (`ublk`, `nvme_tcp`); empty
+    /// for a storage-only node.
+    pub frontends: Vec<String>,
+    /// Topology segments, including the node-name key.
+    pub topology: BTreeMap<String, String>,
+}
+
+/// One replica of a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    /// Node holding the replica lvol.
+    pub node: String,
+    /// The lvol as `lvstore/name`.
+    pub lvol: String,
+    /// UUID of the lvol.
+    pub lvol_uuid: String,
+    /// Last known health.
+    pub health: ReplicaHealth,
+}
+
+/// One node a volume is published to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationView {
+    /// The node.
+    pub node: String,
+    /// How the volume is presented there.
+    pub frontend: FrontendKind,
+    /// Read-only publication.
+    pub readonly: bool,
+}
+
+/// Whether a volume needs attention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionView {
+    /// Something needs attention.
+    pub abnormal: bool,
+    /// What, for the operator.
+    pub message: String,
+}
+
+/// `GET /v1/volumes` and `GET /v1/volumes/<id>`: one volume.
+///
+/// In the listing the condition is judged from the stored replica health
+/// and the nodes' last known state; for a single volume it is re-checked
+/// against the nodes as CSI `ControllerGetVolume` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeView {
+    /// Volume id.
+    pub id: String,
+    /// CSI request name.
+    pub name: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Replicas wanted.
+    pub replica_count: u32,
+    /// Replicas that exist.
+    pub replicas: Vec<ReplicaView>,
+    /// Nodes the volume is published to.
+    pub published: Vec<PublicationView>,
+    /// Initial content, for clones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_source: Option<ContentSource>,
+    /// Health summary.
+    pub condition: ConditionView,
+}
+
+/// The snapshot lvol of one replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSnapshotView {
+    /// Node holding the snapshot lvol.
+    pub node: String,
+    /// UUID of the snapshot lvol.
+    pub lvol_uuid: String,
+}
+
+/// `GET /v1/snapshots`: one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotView {
+    /// Snapshot id.
+    pub id: String,
+    /// CSI request name.
+    pub name: String,
+    /// Volume it was taken of.
+    pub source_volume_id: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// When it was cut, in seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// One snapshot lvol per replica.
+    pub replicas: Vec<ReplicaSnapshotView>,
+}
+
+/// `GET /v1/rebuilds`: a raid background process SPDK reports on a
+/// publishing node. Only processes SPDK is running are listed; the
+/// controller does not orchestrate rebuilds yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebuildView {
+    /// Volume whose raid runs the process.
+    pub volume_id: String,
+    /// Node the raid is assembled on.
+    pub node: String,
+    /// Raid bdev name.
+    pub raid: String,
+    /// Process type reported by SPDK (`rebuild`).
+    pub process: String,
+    /// Base bdev being written.
+    pub target: String,
+    /// Blocks processed so far.
+    pub blocks: u64,
+    /// Percent done.
+    pub percent: f64,
+}
+
+/// Body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, for the operator.
+    pub error: String,
+}

@@ -1,0 +1,121 @@
+//! Request routing and the one mapping from [`ControllerError`] to an HTTP
+//! status with a JSON [`ErrorBody`].
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+use tonic::Code;
+
+use super::model::ErrorBody;
+use super::views;
+use crate::error::ControllerError;
+use crate::ops::Context;
+
+/// The HTTP status an error answers with.
+///
+/// Decided from the error's gRPC code, so the admin API and CSI agree:
+/// unknown objects are 404, an unreachable store or node is 503.
+pub fn http_status(err: &ControllerError) -> StatusCode {
+    match err.code() {
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::ResourceExhausted => StatusCode::INSUFFICIENT_STORAGE,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Answers one request.
+pub async fn handle<B>(ctx: &Context, req: Request<B>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method();
+    let outcome = match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "nodes"]) => Ok(json(&views::nodes(ctx).await)),
+        (&Method::GET, ["v1", "volumes"]) => views::volumes(ctx).await.map(|v| json(&v)),
+        (&Method::GET, ["v1", "volumes", id]) => views::volume(ctx, id).await.map(|v| json(&v)),
+        (&Method::GET, ["v1", "snapshots"]) => views::snapshots(ctx).await.map(|v| json(&v)),
+        (&Method::GET, ["v1", "rebuilds"]) => views::rebuilds(ctx).await.map(|v| json(&v)),
+        (_, ["v1", "nodes" | "volumes" | "snapshots" | "rebuilds"])
+        | (_, ["v1", "volumes", _]) => Ok(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}; the admin API is read-only"),
+        )),
+        _ => Ok(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no such endpoint {path}; try /v1/nodes, /v1/volumes, /v1/volumes/<id>, /v1/snapshots or /v1/rebuilds"
+            ),
+        )),
+    };
+    outcome.unwrap_or_else(|e| {
+        let status = http_status(&e);
+        if status.is_server_error() {
+            tracing::warn!(%path, error = %e, "admin request failed");
+        }
+        error(status, e.to_string())
+    })
+}
+
+fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => respond(StatusCode::OK, body),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the answer: {e}"),
+        ),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&ErrorBody { error: message })
+        .unwrap_or_else(|_| b"{\"error\":\"unencodable error\"}".to_vec());
+    respond(status, body)
+}
+
+fn respond(status: StatusCode, mut body: Vec<u8>) -> Response<Full<Bytes>> {
+    body.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_status_an_operator_expects() {
+        let status = |e| http_status(&e);
+        assert_eq!(
+            status(ControllerError::NotFound("volume x".into())),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(ControllerError::Store("etcd down".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(ControllerError::NodeUnreachable {
+                node: "a".into(),
+                reason: "refused".into()
+            }),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(ControllerError::InvalidArgument("x".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(ControllerError::Internal("bug".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}
