@@ -469,6 +469,18 @@ fn controller_config_parses_and_matches_the_deployment() {
             Some(u64::from(d.agent_port))
         );
 
+        // The lvstore spdk-tgt.sh creates is the one the controller uses.
+        let spdk = objects(docs, "ConfigMap")
+            .find(|c| get(c, "data.SPDK_LVSTORE").is_string())
+            .expect("ConfigMap shorthorn-spdk");
+        assert_eq!(s(spdk, "data.SPDK_LVSTORE"), d.lvstore, "{ctx}: lvstore");
+        assert_eq!(
+            s(spdk, "data.SPDK_CLUSTER_SIZE"),
+            d.cluster_size.to_string(),
+            "{ctx}: cluster size"
+        );
+        assert!(d.base_bdev.is_none(), "{ctx}: base bdevs are per node");
+
         // The same token Secret on both sides.
         let token = d.agent_token_file.to_str().unwrap();
         let (vol, _) = resolve(c, token);
