@@ -1,11 +1,21 @@
 //! Replica placement: which nodes get the replicas of a new volume.
 //!
-//! Pure: it sees a snapshot of every node and decides. Rules, in order:
+//! Pure: it sees a snapshot of every node and decides.
+//!
+//! CSI topology says where a volume must be *accessible from*. A Shorthorn
+//! volume is reachable over NVMe-oF from every node, so topology does not
+//! fence replicas in: it only steers a replica onto a node the volume will
+//! likely be used on (a local leg reads without the network). Where the
+//! volume can be published is decided separately (`accessible_topology` in
+//! the create operation), and a requirement no consumer node meets is refused
+//! there.
+//!
+//! Rules, in order:
 //! 1. only reachable nodes with an lvstore;
-//! 2. only nodes inside one of the CSI `requisite` topologies, when given;
-//! 3. only nodes that can still provision the size under the overprovisioning ratio;
-//! 4. distinct nodes, ranked by: matches an earlier `preferred` topology,
-//!    fewest replicas already, most provisionable space, then name.
+//! 2. only nodes that can still provision the size under the overprovisioning ratio;
+//! 3. distinct nodes, ranked by: matches an earlier `preferred` topology (then
+//!    any `requisite` one), fewest replicas already, most provisionable space,
+//!    then name.
 
 use std::collections::BTreeMap;
 
@@ -60,13 +70,6 @@ pub fn place(
     for c in candidates {
         if !c.online {
             rejected.push(format!("{} (unreachable)", c.name));
-        } else if !topology.requisite.is_empty()
-            && !topology
-                .requisite
-                .iter()
-                .any(|t| segments_match(&c.segments, t))
-        {
-            rejected.push(format!("{} (outside the requisite topology)", c.name));
         } else if c.space.provisionable_bytes(ratio) < size {
             rejected.push(format!(
                 "{} (only {} bytes provisionable of {} requested at overprovisioning ratio {ratio})",
@@ -94,6 +97,7 @@ pub fn place(
         topology
             .preferred
             .iter()
+            .chain(topology.requisite.iter())
             .position(|t| segments_match(&c.segments, t))
             .unwrap_or(usize::MAX)
     };
@@ -153,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn honours_requisite_and_preferred_topology() {
+    fn topology_steers_replicas_without_fencing_them_in() {
         let nodes = [
             node("a", "z1", 900, 0),
             node("b", "z2", 500, 5),
@@ -163,11 +167,14 @@ mod tests {
             requisite: vec![zone("z2"), zone("z3")],
             preferred: vec![zone("z2")],
         };
+        // Preferred first, then requisite, despite b's load and a's space.
         assert_eq!(place(&nodes, 2, MIB, 1.0, &topo).unwrap(), vec!["b", "c"]);
-        let err = place(&nodes, 3, MIB, 1.0, &topo).unwrap_err();
-        assert!(err
-            .to_string()
-            .contains("a (outside the requisite topology)"));
+        // A third replica may live outside the requisite topology: the
+        // volume is still reachable from z2/z3 over NVMe-oF.
+        assert_eq!(
+            place(&nodes, 3, MIB, 1.0, &topo).unwrap(),
+            vec!["b", "c", "a"]
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub async fn create_volume(ctx: &Context, req: CreateRequest) -> Result<VolumeRe
         return same_or_conflict(existing.record, &req);
     }
     let nodes = ctx.nodes.refresh_all().await;
+    let accessible = accessible_topology(ctx, &req.topology)?;
     let candidates = ctx.nodes.candidates(&nodes);
     let chosen = placement::place(
         &candidates,
@@ -71,7 +72,9 @@ pub async fn create_volume(ctx: &Context, req: CreateRequest) -> Result<VolumeRe
     )?;
     let volume_id = naming::new_volume_id();
     let span = tracing::info_span!("create_volume", volume = %volume_id, name = %req.name);
-    run(ctx, req, volume_id, chosen).instrument(span).await
+    run(ctx, req, volume_id, chosen, accessible)
+        .instrument(span)
+        .await
 }
 
 async fn run(
@@ -79,6 +82,7 @@ async fn run(
     req: CreateRequest,
     volume_id: String,
     chosen: Vec<String>,
+    accessible: Vec<TopologySegments>,
 ) -> Result<VolumeRecord> {
     let _guard = ctx.lock(&volume_id).await;
     let mut payload = CreatePayload {
@@ -97,7 +101,16 @@ async fn run(
     )
     .await?;
     tracing::info!(nodes = ?chosen, size = req.size, "creating replicas");
-    match build(ctx, &req, &volume_id, &mut payload, &mut journal).await {
+    match build(
+        ctx,
+        &req,
+        &volume_id,
+        &mut payload,
+        &mut journal,
+        accessible,
+    )
+    .await
+    {
         Ok(volume) => {
             journal.finish().await?;
             Ok(volume)
@@ -121,6 +134,7 @@ async fn build(
     volume_id: &str,
     payload: &mut CreatePayload,
     journal: &mut Journal,
+    accessible: Vec<TopologySegments>,
 ) -> Result<VolumeRecord> {
     let mut handles = Vec::new();
     for name in &payload.nodes {
@@ -135,7 +149,6 @@ async fn build(
     payload.lvols = payload.nodes.iter().cloned().zip(created).collect();
     journal.step("replicas-created", payload).await?;
 
-    let accessible = accessible_topology(ctx, &payload.nodes);
     let volume = VolumeRecord {
         version: SCHEMA_VERSION,
         id: volume_id.to_string(),
@@ -173,22 +186,43 @@ async fn build(
     Ok(volume)
 }
 
-/// Where a volume can be published: its replica nodes that run a CSI node
-/// service, or every such node when none of the replica nodes does (remote
-/// replicas are reached over NVMe-oF from anywhere).
-pub fn accessible_topology(ctx: &Context, replica_nodes: &[String]) -> Vec<TopologySegments> {
-    let all = ctx.nodes.all();
-    let with_frontend: Vec<_> = all.iter().filter(|n| n.frontend().is_some()).collect();
-    let local: Vec<_> = with_frontend
+/// Where a volume can be published: every node that runs a CSI node service
+/// (remote replicas are reached over NVMe-oF from anywhere), narrowed to the
+/// `requisite` topology when one is given.
+///
+/// RESOURCE_EXHAUSTED when the requirement names no such node: the volume
+/// could be created but never used where it is wanted.
+pub fn accessible_topology(
+    ctx: &Context,
+    topology: &TopologyRequirement,
+) -> Result<Vec<TopologySegments>> {
+    let consumers: Vec<TopologySegments> = ctx
+        .nodes
+        .all()
         .iter()
-        .filter(|n| replica_nodes.iter().any(|r| r == n.name()))
+        .filter(|n| n.frontend().is_some())
         .map(|n| n.segments())
         .collect();
-    if local.is_empty() {
-        with_frontend.iter().map(|n| n.segments()).collect()
-    } else {
-        local
+    if topology.requisite.is_empty() {
+        return Ok(consumers);
     }
+    let reachable: Vec<TopologySegments> = consumers
+        .into_iter()
+        .filter(|seg| {
+            topology
+                .requisite
+                .iter()
+                .any(|wanted| placement::segments_match(seg, wanted))
+        })
+        .collect();
+    if reachable.is_empty() {
+        return Err(ControllerError::ResourceExhausted(format!(
+            "no node running the Shorthorn CSI node service lies in the requisite topology {:?}; \
+             the volume could not be used there",
+            topology.requisite
+        )));
+    }
+    Ok(reachable)
 }
 
 fn same_or_conflict(existing: VolumeRecord, req: &CreateRequest) -> Result<VolumeRecord> {
