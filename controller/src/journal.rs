@@ -28,6 +28,7 @@ pub fn kind_name(kind: OperationKind) -> &'static str {
         OperationKind::CreateSnapshot => "create-snapshot",
         OperationKind::DeleteSnapshot => "delete-snapshot",
         OperationKind::RebuildReplica => "rebuild-replica",
+        OperationKind::RevertVolume => "revert-volume",
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`placement`], [`capacity`], [`naming`]: pure decisions.
 //! - [`journal`]: the operation journal and the crash-test fault hook.
 //! - [`ops`]: the multi-step operations; [`reconciler`]: crash recovery and cleanup.
+//! - [`fence`]: holding a published volume's I/O still for snapshots; [`snapshots`]: listing them.
 //! - [`identity`], [`service`]: the tonic services; [`error`]: the one error type.
 //! - [`store`]: durable state (etcd or embedded redb).
 //! - [`admin`]: the read-only HTTP/JSON admin API `shorthorn ctl` talks to.
@@ -17,6 +18,7 @@ pub mod capacity;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod fence;
 pub mod health;
 pub mod identity;
 pub mod journal;
@@ -28,4 +30,5 @@ pub mod placement;
 pub mod reconciler;
 pub mod server;
 pub mod service;
+pub mod snapshots;
 pub mod store;

@@ -8,6 +8,8 @@
 pub const NQN_PREFIX: &str = "nqn.2025-11.io.shorthorn";
 /// Prefix of replica lvol names.
 pub const LVOL_PREFIX: &str = "shv-";
+/// Prefix of snapshot lvol names.
+pub const SNAPSHOT_PREFIX: &str = "shs-";
 /// Prefix of raid bdev names.
 pub const RAID_PREFIX: &str = "shr-";
 /// Prefix of NVMe-oF initiator controller names.
@@ -43,6 +45,21 @@ pub fn volume_of_lvol(lvol_name: &str) -> Option<&str> {
     lvol_name
         .strip_prefix(LVOL_PREFIX)
         .filter(|id| is_volume_id(id))
+}
+
+/// A fresh snapshot id (a UUID v4).
+pub fn new_snapshot_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Name of the snapshot lvol of snapshot `snapshot_id` (one per replica node).
+pub fn snapshot_lvol(snapshot_id: &str) -> String {
+    format!("{SNAPSHOT_PREFIX}{snapshot_id}")
+}
+
+/// Temporary name of the lvol that replaces `volume_id`'s replica during a revert.
+pub fn revert_lvol(volume_id: &str) -> String {
+    format!("{LVOL_PREFIX}{volume_id}-rv")
 }
 
 /// NQN of the NVMe-oF subsystem exporting the replica of `volume_id` on `node`.

@@ -32,6 +32,8 @@ use crate::params;
 use crate::placement::segments_match;
 use crate::store::VolumeRecord;
 
+mod snapshot_rpcs;
+
 /// The Controller service.
 #[derive(Debug, Clone)]
 pub struct ControllerService {
@@ -58,26 +60,22 @@ impl ControllerService {
     async fn create(&self, req: CreateVolumeRequest) -> Result<CreateVolumeResponse> {
         params::require("name", &req.name)?;
         params::check_capabilities(&req.volume_capabilities)?;
-        if req.volume_content_source.is_some() {
-            return Err(ControllerError::InvalidArgument(
-                "volume_content_source (snapshot or clone) is not supported yet; create an empty volume".into(),
-            ));
-        }
         let parsed = params::parse_volume_params(&req.parameters)?;
         let range = req.capacity_range.unwrap_or_default();
         let size =
             capacity::round_to_clusters(range.required_bytes, range.limit_bytes, self.granule())?;
-        let volume = ops::create_volume::create_volume(
-            &self.ctx,
-            ops::create_volume::CreateRequest {
-                name: req.name,
-                size,
-                replicas: parsed.replicas,
-                parameters: parsed.stored,
-                topology: params::topology(req.accessibility_requirements.as_ref()),
-            },
-        )
-        .await?;
+        let request = ops::create_volume::CreateRequest {
+            name: req.name,
+            size,
+            replicas: parsed.replicas,
+            parameters: parsed.stored,
+            topology: params::topology(req.accessibility_requirements.as_ref()),
+        };
+        let source = req.volume_content_source.and_then(|s| s.r#type);
+        let volume = match source {
+            None => ops::create_volume::create_volume(&self.ctx, request).await?,
+            Some(source) => self.create_cloned(request, source).await?,
+        };
         Ok(CreateVolumeResponse {
             volume: Some(to_csi_volume(&volume)),
         })
@@ -284,7 +282,7 @@ pub fn to_csi_volume(v: &VolumeRecord) -> Volume {
             params::PARAM_REPLICAS.to_string(),
             v.replica_count.to_string(),
         )]),
-        content_source: None,
+        content_source: snapshot_rpcs::to_csi_source(v.content_source.as_ref()),
         accessible_topology: v
             .accessible_topology
             .iter()
@@ -335,6 +333,10 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         params::require("volume_id", &req.volume_id)?;
         ops::delete_volume::delete_volume(&self.ctx, &req.volume_id).await?;
+        // Snapshots deleted while this volume still read from them can go now.
+        if let Err(e) = ops::snapshot_delete::reclaim(&self.ctx).await {
+            tracing::warn!(error = %e, "reclaiming deleted snapshots failed; the reconciler retries");
+        }
         Ok(Response::new(DeleteVolumeResponse {}))
     }
 
@@ -388,37 +390,44 @@ impl Controller for ControllerService {
 
     async fn create_snapshot(
         &self,
-        _request: Request<CreateSnapshotRequest>,
+        request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
-        Err(not_yet("CreateSnapshot"))
+        Ok(Response::new(
+            self.snapshot_create(request.into_inner()).await?,
+        ))
     }
 
     async fn delete_snapshot(
         &self,
-        _request: Request<DeleteSnapshotRequest>,
+        request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
-        Err(not_yet("DeleteSnapshot"))
+        self.snapshot_delete(request.into_inner()).await?;
+        Ok(Response::new(DeleteSnapshotResponse {}))
     }
 
     async fn list_snapshots(
         &self,
-        _request: Request<ListSnapshotsRequest>,
+        request: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
-        Err(not_yet("ListSnapshots"))
+        Ok(Response::new(
+            self.snapshot_list(request.into_inner()).await?,
+        ))
     }
 
     async fn get_snapshot(
         &self,
-        _request: Request<GetSnapshotRequest>,
+        request: Request<GetSnapshotRequest>,
     ) -> Result<Response<GetSnapshotResponse>, Status> {
-        Err(not_yet("GetSnapshot"))
+        Ok(Response::new(
+            self.snapshot_get(request.into_inner()).await?,
+        ))
     }
 
     async fn controller_expand_volume(
         &self,
-        _request: Request<ControllerExpandVolumeRequest>,
+        request: Request<ControllerExpandVolumeRequest>,
     ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
-        Err(not_yet("ControllerExpandVolume"))
+        Ok(Response::new(self.expand(request.into_inner()).await?))
     }
 
     async fn controller_get_volume(

@@ -331,6 +331,7 @@ fn snapshot(id: &str, name: &str, source: &str) -> SnapshotRecord {
             lvstore: "lvs0".into(),
             lvol_uuid: format!("{id}-uuid"),
         }],
+        deleted: false,
     }
 }
 

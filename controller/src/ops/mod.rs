@@ -2,11 +2,17 @@
 //! before acting, is idempotent, and can be resumed or rolled back from its
 //! journal entry by [`crate::reconciler`].
 //!
-//! Snapshots and expansion will be further modules here.
+//! Snapshots, clones, expansion and revert: [`snapshot_create`],
+//! [`snapshot_delete`], [`clone`], [`expand`], [`revert`].
 
+pub mod clone;
 pub mod create_volume;
 pub mod delete_volume;
+pub mod expand;
 pub mod publish;
+pub mod revert;
+pub mod snapshot_create;
+pub mod snapshot_delete;
 pub mod teardown;
 pub mod unpublish;
 
@@ -14,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::Result;
+use crate::fence::Fencing;
 use crate::journal::store_error;
 use crate::nodes::NodeRegistry;
 use crate::store::{ReplicaRecord, Store, VolumeRecord};
@@ -25,6 +32,8 @@ pub struct Context {
     pub store: Store,
     /// Storage nodes.
     pub nodes: Arc<NodeRegistry>,
+    /// How published volumes are fenced for snapshots, and hold statistics.
+    pub fencing: Arc<Fencing>,
     locks: Arc<KeyedLocks>,
 }
 
@@ -34,8 +43,16 @@ impl Context {
         Self {
             store,
             nodes,
+            fencing: Arc::default(),
             locks: Arc::default(),
         }
+    }
+
+    /// The same context with another fencing policy.
+    #[must_use]
+    pub fn with_fencing(mut self, fencing: Fencing) -> Self {
+        self.fencing = Arc::new(fencing);
+        self
     }
 
     /// Serialises operations on one key (a volume id or name) in this process.

@@ -145,6 +145,10 @@ pub struct SnapshotRecord {
     pub size_bytes: u64,
     /// One snapshot lvol per replica.
     pub replica_snapshots: Vec<ReplicaSnapshot>,
+    /// Deleted (or internal) but its lvols still feed other volumes: hidden
+    /// from listings, reclaimed once no volume reads from it any more.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// Kind of a journaled operation.
@@ -167,6 +171,8 @@ pub enum OperationKind {
     DeleteSnapshot,
     /// Replacing or resynchronising a replica.
     RebuildReplica,
+    /// Reverting a volume to one of its snapshots.
+    RevertVolume,
 }
 
 /// Journal entry for an operation in flight, written before acting so that a

@@ -388,6 +388,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Replaces a snapshot record read at `expect`. When the new record is
+    /// `deleted`, its name index entry is dropped in the same transaction so
+    /// the name can be reused.
+    pub async fn update_snapshot(
+        &self,
+        snapshot: &SnapshotRecord,
+        expect: Revision,
+    ) -> Result<Revision> {
+        let key = keys::snapshot(&snapshot.id);
+        let mut ops = vec![put_op(key, snapshot, Expect::Revision(expect))?];
+        if snapshot.deleted {
+            let name_key = keys::snapshot_name(&snapshot.name);
+            if let Some((raw, revision)) = self.kv.get(&name_key).await? {
+                if raw == snapshot.id.as_bytes() {
+                    ops.push(TxnOp::Delete {
+                        key: name_key,
+                        expect: Expect::Revision(revision),
+                    });
+                }
+            }
+        }
+        self.kv.txn(ops).await
+    }
+
     /// Deletes a snapshot with its index entries in one transaction; `false`
     /// if it did not exist.
     pub async fn delete_snapshot(&self, id: &str) -> Result<bool> {
@@ -399,8 +423,11 @@ impl Store {
             keys::snapshot_name(&snapshot.record.name),
             keys::volume_snapshot(&snapshot.record.source_volume_id, id),
         ] {
-            if let Some((_, revision)) = self.kv.get(&key).await? {
-                doomed.push((key, revision));
+            if let Some((raw, revision)) = self.kv.get(&key).await? {
+                // The name may belong to a newer snapshot once this one was marked deleted.
+                if raw == id.as_bytes() {
+                    doomed.push((key, revision));
+                }
             }
         }
         self.delete_all(doomed).await?;

@@ -1,0 +1,297 @@
+//! CreateVolume with a content source.
+//!
+//! From a snapshot: on each node holding one of the snapshot's replica
+//! lvols, `bdev_lvol_clone` from that lvol (thin, shares the snapshot's
+//! clusters), then grow the clone when the request is larger. A request
+//! smaller than the snapshot is OUT_OF_RANGE. The clone gets as many
+//! replicas as requested, taken from the snapshot's nodes; when the snapshot
+//! has fewer replica lvols than requested the request is refused with
+//! RESOURCE_EXHAUSTED (a clone must never silently be less redundant than
+//! asked; copying to fresh nodes would need a full rebuild).
+//!
+//! From a volume: an internal snapshot of the source (fenced like any
+//! snapshot, recorded as already deleted so it is hidden and reclaimed once
+//! no clone depends on it), then a clone from it.
+//!
+//! Journaled as a CreateVolume (`placed`, `replicas-created`, `recorded`),
+//! whose recovery removes the clone lvols when no volume record exists.
+
+use std::collections::BTreeMap;
+
+use spdk_client::{BdevLvolCloneParams, BdevLvolResizeParams};
+use tracing::Instrument;
+
+use super::create_volume::{accessible_topology, CreatePayload, CreateRequest};
+use super::snapshot_create::{snapshot_lock, take_snapshot};
+use super::Context;
+use crate::error::{ControllerError, Result};
+use crate::journal::{store_error, Journal};
+use crate::naming;
+use crate::nodes::NodeHandle;
+use crate::store::{
+    ContentSource, OperationKind, ReplicaHealth, ReplicaRecord, SnapshotRecord, VolumeRecord,
+    SCHEMA_VERSION,
+};
+
+/// Creates volume `req` from snapshot `snapshot_id`, or returns the
+/// existing one with the same name and properties.
+pub async fn create_from_snapshot(
+    ctx: &Context,
+    req: CreateRequest,
+    snapshot_id: &str,
+) -> Result<VolumeRecord> {
+    let _name_guard = ctx.lock(&format!("name:{}", req.name)).await;
+    let source = ContentSource::Snapshot {
+        id: snapshot_id.to_string(),
+    };
+    if let Some(existing) = existing(ctx, &req, &source).await? {
+        return Ok(existing);
+    }
+    let _snap_guard = ctx.lock(&snapshot_lock(snapshot_id)).await;
+    let snapshot = crate::snapshots::get(ctx, snapshot_id).await?;
+    clone_locked(ctx, &req, &snapshot, source).await
+}
+
+/// Creates volume `req` as a copy of volume `source_id`, or returns the
+/// existing one with the same name and properties.
+pub async fn create_from_volume(
+    ctx: &Context,
+    req: CreateRequest,
+    source_id: &str,
+) -> Result<VolumeRecord> {
+    let _name_guard = ctx.lock(&format!("name:{}", req.name)).await;
+    let source = ContentSource::Volume {
+        id: source_id.to_string(),
+    };
+    if let Some(existing) = existing(ctx, &req, &source).await? {
+        return Ok(existing);
+    }
+    let Some((volume, _)) = ctx.volume(source_id).await? else {
+        return Err(ControllerError::NotFound(format!(
+            "source volume {source_id} does not exist"
+        )));
+    };
+    check_size(&req, volume.capacity_bytes, "source volume", source_id)?;
+    let snapshot_id = naming::new_snapshot_id();
+    let _snap_guard = ctx.lock(&snapshot_lock(&snapshot_id)).await;
+    let internal_name = format!("shorthorn-internal/clone-source/{snapshot_id}");
+    let snapshot = take_snapshot(ctx, source_id, &snapshot_id, &internal_name, true).await?;
+    let cloned = clone_locked(ctx, &req, &snapshot, source).await;
+    if cloned.is_err() {
+        // Nothing depends on the internal snapshot: merge it back now.
+        if let Err(e) = super::snapshot_delete::reclaim(ctx).await {
+            tracing::warn!(error = %e, "internal snapshot left for the reconciler");
+        }
+    }
+    cloned
+}
+
+async fn existing(
+    ctx: &Context,
+    req: &CreateRequest,
+    source: &ContentSource,
+) -> Result<Option<VolumeRecord>> {
+    let Some(existing) = ctx
+        .store
+        .get_volume_by_name(&req.name)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
+    let v = existing.record;
+    if v.content_source.as_ref() != Some(source)
+        || v.capacity_bytes != req.size
+        || v.parameters != req.parameters
+        || v.replica_count != req.replicas
+    {
+        return Err(ControllerError::AlreadyExists(format!(
+            "volume {} exists with a different content source, size or parameters; use another name",
+            req.name
+        )));
+    }
+    Ok(Some(v))
+}
+
+fn check_size(req: &CreateRequest, source_size: u64, what: &str, id: &str) -> Result<()> {
+    if req.size < source_size {
+        return Err(ControllerError::OutOfRange(format!(
+            "the requested {} bytes are smaller than {what} {id} ({source_size} bytes); request at least its size",
+            req.size
+        )));
+    }
+    Ok(())
+}
+
+/// Clones `snapshot` into a new volume. The caller holds the name and snapshot locks.
+async fn clone_locked(
+    ctx: &Context,
+    req: &CreateRequest,
+    snapshot: &SnapshotRecord,
+    source: ContentSource,
+) -> Result<VolumeRecord> {
+    check_size(req, snapshot.size_bytes, "snapshot", &snapshot.id)?;
+    let available: Vec<String> = snapshot
+        .replica_snapshots
+        .iter()
+        .map(|r| r.node.clone())
+        .collect();
+    let wanted = req.replicas as usize;
+    if available.len() < wanted {
+        return Err(ControllerError::ResourceExhausted(format!(
+            "snapshot {} has replica lvols on {} node(s) ({}); a clone is made on those nodes, so ask for at most {} replicas (numberOfReplicas)",
+            snapshot.id,
+            available.len(),
+            available.join(", "),
+            available.len()
+        )));
+    }
+    let chosen: Vec<String> = available.into_iter().take(wanted).collect();
+    let volume_id = naming::new_volume_id();
+    let span = tracing::info_span!("clone_volume", volume = %volume_id, snapshot = %snapshot.id, name = %req.name);
+    async {
+        let _guard = ctx.lock(&volume_id).await;
+        let mut payload = CreatePayload {
+            name: req.name.clone(),
+            size: req.size,
+            nodes: chosen.clone(),
+            lvols: BTreeMap::new(),
+        };
+        let mut journal = Journal::begin(
+            &ctx.store,
+            OperationKind::CreateVolume,
+            &volume_id,
+            None,
+            "placed",
+            &payload,
+        )
+        .await?;
+        match build(ctx, req, snapshot, &volume_id, source, &mut payload, &mut journal).await {
+            Ok(volume) => {
+                journal.finish().await?;
+                Ok(volume)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "clone failed; rolling back");
+                match super::create_volume::rollback(ctx, &volume_id, &payload.nodes).await {
+                    Ok(()) => journal.finish().await?,
+                    Err(e) => tracing::error!(error = %e, "rollback incomplete; the reconciler will retry"),
+                }
+                Err(err)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn build(
+    ctx: &Context,
+    req: &CreateRequest,
+    snapshot: &SnapshotRecord,
+    volume_id: &str,
+    source: ContentSource,
+    payload: &mut CreatePayload,
+    journal: &mut Journal,
+) -> Result<VolumeRecord> {
+    let mut handles = Vec::new();
+    for name in &payload.nodes {
+        handles.push(ctx.nodes.get(name)?);
+    }
+    let created = futures::future::try_join_all(
+        handles
+            .iter()
+            .map(|n| clone_one(n, &snapshot.id, volume_id, snapshot.size_bytes, req.size)),
+    )
+    .await?;
+    payload.lvols = payload.nodes.iter().cloned().zip(created).collect();
+    journal.step("replicas-created", payload).await?;
+    let volume = VolumeRecord {
+        version: SCHEMA_VERSION,
+        id: volume_id.to_string(),
+        name: req.name.clone(),
+        capacity_bytes: req.size,
+        parameters: req.parameters.clone(),
+        replica_count: req.replicas,
+        content_source: Some(source),
+        accessible_topology: accessible_topology(ctx, &req.topology)?,
+    };
+    let replicas: Vec<ReplicaRecord> = handles
+        .iter()
+        .map(|n| ReplicaRecord {
+            version: SCHEMA_VERSION,
+            volume_id: volume_id.to_string(),
+            node: n.name().to_string(),
+            lvstore: n.config.lvstore.clone(),
+            lvol_uuid: payload.lvols.get(n.name()).cloned().unwrap_or_default(),
+            health: ReplicaHealth::Healthy,
+            generation: 1,
+        })
+        .collect();
+    ctx.store
+        .create_volume(&volume, &replicas)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict { .. } => ControllerError::Aborted(format!(
+                "volume name {} was taken concurrently; retry",
+                req.name
+            )),
+            other => store_error(other),
+        })?;
+    journal.step("recorded", payload).await?;
+    tracing::info!("volume cloned");
+    Ok(volume)
+}
+
+/// Clones the snapshot lvol on `node` into `volume_id`'s replica lvol and
+/// grows it to `size`; returns the clone's uuid.
+async fn clone_one(
+    node: &NodeHandle,
+    snapshot_id: &str,
+    volume_id: &str,
+    snapshot_size: u64,
+    size: u64,
+) -> Result<String> {
+    let params = BdevLvolCloneParams {
+        snapshot_name: format!(
+            "{}/{}",
+            node.config.lvstore,
+            naming::snapshot_lvol(snapshot_id)
+        ),
+        clone_name: naming::replica_lvol(volume_id),
+    };
+    let uuid = match node.client.bdev_lvol_clone(&params).await {
+        Ok(uuid) => uuid,
+        Err(e) if e.is_already_exists() => {
+            let alias = node.lvol_alias(volume_id);
+            node.client
+                .bdev_get(&alias)
+                .await
+                .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?
+                .map(|b| b.name)
+                .ok_or_else(|| {
+                    ControllerError::Internal(format!(
+                        "clone {alias} on {} both exists and does not",
+                        node.name()
+                    ))
+                })?
+        }
+        Err(e) => return Err(node.spdk_error("bdev_lvol_clone", e)),
+    };
+    if size > snapshot_size {
+        resize_lvol(node, &node.lvol_alias(volume_id), size).await?;
+    }
+    Ok(uuid)
+}
+
+/// Grows lvol `name` on `node` to `size` bytes.
+pub async fn resize_lvol(node: &NodeHandle, name: &str, size: u64) -> Result<()> {
+    let params = BdevLvolResizeParams {
+        name: name.to_string(),
+        size_in_mib: size.div_ceil(1024 * 1024),
+    };
+    node.client
+        .bdev_lvol_resize(&params)
+        .await
+        .map_err(|e| node.spdk_error("bdev_lvol_resize", e))
+}

@@ -1,0 +1,361 @@
+//! CreateSnapshot: one lvol snapshot per healthy replica, all taken while
+//! the volume's I/O is fenced, so every replica's snapshot holds the same
+//! bytes.
+//!
+//! Order: check every replica's lvstore has room for the copy-on-write the
+//! snapshot causes (RESOURCE_EXHAUSTED otherwise: a thin lvstore that fills
+//! up silently drops its raid leg), choose the fence (see [`crate::fence`]),
+//! journal `started`, fence, snapshot every replica in parallel, lift the
+//! fence at once, journal `snapshotted`, write the [`SnapshotRecord`],
+//! journal `recorded`. A failure on any replica deletes the snapshots
+//! already taken (each has the volume's lvol as only child, so SPDK merges
+//! it back) and lifts the fence.
+//!
+//! Recovery: finished if the record exists; otherwise the fence is lifted
+//! and every snapshot lvol of the operation is deleted.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use spdk_client::{BdevLvolDeleteParams, BdevLvolGetLvstoresParams, BdevLvolSnapshotParams};
+use tracing::Instrument;
+
+use super::Context;
+use crate::error::{ControllerError, Result};
+use crate::journal::{store_error, Journal};
+use crate::naming;
+use crate::nodes::NodeHandle;
+use crate::store::{
+    OperationKind, ReplicaHealth, ReplicaRecord, ReplicaSnapshot, SnapshotRecord, SCHEMA_VERSION,
+};
+
+/// Free clusters an lvstore keeps beyond the snapshot's copy-on-write need,
+/// as a fraction of its size (1/100), and at least one cluster.
+const RESERVE_DIVISOR: u64 = 100;
+
+/// Journal payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotPayload {
+    /// Snapshot id.
+    pub snapshot_id: String,
+    /// CSI name.
+    pub name: String,
+    /// Replica nodes being snapshotted.
+    pub nodes: Vec<String>,
+    /// Snapshot lvol uuid per node, once taken.
+    #[serde(default)]
+    pub lvols: BTreeMap<String, String>,
+}
+
+/// CSI CreateSnapshot: the snapshot `name` of `source_volume_id`, taken now
+/// or found (idempotent by name). ALREADY_EXISTS when the name belongs to a
+/// snapshot of another volume.
+pub async fn create_snapshot(
+    ctx: &Context,
+    name: &str,
+    source_volume_id: &str,
+) -> Result<SnapshotRecord> {
+    let _name_guard = ctx.lock(&format!("snapshot-name:{name}")).await;
+    if let Some(existing) = ctx
+        .store
+        .get_snapshot_by_name(name)
+        .await
+        .map_err(store_error)?
+    {
+        let existing = existing.record;
+        if existing.source_volume_id != source_volume_id {
+            return Err(ControllerError::AlreadyExists(format!(
+                "snapshot name {name} is taken by snapshot {} of volume {}; use another name",
+                existing.id, existing.source_volume_id
+            )));
+        }
+        return Ok(existing);
+    }
+    let snapshot_id = naming::new_snapshot_id();
+    let _snap_guard = ctx.lock(&snapshot_lock(&snapshot_id)).await;
+    take_snapshot(ctx, source_volume_id, &snapshot_id, name, false).await
+}
+
+/// Lock key serialising operations on one snapshot.
+pub fn snapshot_lock(snapshot_id: &str) -> String {
+    format!("snapshot:{snapshot_id}")
+}
+
+/// Takes snapshot `snapshot_id` of `volume_id` and records it (as already
+/// `deleted` for internal snapshots, which are reclaimed once unused). The
+/// caller holds the snapshot's lock.
+pub async fn take_snapshot(
+    ctx: &Context,
+    volume_id: &str,
+    snapshot_id: &str,
+    name: &str,
+    internal: bool,
+) -> Result<SnapshotRecord> {
+    let span = tracing::info_span!("create_snapshot", volume = %volume_id, snapshot = %snapshot_id, name = %name);
+    async {
+        let _guard = ctx.lock(volume_id).await;
+        let Some((volume, replicas)) = ctx.volume(volume_id).await? else {
+            return Err(ControllerError::NotFound(format!(
+                "source volume {volume_id} does not exist"
+            )));
+        };
+        let healthy: Vec<ReplicaRecord> = replicas
+            .into_iter()
+            .filter(|r| r.health == ReplicaHealth::Healthy)
+            .collect();
+        if healthy.is_empty() {
+            return Err(ControllerError::FailedPrecondition(format!(
+                "volume {volume_id} has no healthy replica to snapshot"
+            )));
+        }
+        let mut nodes = Vec::with_capacity(healthy.len());
+        for r in &healthy {
+            nodes.push(ctx.nodes.get(&r.node)?);
+        }
+        futures::future::try_join_all(nodes.iter().map(|n| check_space(n, volume_id))).await?;
+        let publications = ctx
+            .store
+            .list_publications(volume_id)
+            .await
+            .map_err(store_error)?;
+        let records: Vec<_> = publications.into_iter().map(|p| p.record).collect();
+        let fence = ctx
+            .fencing
+            .fence_for(volume_id, &records, |n| ctx.nodes.get(n))?;
+
+        let mut payload = SnapshotPayload {
+            snapshot_id: snapshot_id.to_string(),
+            name: name.to_string(),
+            nodes: nodes.iter().map(|n| n.name().to_string()).collect(),
+            lvols: BTreeMap::new(),
+        };
+        let mut journal = Journal::begin(
+            &ctx.store,
+            OperationKind::CreateSnapshot,
+            volume_id,
+            None,
+            "started",
+            &payload,
+        )
+        .await?;
+        let taken = snapshot_all(ctx, &nodes, volume_id, snapshot_id, fence).await;
+        let lvols = match taken {
+            Ok(lvols) => lvols,
+            Err(err) => {
+                tracing::warn!(error = %err, "snapshot failed; removing the replica snapshots already taken");
+                match remove_snapshot_lvols(ctx, &payload.nodes, snapshot_id).await {
+                    Ok(()) => journal.finish().await?,
+                    Err(e) => tracing::error!(error = %e, "rollback incomplete; the reconciler will retry"),
+                }
+                return Err(err);
+            }
+        };
+        payload.lvols = lvols;
+        journal.step("snapshotted", &payload).await?;
+        let record = SnapshotRecord {
+            version: SCHEMA_VERSION,
+            id: snapshot_id.to_string(),
+            name: name.to_string(),
+            source_volume_id: volume_id.to_string(),
+            created_at: SystemTime::now(),
+            size_bytes: volume.capacity_bytes,
+            replica_snapshots: nodes
+                .iter()
+                .map(|n| ReplicaSnapshot {
+                    node: n.name().to_string(),
+                    lvstore: n.config.lvstore.clone(),
+                    lvol_uuid: payload.lvols.get(n.name()).cloned().unwrap_or_default(),
+                })
+                .collect(),
+            deleted: internal,
+        };
+        ctx.store
+            .create_snapshot(&record)
+            .await
+            .map_err(store_error)?;
+        journal.step("recorded", &payload).await?;
+        journal.finish().await?;
+        tracing::info!(replicas = record.replica_snapshots.len(), "snapshot taken");
+        Ok(record)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Fences (if needed), snapshots every replica in parallel, lifts the fence.
+async fn snapshot_all(
+    ctx: &Context,
+    nodes: &[std::sync::Arc<NodeHandle>],
+    volume_id: &str,
+    snapshot_id: &str,
+    fence: Option<std::sync::Arc<dyn crate::fence::Fence>>,
+) -> Result<BTreeMap<String, String>> {
+    let guard = match fence {
+        Some(f) => Some(ctx.fencing.hold(f).await?),
+        None => None,
+    };
+    let deadline = ctx.fencing.deadline();
+    let all = futures::future::join_all(
+        nodes
+            .iter()
+            .map(|n| snapshot_one(n, volume_id, snapshot_id)),
+    );
+    let outcome = tokio::time::timeout(deadline, all).await;
+    if let Some(guard) = guard {
+        guard.release().await?;
+    }
+    let results = outcome.map_err(|_| {
+        ControllerError::Aborted(format!(
+            "the replica snapshots of volume {volume_id} did not complete within the {deadline:?} fence deadline; retry"
+        ))
+    })?;
+    let mut lvols = BTreeMap::new();
+    for (node, result) in nodes.iter().zip(results) {
+        lvols.insert(node.name().to_string(), result?);
+    }
+    Ok(lvols)
+}
+
+/// Snapshots the replica of `volume_id` on `node`; returns the snapshot lvol uuid.
+async fn snapshot_one(node: &NodeHandle, volume_id: &str, snapshot_id: &str) -> Result<String> {
+    let snapshot_name = naming::snapshot_lvol(snapshot_id);
+    let params = BdevLvolSnapshotParams {
+        lvol_name: node.lvol_alias(volume_id),
+        snapshot_name: snapshot_name.clone(),
+    };
+    match node.client.bdev_lvol_snapshot(&params).await {
+        Ok(uuid) => Ok(uuid),
+        Err(e) if e.is_already_exists() => {
+            let alias = format!("{}/{snapshot_name}", node.config.lvstore);
+            let bdev = node
+                .client
+                .bdev_get(&alias)
+                .await
+                .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
+            bdev.map(|b| b.name).ok_or_else(|| {
+                ControllerError::Internal(format!(
+                    "snapshot lvol {alias} on {} both exists and does not",
+                    node.name()
+                ))
+            })
+        }
+        Err(e) => Err(node.spdk_error("bdev_lvol_snapshot", e)),
+    }
+}
+
+/// RESOURCE_EXHAUSTED unless `node`'s lvstore can absorb rewriting every
+/// cluster the replica holds now (the snapshot pins them) plus a reserve.
+pub async fn check_space(node: &NodeHandle, volume_id: &str) -> Result<()> {
+    let lvstores = node
+        .client
+        .bdev_lvol_get_lvstores(&BdevLvolGetLvstoresParams {
+            lvs_name: Some(node.config.lvstore.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| node.spdk_error("bdev_lvol_get_lvstores", e))?;
+    let lvs = lvstores.into_iter().next().ok_or_else(|| {
+        ControllerError::FailedPrecondition(format!(
+            "lvstore {} is missing on node {}",
+            node.config.lvstore,
+            node.name()
+        ))
+    })?;
+    let alias = node.lvol_alias(volume_id);
+    let allocated = node
+        .client
+        .bdev_get(&alias)
+        .await
+        .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?
+        .and_then(|b| b.driver_specific.lvol)
+        .map_or(0, |l| l.num_allocated_clusters);
+    let reserve = (lvs.total_data_clusters / RESERVE_DIVISOR).max(1);
+    let needed = allocated + reserve;
+    if lvs.free_clusters < needed {
+        return Err(ControllerError::ResourceExhausted(format!(
+            "lvstore {} on node {} has {} free clusters; a snapshot of volume {volume_id} needs {needed} ({allocated} the replica holds, which later writes must copy, plus a reserve of {reserve}); free space on that node (delete snapshots or volumes) first",
+            lvs.name,
+            node.name(),
+            lvs.free_clusters
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes the snapshot lvol of `snapshot_id` on every node (absent ones are fine).
+pub async fn remove_snapshot_lvols(
+    ctx: &Context,
+    nodes: &[String],
+    snapshot_id: &str,
+) -> Result<()> {
+    for name in nodes {
+        let node = ctx.nodes.get(name)?;
+        match remove_snapshot_lvol(&node, snapshot_id).await {
+            Ok(_) => {}
+            Err(ControllerError::NodeUnreachable { .. }) => {
+                tracing::warn!(node = %name, snapshot = %snapshot_id, "node unreachable; its snapshot lvol is left for the reconciler");
+                return Err(ControllerError::NodeUnreachable {
+                    node: name.clone(),
+                    reason: "removing a snapshot lvol".into(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the snapshot lvol of `snapshot_id` on `node`. `Ok(true)` when it
+/// is gone (or was), `Ok(false)` when SPDK refuses because two or more lvols
+/// still depend on it.
+pub async fn remove_snapshot_lvol(node: &NodeHandle, snapshot_id: &str) -> Result<bool> {
+    let params = BdevLvolDeleteParams {
+        name: format!(
+            "{}/{}",
+            node.config.lvstore,
+            naming::snapshot_lvol(snapshot_id)
+        ),
+    };
+    match node.client.bdev_lvol_delete(&params).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(true),
+        Err(e) if e.is_not_permitted() => Ok(false),
+        Err(e) => Err(node.spdk_error("bdev_lvol_delete", e)),
+    }
+}
+
+/// Completes or rolls back an interrupted CreateSnapshot.
+pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
+    let volume_id = journal.record().volume_id.clone();
+    let payload: SnapshotPayload = journal.payload()?;
+    let _snap_guard = ctx.lock(&snapshot_lock(&payload.snapshot_id)).await;
+    let _guard = ctx.lock(&volume_id).await;
+    // A fence the crash left in place is lifted (its deadline would lift it anyway).
+    let publications = ctx
+        .store
+        .list_publications(&volume_id)
+        .await
+        .map_err(store_error)?;
+    let records: Vec<_> = publications.into_iter().map(|p| p.record).collect();
+    if let Ok(Some(fence)) = ctx
+        .fencing
+        .fence_for(&volume_id, &records, |n| ctx.nodes.get(n))
+    {
+        if let Err(e) = fence.resume().await {
+            tracing::warn!(volume = %volume_id, error = %e, "could not lift the fence of an interrupted snapshot; it lifts at its deadline");
+        }
+    }
+    if ctx
+        .store
+        .get_snapshot(&payload.snapshot_id)
+        .await
+        .map_err(store_error)?
+        .is_some()
+    {
+        return journal.finish().await;
+    }
+    tracing::info!(volume = %volume_id, snapshot = %payload.snapshot_id, step = %journal.record().step, "rolling back interrupted snapshot");
+    remove_snapshot_lvols(ctx, &payload.nodes, &payload.snapshot_id).await?;
+    journal.finish().await
+}
