@@ -63,6 +63,16 @@ impl Harness {
 
     /// Like [`Harness::start`], with extra top-level config lines.
     pub async fn start_with(n: usize, store: StoreKind, extra_toml: &str) -> Harness {
+        Self::start_opts(n, store, extra_toml, &["ublk"]).await
+    }
+
+    /// Like [`Harness::start_with`], with the nodes' frontends.
+    pub async fn start_opts(
+        n: usize,
+        store: StoreKind,
+        extra_toml: &str,
+        frontends: &[&str],
+    ) -> Harness {
         let cluster = tokio::task::spawn_blocking(move || TestCluster::start(n))
             .await
             .expect("join")
@@ -89,7 +99,7 @@ impl Harness {
         };
         let config = format!(
             "reconcile_interval_secs = 3600\n{extra_toml}\n{store_toml}\n{}",
-            cluster.controller_toml(&["ublk"])
+            cluster.controller_toml(frontends)
         );
         let config_path = dir.path().join("controller.toml");
         std::fs::write(&config_path, config).expect("write config");
