@@ -21,3 +21,10 @@ deploy/tests/check.sh
 # throwaway QEMU VM (issue #10); vmtest/run.sh installs what it needs.
 echo "== real-kernel VM tests"
 vmtest/run.sh
+
+# CSI conformance: the real csi-sanity (installed with go install) against
+# `shorthorn local up`, two topologies, mount and block mode (issue #7).
+# It runs last so its summary line is the last line CI prints.
+echo "== csi-sanity"
+cargo build --bins -p shorthorn -p sanity-tests
+target/debug/shorthorn-sanity
