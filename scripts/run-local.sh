@@ -1,9 +1,35 @@
 #!/usr/bin/env bash
-# Sets up this machine and runs Shorthorn's single-machine mode.
+# Sets up this machine, starts Shorthorn's single-machine mode (three simulated
+# storage nodes, embedded store, controller and node service) and runs the
+# guided demo against it. The cluster keeps running until Ctrl-C.
+# Set SHORTHORN_SPDK_TGT=/path/to/spdk_tgt to use real spdk_tgt processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+state_dir=${SHORTHORN_STATE_DIR:-/var/tmp/shorthorn-local}
 scripts/setup.sh
 cargo build --release -p shorthorn
-# `shorthorn local up` and the guided demo arrive with issue #7; until then this shows the CLI.
-./target/release/shorthorn --help
+bin=target/release/shorthorn
+
+"$bin" local down --state-dir "$state_dir" >/dev/null 2>&1 || true
+"$bin" local up --state-dir "$state_dir" &
+up_pid=$!
+stop() {
+  "$bin" local down --state-dir "$state_dir" || true
+  wait "$up_pid" 2>/dev/null || true
+}
+trap stop INT TERM
+
+for _ in $(seq 1 600); do
+  [[ -e "$state_dir/ready" ]] && break
+  kill -0 "$up_pid" 2>/dev/null || { echo "shorthorn local up exited; see the messages above" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -e "$state_dir/ready" ]] || { echo "shorthorn local up did not become ready" >&2; stop; exit 1; }
+
+"$bin" ctl demo --csi-endpoint "unix://$state_dir/csi.sock" || { stop; exit 1; }
+
+echo
+echo "The local cluster keeps running. Try: $bin ctl nodes   |   $bin ctl volumes"
+echo "Press Ctrl-C (or run: $bin local down --state-dir $state_dir) to stop it."
+wait "$up_pid"
