@@ -1,0 +1,116 @@
+//! Helpers shared by the snapshot, clone and expansion tests: raw I/O on
+//! sim bdevs, checksums, and CSI request builders.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use csi_proto::volume_content_source::{SnapshotSource, Type as Source, VolumeSource};
+use csi_proto::{
+    CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest, VolumeContentSource,
+};
+use serde_json::json;
+use spdk_client::SpdkClient;
+
+/// Lvstore name on every test node.
+pub const LVS: &str = "shorthorn";
+
+/// Writes `data` at byte `offset` of bdev `name` (name, alias or uuid) on a sim.
+pub async fn sim_write(c: &SpdkClient, name: &str, offset: u64, data: &[u8]) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    c.call_raw(
+        "sim_bdev_write",
+        Some(json!({"name": name, "offset": offset, "data": b64})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("sim_bdev_write {name}: {e}"));
+}
+
+/// Reads `len` bytes at `offset` of bdev `name` on a sim.
+pub async fn sim_read(c: &SpdkClient, name: &str, offset: u64, len: u64) -> Vec<u8> {
+    let v = c
+        .call_raw(
+            "sim_bdev_read",
+            Some(json!({"name": name, "offset": offset, "length": len})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("sim_bdev_read {name}: {e}"));
+    let data = v["data"].as_str().expect("data");
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("base64")
+}
+
+/// 64-bit FNV-1a of `data`: a checksum to compare replicas by.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Alias of the replica lvol of `volume_id`.
+pub fn replica_alias(volume_id: &str) -> String {
+    format!("{LVS}/shv-{volume_id}")
+}
+
+/// Alias of the snapshot lvol of `snapshot_id`.
+pub fn snapshot_alias(snapshot_id: &str) -> String {
+    format!("{LVS}/shs-{snapshot_id}")
+}
+
+/// Raid bdev of a published volume.
+pub fn raid(volume_id: &str) -> String {
+    format!("shr-{volume_id}")
+}
+
+/// A CreateSnapshot request.
+pub fn snap_req(name: &str, volume: &str) -> CreateSnapshotRequest {
+    CreateSnapshotRequest {
+        source_volume_id: volume.to_string(),
+        name: name.to_string(),
+        ..Default::default()
+    }
+}
+
+/// A DeleteSnapshot request.
+pub fn delete_snap_req(id: &str) -> DeleteSnapshotRequest {
+    DeleteSnapshotRequest {
+        snapshot_id: id.to_string(),
+        ..Default::default()
+    }
+}
+
+/// `base` with a snapshot as content source.
+pub fn from_snapshot(mut base: CreateVolumeRequest, snapshot_id: &str) -> CreateVolumeRequest {
+    base.volume_content_source = Some(VolumeContentSource {
+        r#type: Some(Source::Snapshot(SnapshotSource {
+            snapshot_id: snapshot_id.to_string(),
+        })),
+    });
+    base
+}
+
+/// `base` with a volume as content source.
+pub fn from_volume(mut base: CreateVolumeRequest, volume_id: &str) -> CreateVolumeRequest {
+    base.volume_content_source = Some(VolumeContentSource {
+        r#type: Some(Source::Volume(VolumeSource {
+            volume_id: volume_id.to_string(),
+        })),
+    });
+    base
+}
+
+/// Checksum of `[0, len)` of `bdev` on each of `clients`.
+pub async fn checksums(clients: &[SpdkClient], bdev: &str, len: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    for c in clients {
+        out.push(checksum(&sim_read(c, bdev, 0, len).await));
+    }
+    out
+}
+
+/// Parameters map with numberOfReplicas.
+pub fn replicas_param(n: u32) -> HashMap<String, String> {
+    HashMap::from([("numberOfReplicas".to_string(), n.to_string())])
+}
