@@ -7,6 +7,7 @@
 //! - `ctl`: an operator CLI against a running controller.
 
 mod cmd;
+mod ctl;
 mod local;
 mod logging;
 mod signals;

@@ -58,7 +58,10 @@ pub struct Listener {
 
 #[derive(Debug)]
 enum Inner {
-    Unix { listener: UnixListener, path: PathBuf },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
     Tcp(TcpListener),
 }
 

@@ -58,11 +58,7 @@ fn node_view(ctx: &Context, node: &NodeHandle) -> NodeView {
 /// Every volume in id order, with a condition judged from stored state and
 /// the nodes' last known status (no SPDK calls).
 pub async fn volumes(ctx: &Context) -> Result<Vec<VolumeView>> {
-    let page = ctx
-        .store
-        .list_volumes(None, 0)
-        .await
-        .map_err(store_error)?;
+    let page = ctx.store.list_volumes(None, 0).await.map_err(store_error)?;
     let mut out = Vec::with_capacity(page.items.len());
     for volume in page.items {
         let volume = volume.record;
@@ -227,11 +223,7 @@ fn snapshot_view(s: SnapshotRecord) -> SnapshotView {
 /// published to, in volume order. A node that cannot be asked is skipped
 /// with a warning in the log.
 pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
-    let page = ctx
-        .store
-        .list_volumes(None, 0)
-        .await
-        .map_err(store_error)?;
+    let page = ctx.store.list_volumes(None, 0).await.map_err(store_error)?;
     let mut publishing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for volume in page.items {
         for p in ctx

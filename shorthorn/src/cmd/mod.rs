@@ -1,6 +1,7 @@
 //! Command-line surface: one module per subcommand.
 
 mod controller;
+mod ctl;
 mod local;
 mod node;
 mod sim;
@@ -33,12 +34,8 @@ pub enum Command {
     /// Run the whole driver on this machine: simulated nodes, store, controller and node service.
     Local(local::LocalArgs),
     /// Inspect and operate a running Shorthorn controller.
-    Ctl(NotYet),
+    Ctl(ctl::CtlArgs),
 }
-
-/// Placeholder arguments for a role that is not built yet.
-#[derive(Debug, clap::Args)]
-pub struct NotYet {}
 
 /// Runs the chosen subcommand.
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -47,12 +44,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Controller(args) => controller::run(args).await,
         Command::Node(args) => node::run(args).await,
         Command::Local(args) => local::run(args).await,
-        Command::Ctl(_) => not_yet("ctl", 7),
+        Command::Ctl(args) => ctl::run(args).await,
     }
-}
-
-fn not_yet(sub: &str, issue: u32) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "`shorthorn {sub}` is not implemented yet (tracked in issue #{issue}); nothing was started"
-    )
 }

@@ -40,6 +40,11 @@ impl Layout {
         self.root.join("csi.sock")
     }
 
+    /// The controller's admin API socket (`shorthorn ctl`).
+    pub fn ctl_socket(&self) -> PathBuf {
+        self.root.join("ctl.sock")
+    }
+
     /// The generated controller configuration.
     pub fn controller_config(&self) -> PathBuf {
         self.root.join("controller.toml")

@@ -8,10 +8,12 @@ use anyhow::Context as _;
 use csi_proto::controller_server::ControllerServer;
 use csi_proto::identity_server::IdentityServer;
 use csi_proto::node_server::NodeServer;
+use shorthorn_controller::admin;
 use shorthorn_controller::config::ControllerConfig;
 use shorthorn_controller::identity::{IdentityService, DRIVER_NAME};
 use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
 use shorthorn_controller::reconciler;
+use shorthorn_controller::server::Endpoint;
 use shorthorn_controller::service::ControllerService;
 use shorthorn_node::csi::{NodeService, NodeServiceConfig};
 use shorthorn_node::frontend::FrontendKind;
@@ -165,6 +167,12 @@ async fn serve(
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
 
+    let admin_listener = admin::bind(&Endpoint::Unix(layout.ctl_socket())).await?;
+    let admin = tokio::spawn(admin::serve_on(
+        ctx.clone(),
+        admin_listener,
+        stopped(stop_rx.clone()),
+    ));
     let reconcile = tokio::spawn(reconciler::run(
         ctx.clone(),
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
@@ -185,6 +193,10 @@ async fn serve(
         settings.nodes
     );
     println!("CSI endpoint: unix://{}", socket.display());
+    println!(
+        "Admin API: unix://{} (try `shorthorn ctl nodes`)",
+        layout.ctl_socket().display()
+    );
     println!("State directory: {}", layout.root().display());
     println!(
         "Stop with Ctrl-C or `shorthorn local down --state-dir {}`.",
@@ -202,6 +214,11 @@ async fn serve(
     match agent.task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "node agent stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "node agent task failed"),
+        Ok(Ok(())) => {}
+    }
+    match admin.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "admin API stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "admin API task failed"),
         Ok(Ok(())) => {}
     }
     let _ = std::fs::remove_file(&socket);

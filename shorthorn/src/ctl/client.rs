@@ -1,0 +1,118 @@
+//! A minimal HTTP/1 client for the controller's admin API, over a Unix
+//! socket or TCP.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context as _};
+use bytes::Bytes;
+use http::{header, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use shorthorn_controller::admin::ErrorBody;
+use shorthorn_controller::server::Endpoint;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Talks to one admin endpoint; connects afresh for every request.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    endpoint: Endpoint,
+    shown: String,
+}
+
+impl AdminClient {
+    /// A client for `endpoint` (`unix:///path/ctl.sock`, a bare socket path,
+    /// or `tcp://host:port`).
+    pub fn new(endpoint: &str) -> anyhow::Result<Self> {
+        let parsed = if endpoint.starts_with('/') {
+            Endpoint::Unix(PathBuf::from(endpoint))
+        } else {
+            endpoint.parse()?
+        };
+        Ok(Self {
+            endpoint: parsed,
+            shown: endpoint.to_string(),
+        })
+    }
+
+    /// `GET path`: the raw JSON body of a successful answer, or the API's
+    /// error message.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Bytes> {
+        let (status, body) = match &self.endpoint {
+            Endpoint::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(|e| self.unreachable(e))?;
+                request(stream, path).await?
+            }
+            Endpoint::Tcp(addr) => {
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| self.unreachable(e))?;
+                request(stream, path).await?
+            }
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
+        bail!("the controller answered {status}: {message}")
+    }
+
+    /// `GET path`, decoded.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let body = self.get(path).await?;
+        serde_json::from_slice(&body)
+            .with_context(|| format!("decoding the answer to GET {path} from {}", self.shown))
+    }
+
+    fn unreachable(&self, e: std::io::Error) -> anyhow::Error {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                match &self.endpoint {
+                    Endpoint::Unix(_) => {
+                        "; is `shorthorn local up` running (or the controller started with --admin-endpoint)?"
+                    }
+                    Endpoint::Tcp(_) => "; is the controller started with --admin-endpoint?",
+                }
+            }
+            std::io::ErrorKind::PermissionDenied => "; try again as root",
+            _ => "",
+        };
+        anyhow!(
+            "cannot reach the Shorthorn admin API at {}: {e}{hint}",
+            self.shown
+        )
+    }
+}
+
+async fn request<S>(stream: S, path: &str) -> anyhow::Result<(StatusCode, Bytes)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake with the admin API")?;
+    let conn = tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(header::HOST, "shorthorn")
+        .header(header::ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new())
+        .context("building the request")?;
+    let response = sender
+        .send_request(req)
+        .await
+        .with_context(|| format!("GET {path}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("reading the answer to GET {path}"))?
+        .to_bytes();
+    drop(sender);
+    let _ = conn.await;
+    Ok((status, body))
+}
