@@ -99,7 +99,8 @@ async fn refusals_name_the_problem_and_change_nothing() {
     });
     assert_eq!(
         code(h.csi.create_volume(from_snapshot).await).0,
-        Code::InvalidArgument
+        Code::NotFound,
+        "a content source naming an unknown snapshot"
     );
     let mut multi = create_req("pvc-x", 16 * MIB, None);
     multi.volume_capabilities[0]

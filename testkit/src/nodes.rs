@@ -271,20 +271,28 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        let is_sim = matches!(self.flavor, Flavor::Sim(_));
         for i in 0..self.nodes.len() {
-            // A sim killed mid-test may have left ublk loop devices and FUSE
-            // mounts; starting it once more makes it clean them up.
-            let is_sim = matches!(self.flavor, Flavor::Sim(_));
-            if is_sim && !self.nodes[i].is_running() && self.launch(i).is_err() {
-                tracing::warn!(node = %self.nodes[i].name, "could not restart a killed node for cleanup");
+            self.nodes[i].stop();
+            // The sim leaves the loop devices and FUSE mounts of ublk disks
+            // still started when it exits (a failed test), and removes them
+            // when it starts: start it once more so nothing is left behind.
+            if is_sim && has_ublk_state(&self.nodes[i].data_dir) {
+                if self.launch(i).is_err() {
+                    tracing::warn!(node = %self.nodes[i].name, "could not restart a node to clean up its ublk disks");
+                }
+                self.nodes[i].stop();
             }
-            let node = &mut self.nodes[i];
-            node.stop();
-            if matches!(self.flavor, Flavor::Real(_)) {
-                remove_stale_hugepage_maps(node.shm_id);
+            if !is_sim {
+                remove_stale_hugepage_maps(self.nodes[i].shm_id);
             }
         }
     }
+}
+
+/// Whether the sim left ublk disk state in its data directory.
+fn has_ublk_state(data_dir: &Path) -> bool {
+    std::fs::read_dir(data_dir.join("ublk")).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 /// Polls `spdk_get_version` until it answers, the process dies, or time runs out.
