@@ -1,0 +1,292 @@
+//! Snapshots of volumes under a concurrent writer: every replica's snapshot
+//! holds the same bytes, with the ANA fence (NVMe/TCP frontend, written
+//! through another sim's NVMe-oF initiator playing the kernel) and with the
+//! node-quiesce fence (ublk frontend). The node side of the quiesce is a
+//! test double of the agent's fsfreeze (a gate every write passes through,
+//! closed by suspend once in-flight writes are done, reopened by resume or
+//! by its lease): the controller side is the real `Fence` path.
+//!
+//! Prints fence hold times (p50/p99 over 50 snapshots of a 3-replica
+//! volume) and SPDK calls per CreateSnapshot; asserts only data.
+
+mod snapshot_support;
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shorthorn_controller::config::Frontend;
+use shorthorn_controller::error::Result as CResult;
+use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
+use shorthorn_controller::fence::{ana::AnaFence, Fence, FenceKind, Fencing};
+use shorthorn_controller::nodes::NodeRegistry;
+use shorthorn_controller::ops::create_volume::CreateRequest;
+use shorthorn_controller::ops::{self, Context};
+use shorthorn_controller::{naming, server};
+use snapshot_support::*;
+use spdk_client::{BdevNvmeAttachControllerParams, BdevNvmeDetachControllerParams, SpdkClient};
+use support::*;
+use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
+
+/// Bytes the writer touches (64 blocks of 4 KiB).
+const SPAN: u64 = 256 * 1024;
+const SNAPSHOTS: usize = 50;
+
+/// A controller context of our own on the harness's store and nodes.
+async fn context(h: &Harness, frontend: Frontend, fencing: Fencing) -> Context {
+    let mut config = h.config();
+    for n in &mut config.nodes {
+        n.frontends = vec![frontend];
+    }
+    let store = server::open_store(&config.store).await.expect("store");
+    let nodes = Arc::new(NodeRegistry::from_config(&config).expect("registry"));
+    nodes.refresh_all().await;
+    Context::new(store, nodes).with_fencing(fencing)
+}
+
+async fn volume(ctx: &Context, name: &str) -> String {
+    ops::create_volume::create_volume(
+        ctx,
+        CreateRequest {
+            name: name.into(),
+            size: 16 * MIB as u64,
+            replicas: 3,
+            parameters: BTreeMap::new(),
+            topology: Default::default(),
+        },
+    )
+    .await
+    .expect("create volume")
+    .id
+}
+
+fn total_calls(ctx: &Context) -> (u64, BTreeMap<String, u64>) {
+    let mut by = BTreeMap::new();
+    let mut total = 0;
+    for n in ctx.nodes.all() {
+        total += n.client.call_count();
+        for (m, c) in n.client.calls_by_method() {
+            *by.entry(m).or_insert(0) += c;
+        }
+    }
+    (total, by)
+}
+
+/// Writes block after block with ever-changing content until stopped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    writes: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(client: SpdkClient, bdev: String, gate: Option<Arc<RwLock<()>>>) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writes = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let (stop, writes) = (stop.clone(), writes.clone());
+            async move {
+                let mut i: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let block = vec![(i % 251) as u8; 4096];
+                    let offset = (i % (SPAN / 4096)) * 4096;
+                    let _open = match &gate {
+                        Some(g) => Some(g.clone().read_owned().await),
+                        None => None,
+                    };
+                    sim_write(&client, &bdev, offset, &block).await;
+                    writes.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            }
+        });
+        Writer { stop, writes, task }
+    }
+
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("writer");
+        self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// Takes 50 snapshots under the writer; checks replicas; prints figures.
+async fn snapshot_under_writer(
+    ctx: &Context,
+    h: &Harness,
+    vol: &str,
+    kind: FenceKind,
+    writer: &Writer,
+) -> Vec<String> {
+    let clients: Vec<_> = (0..3).map(|i| h.spdk(i)).collect();
+    let (calls_before, by_before) = total_calls(ctx);
+    let mut ids = Vec::new();
+    for k in 0..SNAPSHOTS {
+        let before = writer.writes.load(Ordering::Relaxed);
+        let s = ops::snapshot_create::create_snapshot(ctx, &format!("{}-{k}", kind.as_str()), vol)
+            .await
+            .expect("snapshot");
+        ids.push(s.id.clone());
+        let sums = checksums(&clients, &snapshot_alias(&s.id), SPAN).await;
+        assert!(
+            sums.iter().all(|x| *x == sums[0]),
+            "snapshot {k} replicas differ: {sums:x?} (writer at {before} writes)"
+        );
+    }
+    let (calls_after, by_after) = total_calls(ctx);
+    let stats = &ctx.fencing.stats;
+    let p = |q| {
+        stats
+            .percentile(kind, q)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "MEASURE fence={} holds={} p50={:.2}ms p99={:.2}ms spdk_calls_per_create_snapshot={:.1}",
+        kind.as_str(),
+        stats.recent(kind).len(),
+        p(50),
+        p(99),
+        (calls_after - calls_before) as f64 / SNAPSHOTS as f64
+    );
+    let per_method: BTreeMap<_, _> = by_after
+        .iter()
+        .map(|(m, c)| (m.clone(), c - by_before.get(m).copied().unwrap_or(0)))
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    println!("MEASURE calls by method over {SNAPSHOTS} snapshots: {per_method:?}");
+    ids
+}
+
+async fn cleanup(ctx: &Context, h: &Harness, vol: &str, snapshots: &[String]) {
+    for id in snapshots {
+        ops::snapshot_delete::delete_snapshot(ctx, id)
+            .await
+            .expect("delete snapshot");
+    }
+    ops::unpublish::unpublish(ctx, vol, None)
+        .await
+        .expect("unpublish");
+    ops::delete_volume::delete_volume(ctx, vol)
+        .await
+        .expect("delete volume");
+    h.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica() {
+    let h = Harness::start(3, StoreKind::Etcd).await;
+    let ctx = context(&h, Frontend::NvmeTcp, Fencing::default()).await;
+    let vol = volume(&ctx, "pvc-ana").await;
+    ops::publish::publish(&ctx, &vol, "node-0", false)
+        .await
+        .expect("publish");
+
+    // node-1's initiator plays node-0's kernel.
+    let kernel = h.spdk(1);
+    let bdevs = kernel
+        .bdev_nvme_attach_controller(&BdevNvmeAttachControllerParams {
+            name: "kern".into(),
+            trtype: "TCP".into(),
+            traddr: "127.0.0.1".into(),
+            adrfam: Some("IPv4".into()),
+            trsvcid: Some(h.cluster.node(0).nvmf_port.to_string()),
+            subnqn: Some(naming::volume_nqn(&vol)),
+            hostnqn: Some(naming::kernel_host_nqn("node-0")),
+            ctrlr_loss_timeout_sec: Some(60),
+            reconnect_delay_sec: Some(1),
+            ..Default::default()
+        })
+        .await
+        .expect("attach the frontend as the kernel would");
+    let ns = bdevs.first().cloned().expect("namespace bdev");
+
+    let writer = Writer::start(kernel.clone(), ns.clone(), None);
+    let ids = snapshot_under_writer(&ctx, &h, &vol, FenceKind::Ana, &writer).await;
+    let writes = writer.stop().await;
+    println!("MEASURE ana: writer completed {writes} writes during {SNAPSHOTS} snapshots");
+
+    // The deadline guard restores the path even if nobody resumes.
+    let fence = AnaFence::new(ctx.nodes.get("node-0").expect("node"), &vol);
+    fence
+        .suspend(Duration::from_millis(300))
+        .await
+        .expect("suspend");
+    sim_write(&kernel, &ns, 0, &[7u8; 4096]).await; // waits for the guard, then succeeds
+    let listeners = h
+        .spdk(0)
+        .call_raw(
+            "nvmf_subsystem_get_listeners",
+            Some(serde_json::json!({ "nqn": naming::volume_nqn(&vol) })),
+        )
+        .await
+        .expect("listeners")
+        .to_string();
+    assert!(
+        listeners.contains("optimized") && !listeners.contains("inaccessible"),
+        "{listeners}"
+    );
+
+    kernel
+        .bdev_nvme_detach_controller(&BdevNvmeDetachControllerParams {
+            name: "kern".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("detach");
+    cleanup(&ctx, &h, &vol, &ids).await;
+}
+
+/// The node side of a quiesce: a gate writes pass through, like FIFREEZE.
+#[derive(Debug, Default)]
+struct FreezeDouble {
+    gate: Arc<RwLock<()>>,
+    held: Arc<Mutex<Option<OwnedRwLockWriteGuard<()>>>>,
+    suspends: AtomicU64,
+}
+
+#[async_trait]
+impl NodeQuiesce for FreezeDouble {
+    async fn suspend(&self, _volume_id: &str, deadline: Duration) -> CResult<()> {
+        let guard = self.gate.clone().write_owned().await; // in-flight writes done
+        *self.held.lock().expect("lock") = Some(guard);
+        self.suspends.fetch_add(1, Ordering::Relaxed);
+        let held = self.held.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            held.lock().expect("lock").take(); // the lease
+        });
+        Ok(())
+    }
+
+    async fn resume(&self, _volume_id: &str) -> CResult<()> {
+        self.held.lock().expect("lock").take();
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_quiesced_snapshots_under_a_writer_are_identical_on_every_replica() {
+    let h = Harness::start(3, StoreKind::Etcd).await;
+    let double = Arc::new(FreezeDouble::default());
+    let ctx = context(
+        &h,
+        Frontend::Ublk,
+        Fencing::default().with_node_quiesce(double.clone()),
+    )
+    .await;
+    let vol = volume(&ctx, "pvc-quiesce").await;
+    ops::publish::publish(&ctx, &vol, "node-0", false)
+        .await
+        .expect("publish");
+
+    let writer = Writer::start(h.spdk(0), raid(&vol), Some(double.gate.clone()));
+    let ids = snapshot_under_writer(&ctx, &h, &vol, FenceKind::NodeQuiesce, &writer).await;
+    let writes = writer.stop().await;
+    println!("MEASURE node-quiesce: writer completed {writes} writes during {SNAPSHOTS} snapshots");
+    assert_eq!(double.suspends.load(Ordering::Relaxed), SNAPSHOTS as u64);
+    cleanup(&ctx, &h, &vol, &ids).await;
+}
