@@ -33,6 +33,9 @@ pub async fn recover_pending(ctx: &Context) -> Result<usize> {
             OperationKind::DeleteVolume => ops::delete_volume::recover(ctx, journal).await,
             OperationKind::PublishVolume => ops::publish::recover(ctx, journal).await,
             OperationKind::UnpublishVolume => ops::unpublish::recover(ctx, journal).await,
+            OperationKind::CreateSnapshot => ops::snapshot_create::recover(ctx, journal).await,
+            OperationKind::ExpandVolume => ops::expand::recover(ctx, journal).await,
+            OperationKind::RevertVolume => ops::revert::recover(ctx, journal).await,
             other => {
                 tracing::warn!(op = %id, ?other, "journaled operation of a kind this build cannot resume; left in place");
                 continue;
@@ -226,6 +229,9 @@ pub async fn reconcile_once(ctx: &Context) -> Result<()> {
         tracing::warn!(error = %e, "node agent discovery failed");
     }
     recover_pending(ctx).await?;
+    if let Err(e) = ops::snapshot_delete::reclaim(ctx).await {
+        tracing::warn!(error = %e, "reclaiming deleted snapshots failed");
+    }
     sweep_orphans(ctx).await?;
     refresh_health(ctx).await
 }
