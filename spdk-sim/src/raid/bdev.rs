@@ -34,7 +34,7 @@ impl Bdev for RaidBdev {
         lock(&self.0.st).block_size
     }
     fn num_blocks(&self) -> u64 {
-        lock(&self.0.st).num_blocks
+        self.0.follow_base_resize()
     }
     fn driver_specific(&self) -> Value {
         json!({ "raid": self.0.to_json(false) })

@@ -287,7 +287,36 @@ impl Raid {
         name
     }
 
+    /// Follows base bdev growth as SPDK's raid1 does (`raid1_resize` on a
+    /// base bdev resize event): the raid takes the smallest data area of its
+    /// present base bdevs. Only growth is applied (SPDK refuses to shrink an
+    /// open bdev). Returns the size in blocks.
+    pub fn follow_base_resize(&self) -> u64 {
+        let mut st = lock(&self.st);
+        if st.state != RunState::Online {
+            return st.num_blocks;
+        }
+        let smallest = st
+            .slots
+            .iter()
+            .filter(|s| s.configured)
+            .filter_map(|s| {
+                s.bdev
+                    .as_ref()
+                    .map(|b| b.num_blocks().saturating_sub(s.data_offset))
+            })
+            .min();
+        if let Some(blocks) = smallest.filter(|b| *b > st.num_blocks) {
+            st.num_blocks = blocks;
+            for s in st.slots.iter_mut() {
+                s.data_size = blocks;
+            }
+        }
+        st.num_blocks
+    }
+
     fn check(&self, offset: u64, len: u64) -> IoResult<()> {
+        self.follow_base_resize();
         let st = lock(&self.st);
         let bs = u64::from(st.block_size.max(1));
         let end = offset.checked_add(len).ok_or(IoError::EINVAL)?;
