@@ -114,3 +114,45 @@ pub async fn checksums(clients: &[SpdkClient], bdev: &str, len: u64) -> Vec<u64>
 pub fn replicas_param(n: u32) -> HashMap<String, String> {
     HashMap::from([("numberOfReplicas".to_string(), n.to_string())])
 }
+
+/// A controller context of a test's own over `config`'s store and nodes,
+/// with every node using `frontend`.
+pub async fn own_context(
+    mut config: shorthorn_controller::config::ControllerConfig,
+    frontend: shorthorn_controller::config::Frontend,
+    fencing: shorthorn_controller::fence::Fencing,
+) -> shorthorn_controller::ops::Context {
+    for n in &mut config.nodes {
+        n.frontends = vec![frontend];
+    }
+    let store = shorthorn_controller::server::open_store(&config.store)
+        .await
+        .expect("store");
+    let nodes = std::sync::Arc::new(
+        shorthorn_controller::nodes::NodeRegistry::from_config(&config).expect("registry"),
+    );
+    nodes.refresh_all().await;
+    shorthorn_controller::ops::Context::new(store, nodes).with_fencing(fencing)
+}
+
+/// Creates a volume of `mib` MiB with `replicas` through the operation layer.
+pub async fn own_volume(
+    ctx: &shorthorn_controller::ops::Context,
+    name: &str,
+    mib: u64,
+    replicas: u32,
+) -> String {
+    shorthorn_controller::ops::create_volume::create_volume(
+        ctx,
+        shorthorn_controller::ops::create_volume::CreateRequest {
+            name: name.into(),
+            size: mib * 1024 * 1024,
+            replicas,
+            parameters: Default::default(),
+            topology: Default::default(),
+        },
+    )
+    .await
+    .expect("create volume")
+    .id
+}
