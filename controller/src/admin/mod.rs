@@ -1,4 +1,4 @@
-//! The admin API: a small read-only HTTP/JSON API for operators and
+//! The admin API: a small read-mostly HTTP/JSON API for operators and
 //! `shorthorn ctl`, served on a Unix socket (or TCP) next to CSI.
 //!
 //! | request | answer |
@@ -8,9 +8,11 @@
 //! | `GET /v1/volumes/<id>` | [`VolumeView`], or 404 |
 //! | `GET /v1/snapshots` | `[`[`SnapshotView`]`]` |
 //! | `GET /v1/rebuilds` | `[`[`RebuildView`]`]`: raid processes SPDK runs on publishing nodes |
+//! | `POST /v1/volumes/<id>/revert` with [`RevertRequest`] | [`VolumeView`] after reverting the unpublished volume to its snapshot |
 //!
 //! Errors answer an [`ErrorBody`] with the status [`http_status`] picks:
-//! 404 for an unknown volume, 503 when the store or a node is unavailable.
+//! 404 for an unknown volume, 409 for a published one being reverted, 503
+//! when the store or a node is unavailable.
 //!
 //! ```no_run
 //! # async fn run(ctx: shorthorn_controller::ops::Context) -> shorthorn_controller::error::Result<()> {
@@ -37,7 +39,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 pub use model::{
     ConditionView, ErrorBody, NodeView, PublicationView, RebuildView, ReplicaSnapshotView,
-    ReplicaView, SnapshotView, VolumeView,
+    ReplicaView, RevertRequest, SnapshotView, VolumeView,
 };
 pub use routes::{handle, http_status};
 pub use views::{nodes, rebuilds, snapshots, volume, volumes};

@@ -162,6 +162,13 @@ pub struct RebuildView {
     pub percent: f64,
 }
 
+/// Body of `POST /v1/volumes/<id>/revert`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertRequest {
+    /// The snapshot of that volume to go back to.
+    pub snapshot_id: String,
+}
+
 /// Body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

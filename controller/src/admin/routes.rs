@@ -3,14 +3,18 @@
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
 use serde::Serialize;
 use tonic::Code;
 
-use super::model::ErrorBody;
+use super::model::{ErrorBody, RevertRequest};
 use super::views;
-use crate::error::ControllerError;
-use crate::ops::Context;
+use crate::error::{ControllerError, Result};
+use crate::ops::{self, Context};
+
+/// Largest request body accepted (the revert request is a few bytes).
+const MAX_BODY: usize = 64 * 1024;
 
 /// The HTTP status an error answers with.
 ///
@@ -29,20 +33,32 @@ pub fn http_status(err: &ControllerError) -> StatusCode {
 }
 
 /// Answers one request.
-pub async fn handle<B>(ctx: &Context, req: Request<B>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().trim_end_matches('/');
+pub async fn handle<B>(ctx: &Context, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let method = req.method();
+    let method = &parts.method;
     let outcome = match (method, segments.as_slice()) {
         (&Method::GET, ["v1", "nodes"]) => Ok(json(&views::nodes(ctx).await)),
         (&Method::GET, ["v1", "volumes"]) => views::volumes(ctx).await.map(|v| json(&v)),
         (&Method::GET, ["v1", "volumes", id]) => views::volume(ctx, id).await.map(|v| json(&v)),
         (&Method::GET, ["v1", "snapshots"]) => views::snapshots(ctx).await.map(|v| json(&v)),
         (&Method::GET, ["v1", "rebuilds"]) => views::rebuilds(ctx).await.map(|v| json(&v)),
+        (&Method::POST, ["v1", "volumes", id, "revert"]) => {
+            revert(ctx, id, body).await.map(|v| json(&v))
+        }
         (_, ["v1", "nodes" | "volumes" | "snapshots" | "rebuilds"])
         | (_, ["v1", "volumes", _]) => Ok(error(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} is not allowed on {path}; the admin API is read-only"),
+            format!("{method} is not allowed on {path}; only GET is (and POST on /v1/volumes/<id>/revert)"),
+        )),
+        (_, ["v1", "volumes", _, "revert"]) => Ok(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}; use POST with {{\"snapshot_id\": ...}}"),
         )),
         _ => Ok(error(
             StatusCode::NOT_FOUND,
@@ -58,6 +74,27 @@ pub async fn handle<B>(ctx: &Context, req: Request<B>) -> Response<Full<Bytes>> 
         }
         error(status, e.to_string())
     })
+}
+
+/// `POST /v1/volumes/<id>/revert`: reverts the (unpublished) volume to one
+/// of its snapshots and answers the volume as it is now.
+async fn revert<B>(ctx: &Context, id: &str, body: B) -> Result<super::VolumeView>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ControllerError::InvalidArgument(format!("reading the request body: {e}")))?
+        .to_bytes();
+    let request: RevertRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ControllerError::InvalidArgument(format!(
+            "the body must be {{\"snapshot_id\": \"...\"}}: {e}"
+        ))
+    })?;
+    ops::revert::revert_to_snapshot(ctx, id, &request.snapshot_id).await?;
+    views::volume(ctx, id).await
 }
 
 fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {
