@@ -55,6 +55,18 @@ fn service(kind: plugin_capability::service::Type) -> PluginCapability {
     }
 }
 
+/// Volumes grow while published (NVMe/TCP frontend; see `ops::expand`).
+fn online_expansion() -> PluginCapability {
+    use plugin_capability::volume_expansion::Type;
+    PluginCapability {
+        r#type: Some(plugin_capability::Type::VolumeExpansion(
+            plugin_capability::VolumeExpansion {
+                r#type: Type::Online.into(),
+            },
+        )),
+    }
+}
+
 #[tonic::async_trait]
 impl Identity for IdentityService {
     async fn get_plugin_info(
@@ -80,6 +92,7 @@ impl Identity for IdentityService {
             capabilities: vec![
                 service(Type::ControllerService),
                 service(Type::VolumeAccessibilityConstraints),
+                online_expansion(),
             ],
         }))
     }

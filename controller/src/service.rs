@@ -309,6 +309,11 @@ pub const CAPABILITIES: &[Rpc] = &[
     Rpc::GetVolume,
     Rpc::VolumeCondition,
     Rpc::SingleNodeMultiWriter,
+    Rpc::CreateDeleteSnapshot,
+    Rpc::ListSnapshots,
+    Rpc::GetSnapshot,
+    Rpc::CloneVolume,
+    Rpc::ExpandVolume,
 ];
 
 fn not_yet(what: &str) -> Status {
