@@ -6,6 +6,7 @@
 //! - `local`: the whole driver on one machine.
 //! - `ctl`: an operator CLI against a running controller.
 
+mod bench;
 mod cmd;
 mod ctl;
 mod local;

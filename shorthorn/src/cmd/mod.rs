@@ -1,5 +1,6 @@
 //! Command-line surface: one module per subcommand.
 
+mod bench;
 mod controller;
 mod ctl;
 mod local;
@@ -35,6 +36,9 @@ pub enum Command {
     Local(local::LocalArgs),
     /// Inspect and operate a running Shorthorn controller.
     Ctl(ctl::CtlArgs),
+    /// Measure a local stack: CSI latency, SPDK calls per operation, snapshot quiesce window,
+    /// scale and throughput.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -45,5 +49,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Node(args) => node::run(args).await,
         Command::Local(args) => local::run(args).await,
         Command::Ctl(args) => ctl::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
