@@ -62,6 +62,10 @@ pub struct DemoArgs {
     /// Test data written, in MiB.
     #[arg(long, default_value_t = 8)]
     pub data_mib: usize,
+    /// Verify by remounting the volume instead of through a snapshot and a
+    /// clone (what the tour does when the controller offers no snapshots).
+    #[arg(long)]
+    pub skip_snapshots: bool,
 }
 
 /// Runs a `ctl` command.
@@ -104,5 +108,6 @@ fn demo_settings(args: DemoArgs) -> anyhow::Result<DemoSettings> {
         size_bytes: args.size_mib << 20,
         replicas: args.replicas,
         data_bytes: args.data_mib << 20,
+        snapshots: !args.skip_snapshots,
     })
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use csi_proto::controller_client::ControllerClient;
 use csi_proto::controller_service_capability::rpc::Type as Rpc;
 use csi_proto::controller_service_capability::Type as CapType;
@@ -76,9 +76,14 @@ fn path_str(p: &Path) -> String {
 impl Csi {
     /// Connects to the CSI socket at `path`.
     pub async fn connect(path: &Path) -> anyhow::Result<Self> {
-        let channel = csi_proto::uds::connect(path).await.with_context(|| {
-            format!(
-                "cannot reach the CSI endpoint {}; is `shorthorn local up` running?",
+        let channel = csi_proto::uds::connect(path).await.map_err(|e| {
+            // tonic's own message is just "transport error": show the cause.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(inner) = cause.source() {
+                cause = inner;
+            }
+            anyhow!(
+                "cannot reach the CSI endpoint {}: {cause}; is `shorthorn local up` running?",
                 path.display()
             )
         })?;
