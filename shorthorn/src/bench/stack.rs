@@ -53,10 +53,8 @@ pub struct Stack {
     _pid: PidFile,
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// The frontends usable here, as `local up` chooses them: the kernel's, plus
