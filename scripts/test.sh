@@ -22,6 +22,12 @@ deploy/tests/check.sh
 echo "== real-kernel VM tests"
 vmtest/run.sh
 
+# shorthorn bench with tiny sizes (issue #9): proves the harness runs end to
+# end and prints its table; it asserts nothing about time.
+echo "== shorthorn bench (smoke)"
+cargo build --bins -p shorthorn
+RUST_LOG=warn target/debug/shorthorn bench --runs 2 --scale-volumes 10 --skip-fio --state-dir "${TMPDIR:-/tmp}/shorthorn-bench-smoke"
+
 # CSI conformance: the real csi-sanity (installed with go install) against
 # `shorthorn local up`, two topologies, mount and block mode (issue #7).
 # It runs last so its summary line is the last line CI prints.
