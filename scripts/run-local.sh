@@ -30,6 +30,6 @@ done
 "$bin" ctl demo --csi-endpoint "unix://$state_dir/csi.sock" || { stop; exit 1; }
 
 echo
-echo "The local cluster keeps running. Try: $bin ctl nodes   |   $bin ctl volumes"
+echo "The local cluster keeps running. Try: $bin ctl --endpoint unix://$state_dir/ctl.sock nodes"
 echo "Press Ctrl-C (or run: $bin local down --state-dir $state_dir) to stop it."
 wait "$up_pid"
