@@ -61,7 +61,10 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
         anyhow::bail!("--runs must be at least 1");
     }
     let stack = Stack::start(&settings.state_dir, settings.nodes, disk_bytes(settings)).await?;
-    let outcome = measure(&stack, settings).await;
+    let outcome = tokio::select! {
+        outcome = measure(&stack, settings) => outcome,
+        () = crate::signals::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
     stack.stop().await;
     outcome
 }

@@ -99,6 +99,7 @@ fn list_row(name: &str, l: &ListFigures) -> Vec<String> {
         l.walk.len().to_string(),
         format!("{p50} / {p99}"),
         format!("{w50} / {w99}"),
+        num(l.calls.p50(), 0),
     ]
 }
 
@@ -200,6 +201,7 @@ impl Report {
             "walks",
             "page p50 / p99 ms",
             "walk p50 / p99 ms",
+            "SPDK calls / walk",
         ]);
         lt.row(list_row("ListVolumes", &sc.list_volumes));
         match &sc.list_snapshots {
@@ -286,6 +288,7 @@ impl Report {
                 "pages": l.pages,
                 "page_ms": l.page.to_json(),
                 "walk_ms": l.walk.to_json(),
+                "spdk_calls_per_walk": l.calls.to_json(),
             })
         };
         let sc = &self.scale;

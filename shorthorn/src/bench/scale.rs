@@ -11,6 +11,7 @@ use shorthorn_controller::naming;
 use spdk_client::{BdevLvolGetLvolsParams, SpdkClient};
 
 use super::csi::{Csi, Offers, Page};
+use super::rpc::CallSnapshot;
 use super::stack::Stack;
 use super::stats::Samples;
 
@@ -20,6 +21,8 @@ pub const VOLUME_BYTES: u64 = 16 << 20;
 const PAGE: i32 = 100;
 /// One volume in this many gets a snapshot.
 const SNAPSHOT_EVERY: usize = 10;
+/// Most full walks of each list (each walk costs O(volumes) controller work).
+const MAX_WALKS: usize = 3;
 
 /// Figures of one paginated list.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +35,8 @@ pub struct ListFigures {
     pub entries: usize,
     /// Pages in the last walk.
     pub pages: usize,
+    /// SPDK JSON-RPC calls the controller made per walk.
+    pub calls: Samples,
 }
 
 /// Everything section 4 measured.
@@ -61,7 +66,8 @@ pub struct ScaleFigures {
     pub leftover_lvols: usize,
 }
 
-/// Runs the section with `volumes` volumes and `walks` list walks.
+/// Runs the section with `volumes` volumes and `walks` list walks (at most
+/// [`MAX_WALKS`]).
 pub async fn run(
     stack: &Stack,
     csi: &mut Csi,
@@ -69,6 +75,7 @@ pub async fn run(
     volumes: usize,
     walks: usize,
 ) -> anyhow::Result<ScaleFigures> {
+    let walks = walks.clamp(1, MAX_WALKS);
     let mut f = ScaleFigures::default();
     let mut ids = Vec::with_capacity(volumes);
     let started = Instant::now();
@@ -93,8 +100,8 @@ pub async fn run(
     }
     f.snapshots = snapshots.len();
 
-    for _ in 0..walks.max(1) {
-        walk(&mut f.list_volumes, |token| {
+    for _ in 0..walks {
+        walk(stack, &mut f.list_volumes, |token| {
             let mut c = csi.clone();
             async move { c.list_volumes(PAGE, &token).await }
         })
@@ -102,8 +109,8 @@ pub async fn run(
     }
     if offers.list_snapshots {
         let mut figures = ListFigures::default();
-        for _ in 0..walks.max(1) {
-            walk(&mut figures, |token| {
+        for _ in 0..walks {
+            walk(stack, &mut figures, |token| {
                 let mut c = csi.clone();
                 async move { c.list_snapshots(PAGE, &token).await }
             })
@@ -131,11 +138,12 @@ pub async fn run(
 }
 
 /// Walks a paginated list once, timing each page and the whole walk.
-async fn walk<F, Fut>(figures: &mut ListFigures, mut page: F) -> anyhow::Result<()>
+async fn walk<F, Fut>(stack: &Stack, figures: &mut ListFigures, mut page: F) -> anyhow::Result<()>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Page>>,
 {
+    let before = CallSnapshot::take(&stack.ctx);
     let started = Instant::now();
     let (mut token, mut entries, mut pages) = (String::new(), 0, 0);
     loop {
@@ -150,6 +158,8 @@ where
         token = p.next_token;
     }
     figures.walk.push_ms(started.elapsed());
+    let calls: u64 = CallSnapshot::take(&stack.ctx).since(&before).values().sum();
+    figures.calls.push(calls as f64);
     figures.entries = entries;
     figures.pages = pages;
     Ok(())
