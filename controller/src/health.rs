@@ -88,8 +88,25 @@ pub async fn mark_failed_legs(ctx: &Context, volume_id: &str) -> Result<Vec<Stri
     Ok(marked)
 }
 
-/// The VolumeCondition of a volume, after refreshing leg health.
+/// The VolumeCondition of a volume, after refreshing leg health and the
+/// space of every node holding one of its replicas.
 pub async fn condition(ctx: &Context, volume_id: &str) -> Result<Condition> {
+    if let Some((_, replicas)) = ctx.volume(volume_id).await? {
+        for r in &replicas {
+            if let Ok(node) = ctx.nodes.get(&r.node) {
+                // A failed refresh marks the node offline; reported below.
+                let _ = ctx.nodes.refresh(&node).await;
+            }
+        }
+    }
+    condition_from_known_space(ctx, volume_id).await
+}
+
+/// The VolumeCondition of a volume, after refreshing leg health, judging
+/// node space and reachability from the last refresh. Callers that report
+/// many volumes refresh the nodes once and then call this per volume, so a
+/// listing costs one refresh per node rather than one per replica.
+pub async fn condition_from_known_space(ctx: &Context, volume_id: &str) -> Result<Condition> {
     mark_failed_legs(ctx, volume_id).await?;
     let Some((volume, replicas)) = ctx.volume(volume_id).await? else {
         return Ok(Condition {
@@ -120,8 +137,6 @@ pub async fn condition(ctx: &Context, volume_id: &str) -> Result<Condition> {
     }
     for r in &replicas {
         if let Ok(node) = ctx.nodes.get(&r.node) {
-            // A failed refresh marks the node offline; reported below.
-            let _ = ctx.nodes.refresh(&node).await;
             let status = node.status();
             if ctx.nodes.nearly_full(&status) {
                 problems.push(format!(

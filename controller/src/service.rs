@@ -149,7 +149,9 @@ impl ControllerService {
         })
     }
 
-    async fn status(&self, volume_id: &str) -> Result<(Vec<String>, VolumeCondition)> {
+    /// Where a volume is published and its condition. `fresh` refreshes the
+    /// replica nodes first; a listing refreshes every node once instead.
+    async fn status(&self, volume_id: &str, fresh: bool) -> Result<(Vec<String>, VolumeCondition)> {
         let published = self
             .ctx
             .store
@@ -159,7 +161,11 @@ impl ControllerService {
             .into_iter()
             .map(|p| p.record.node)
             .collect();
-        let condition = health::condition(&self.ctx, volume_id).await?;
+        let condition = if fresh {
+            health::condition(&self.ctx, volume_id).await?
+        } else {
+            health::condition_from_known_space(&self.ctx, volume_id).await?
+        };
         Ok((
             published,
             VolumeCondition {
@@ -192,9 +198,12 @@ impl ControllerService {
             .list_volumes(start, req.max_entries as usize)
             .await
             .map_err(store_error)?;
+        if !page.items.is_empty() {
+            self.ctx.nodes.refresh_all().await;
+        }
         let mut entries = Vec::with_capacity(page.items.len());
         for v in page.items {
-            let (published, condition) = self.status(&v.record.id).await?;
+            let (published, condition) = self.status(&v.record.id, false).await?;
             entries.push(list_volumes_response::Entry {
                 volume: Some(to_csi_volume(&v.record)),
                 status: Some(list_volumes_response::VolumeStatus {
@@ -262,7 +271,7 @@ impl ControllerService {
                 req.volume_id
             )));
         };
-        let (published, condition) = self.status(&req.volume_id).await?;
+        let (published, condition) = self.status(&req.volume_id, true).await?;
         Ok(ControllerGetVolumeResponse {
             volume: Some(to_csi_volume(&volume)),
             status: Some(controller_get_volume_response::VolumeStatus {
