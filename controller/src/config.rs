@@ -10,6 +10,11 @@
 //! lvstore_free_warning_percent = 10.0
 //! # How often the reconciler runs, in seconds.
 //! reconcile_interval_secs = 30
+//! # CreateVolume places on each node's last space reading while it is
+//! # younger than this (plus what this controller placed or deleted since),
+//! # instead of listing every bdev of every node on every call. A refusal
+//! # for lack of space always re-reads every node first. 0 = always re-read.
+//! node_refresh_max_age_ms = 1000
 //!
 //! [store]
 //! embedded = "/var/lib/shorthorn/controller.redb"
@@ -69,6 +74,11 @@ pub struct ControllerConfig {
     /// Seconds between reconciler passes.
     #[serde(default = "default_reconcile_interval")]
     pub reconcile_interval_secs: u64,
+    /// Milliseconds for which CreateVolume trusts a node's last space
+    /// reading (adjusted by what this controller did since); 0 = re-read
+    /// every node on every call.
+    #[serde(default = "default_node_refresh_max_age")]
+    pub node_refresh_max_age_ms: u64,
     /// Optional DNS discovery of node agents.
     #[serde(default)]
     pub discovery: Option<DiscoveryConfig>,
@@ -82,6 +92,9 @@ fn default_warning_percent() -> f64 {
 }
 fn default_reconcile_interval() -> u64 {
     30
+}
+fn default_node_refresh_max_age() -> u64 {
+    1000
 }
 
 /// Which state store backs the controller.
@@ -387,6 +400,7 @@ mod tests {
     fn parses_both_endpoint_kinds_and_fills_defaults() {
         let config = ControllerConfig::from_toml(SAMPLE).unwrap();
         assert_eq!(config.overprovisioning_ratio, 1.0);
+        assert_eq!(config.node_refresh_max_age_ms, 1000);
         assert_eq!(
             config.store,
             StoreConfig::Etcd {

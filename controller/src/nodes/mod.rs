@@ -3,12 +3,17 @@
 //!
 //! - [`bootstrap`]: makes a node usable (base bdev, lvstore, TCP transport).
 //! - [`primitives`]: idempotent SPDK building blocks the operations use.
+//! - [`ledger`]: what this controller changed on a node since its last
+//!   refresh, so CreateVolume can place on a cached view (refreshed only
+//!   when older than `node_refresh_max_age_ms`) without double-booking.
 
 pub mod bootstrap;
+pub mod ledger;
 pub mod primitives;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use spdk_client::{SpdkClient, SpdkError};
 
@@ -17,6 +22,7 @@ use crate::config::{ControllerConfig, DiscoveryConfig, Frontend, NodeConfig, Nod
 use crate::error::{ControllerError, Result};
 use crate::naming::TOPOLOGY_NODE_KEY;
 use crate::placement::{Candidate, Segments};
+use ledger::{Ledger, ReservationId};
 
 /// What the controller last learned about a node.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +39,37 @@ pub struct NodeStatus {
     pub replicas: usize,
     /// Why the last refresh failed, if it did.
     pub last_error: Option<String>,
+    /// When the last refresh (successful or not) ended.
+    pub refreshed_at: Option<Instant>,
+    /// This controller's changes since the refresh `space` comes from.
+    pub ledger: Ledger,
+}
+
+impl NodeStatus {
+    /// Space and replica count as placement sees them: the last refresh
+    /// plus this controller's reservations and removals since.
+    pub fn effective(&self) -> (LvstoreSpace, usize) {
+        self.ledger.apply(self.space, self.replicas)
+    }
+}
+
+/// Whether a view refreshed at `refreshed_at` is too old at `now`.
+pub fn is_stale(refreshed_at: Option<Instant>, now: Instant, max_age: Duration) -> bool {
+    refreshed_at.is_none_or(|at| now.saturating_duration_since(at) > max_age)
+}
+
+/// A placement's reservations on its chosen nodes. Dropping it (when the
+/// create ends, however it ends) settles them: from then on a refresh that
+/// starts sees what the create left.
+#[derive(Debug, Default)]
+pub struct Reservations(Vec<(Arc<NodeHandle>, ReservationId)>);
+
+impl Drop for Reservations {
+    fn drop(&mut self) {
+        for (node, id) in &self.0 {
+            node.update_status(|s| s.ledger.settle(*id));
+        }
+    }
 }
 
 /// One storage node.
@@ -103,8 +140,14 @@ impl NodeHandle {
             .clone()
     }
 
-    pub(crate) fn update_status(&self, f: impl FnOnce(&mut NodeStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
+    pub(crate) fn update_status<T>(&self, f: impl FnOnce(&mut NodeStatus) -> T) -> T {
+        f(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Records that this controller deleted lvols of `bytes` in total
+    /// (`replicas` of them replicas) here, ahead of the next refresh.
+    pub fn note_removed(&self, bytes: u64, replicas: usize) {
+        self.update_status(|s| s.ledger.removed(bytes, replicas));
     }
 
     /// Converts an SPDK failure of `method` on this node into the crate error,
@@ -156,6 +199,11 @@ pub struct NodeRegistry {
     pub warn_percent: f64,
     /// DNS discovery of node agents, when configured.
     pub discovery: Option<DiscoveryConfig>,
+    /// Age under which CreateVolume places on a node's cached view
+    /// (`node_refresh_max_age_ms`; zero refreshes on every call).
+    pub max_age: Duration,
+    /// Makes "read the views, place, reserve" one step across placements.
+    placement: Mutex<()>,
 }
 
 impl NodeRegistry {
@@ -166,6 +214,8 @@ impl NodeRegistry {
             ratio: config.overprovisioning_ratio,
             warn_percent: config.lvstore_free_warning_percent,
             discovery: config.discovery.clone(),
+            max_age: Duration::from_millis(config.node_refresh_max_age_ms),
+            placement: Mutex::default(),
         };
         for node in &config.nodes {
             registry.insert(NodeHandle::new(node.clone())?);
@@ -237,9 +287,65 @@ impl NodeRegistry {
         nodes
     }
 
+    /// Refreshes (concurrently) only the nodes whose view is older than
+    /// [`NodeRegistry::max_age`]; returns every node.
+    pub async fn refresh_stale(&self) -> Vec<Arc<NodeHandle>> {
+        let nodes = self.all();
+        let now = Instant::now();
+        let refreshes = nodes
+            .iter()
+            .filter(|n| is_stale(n.status().refreshed_at, now, self.max_age))
+            .map(|n| self.refresh(n));
+        futures::future::join_all(refreshes).await;
+        nodes
+    }
+
+    /// Chooses the nodes of a new volume of `size` bytes with `place` and
+    /// reserves the size on each, on views refreshed when older than
+    /// [`NodeRegistry::max_age`]. A placement refused there (RESOURCE_EXHAUSTED)
+    /// is retried once after refreshing every node, so a stale view never
+    /// refuses a volume that fits. Keep the [`Reservations`] until the
+    /// create has ended.
+    pub async fn place_and_reserve(
+        &self,
+        size: u64,
+        place: impl Fn(&[Candidate]) -> Result<Vec<String>>,
+    ) -> Result<(Vec<String>, Reservations)> {
+        let nodes = self.refresh_stale().await;
+        match self.reserve(&nodes, size, &place) {
+            Err(ControllerError::ResourceExhausted(_)) => {
+                let nodes = self.refresh_all().await;
+                self.reserve(&nodes, size, &place)
+            }
+            other => other,
+        }
+    }
+
+    fn reserve(
+        &self,
+        nodes: &[Arc<NodeHandle>],
+        size: u64,
+        place: &impl Fn(&[Candidate]) -> Result<Vec<String>>,
+    ) -> Result<(Vec<String>, Reservations)> {
+        let _one_at_a_time = self
+            .placement
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let chosen = place(&self.candidates(nodes))?;
+        let mut reservations = Reservations::default();
+        for name in &chosen {
+            if let Some(node) = nodes.iter().find(|n| n.name() == name) {
+                let id = node.update_status(|s| s.ledger.reserve(size));
+                reservations.0.push((node.clone(), id));
+            }
+        }
+        Ok((chosen, reservations))
+    }
+
     /// Bootstraps (if needed) and re-reads the space of one node's lvstore,
     /// warning when it is nearly full.
     pub async fn refresh(&self, node: &NodeHandle) -> Result<LvstoreSpace> {
+        let started = node.update_status(|s| s.ledger.refresh_started());
         let outcome = async {
             bootstrap::ensure_ready(node).await?;
             bootstrap::read_space(node).await
@@ -257,17 +363,22 @@ impl NodeRegistry {
                     );
                 }
                 node.update_status(|s| {
-                    s.online = true;
-                    s.space = space;
-                    s.lvstore_uuid = Some(uuid);
-                    s.replicas = replicas;
-                    s.last_error = None;
+                    s.refreshed_at = Some(Instant::now());
+                    // Skipped when a refresh that started later was applied.
+                    if s.ledger.refreshed(started) {
+                        s.online = true;
+                        s.space = space;
+                        s.lvstore_uuid = Some(uuid);
+                        s.replicas = replicas;
+                        s.last_error = None;
+                    }
                 });
                 Ok(space)
             }
             Err(err) => {
                 tracing::warn!(node = node.name(), error = %err, "storage node refresh failed");
                 node.update_status(|s| {
+                    s.refreshed_at = Some(Instant::now());
                     s.online = false;
                     s.last_error = Some(err.to_string());
                 });
@@ -281,20 +392,58 @@ impl NodeRegistry {
         status.online && status.space.free_percent() < self.warn_percent
     }
 
-    /// Placement candidates from the nodes' last refreshed status.
+    /// Placement candidates from the nodes' last refreshed status, adjusted
+    /// by their ledgers ([`NodeStatus::effective`]).
     pub fn candidates(&self, nodes: &[Arc<NodeHandle>]) -> Vec<Candidate> {
         nodes
             .iter()
             .map(|n| {
                 let status = n.status();
+                let (space, replica_count) = status.effective();
                 Candidate {
                     name: n.name().to_string(),
                     segments: n.segments(),
                     online: status.online && status.bootstrapped,
-                    space: status.space,
-                    replica_count: status.replicas,
+                    space,
+                    replica_count,
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_is_stale_when_older_than_the_max_age_or_never_read() {
+        let now = Instant::now();
+        let max = Duration::from_millis(1000);
+        assert!(is_stale(None, now, max));
+        assert!(!is_stale(Some(now), now, max));
+        let old = now.checked_sub(Duration::from_millis(1500));
+        assert!(old.is_none_or(|at| is_stale(Some(at), now, max)));
+        // Zero max age: only a view read at this very instant is fresh.
+        let just_before = now.checked_sub(Duration::from_millis(1));
+        assert!(just_before.is_none_or(|at| is_stale(Some(at), now, Duration::ZERO)));
+    }
+
+    #[test]
+    fn the_placement_view_adds_the_ledger_to_the_refreshed_space() {
+        let mut status = NodeStatus {
+            space: LvstoreSpace {
+                cluster_size: 1,
+                total_clusters: 100,
+                free_clusters: 100,
+                provisioned_bytes: 10,
+            },
+            replicas: 1,
+            ..Default::default()
+        };
+        status.ledger.reserve(30);
+        let (space, replicas) = status.effective();
+        assert_eq!((space.provisioned_bytes, replicas), (40, 2));
+        assert_eq!(space.provisionable_bytes(1.0), 60);
     }
 }

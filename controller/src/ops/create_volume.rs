@@ -60,16 +60,21 @@ pub async fn create_volume(ctx: &Context, req: CreateRequest) -> Result<VolumeRe
     {
         return same_or_conflict(existing.record, &req);
     }
-    let nodes = ctx.nodes.refresh_all().await;
     let accessible = accessible_topology(ctx, &req.topology)?;
-    let candidates = ctx.nodes.candidates(&nodes);
-    let chosen = placement::place(
-        &candidates,
-        req.replicas as usize,
-        req.size,
-        ctx.nodes.ratio,
-        &req.topology,
-    )?;
+    // Cached node views plus this controller's reservations; held until the
+    // create ends (see `nodes::ledger`).
+    let (chosen, _reservations) = ctx
+        .nodes
+        .place_and_reserve(req.size, |candidates| {
+            placement::place(
+                candidates,
+                req.replicas as usize,
+                req.size,
+                ctx.nodes.ratio,
+                &req.topology,
+            )
+        })
+        .await?;
     let volume_id = naming::new_volume_id();
     let span = tracing::info_span!("create_volume", volume = %volume_id, name = %req.name);
     run(ctx, req, volume_id, chosen, accessible)
