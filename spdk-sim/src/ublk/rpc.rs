@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::disk::Disk;
+use super::StartedDisk;
 use crate::nvmf::lock;
 use crate::nvmf::params::decode;
 use crate::rpc_error::RpcError;
@@ -57,9 +57,11 @@ async fn destroy_target(sim: &Sim) -> Result<Value, RpcError> {
         inner.target = false;
         std::mem::take(&mut inner.disks)
     };
-    let running: Vec<Disk> = disks.into_values().flatten().collect();
+    let running: Vec<StartedDisk> = disks.into_values().flatten().collect();
     if !running.is_empty() {
-        let _ = tokio::task::spawn_blocking(move || running.into_iter().for_each(Disk::stop)).await;
+        let _ =
+            tokio::task::spawn_blocking(move || running.into_iter().for_each(StartedDisk::stop))
+                .await;
     }
     Ok(json!(true))
 }
@@ -107,16 +109,17 @@ async fn start_disk(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError
     let data_dir = sim.config.data_dir.clone();
     let rt = tokio::runtime::Handle::current();
     let (id, name, nq, qd) = (p.ublk_id, p.bdev_name.clone(), p.num_queues, p.queue_depth);
-    let started =
-        tokio::task::spawn_blocking(move || Disk::start(&data_dir, id, name, bdev, nq, qd, rt))
-            .await
-            .map_err(|_| RpcError::new(-5, "Input/output error"))
-            .and_then(|r| {
-                r.map_err(|e| {
-                    tracing::warn!(id, error = %e, "ublk disk start failed");
-                    RpcError::new(-32603, e.to_string())
-                })
-            });
+    let started = tokio::task::spawn_blocking(move || {
+        StartedDisk::start(&data_dir, id, name, bdev, nq, qd, rt)
+    })
+    .await
+    .map_err(|_| RpcError::new(-5, "Input/output error"))
+    .and_then(|r| {
+        r.map_err(|e| {
+            tracing::warn!(id, error = %e, "ublk disk start failed");
+            RpcError::new(-32603, e.to_string())
+        })
+    });
     let mut inner = lock(&sim.ublk.inner);
     match started {
         Ok(disk) => {
@@ -163,11 +166,8 @@ fn get_disks(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
         .disks
         .values()
         .flatten()
-        .filter(|d| p.ublk_id.is_none_or(|id| id == d.id))
-        .map(|d| {
-            json!({"bdev_name": d.bdev_name, "id": d.id, "queue_depth": d.queue_depth,
-                   "num_queues": d.num_queues, "ublk_device": d.loop_dev.display().to_string()})
-        })
+        .filter(|d| p.ublk_id.is_none_or(|id| id == d.id()))
+        .map(StartedDisk::info)
         .collect();
     if p.ublk_id.is_some() && list.is_empty() {
         return Err(RpcError::no_such_device());
