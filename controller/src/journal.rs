@@ -39,6 +39,13 @@ pub fn fault_matches(fault: &str, kind: OperationKind, step: &str) -> bool {
         .is_some_and(|(op, s)| op == kind_name(kind) && s == step)
 }
 
+/// A crash point between journaled steps: aborts when [`FAULT_ENV`] names
+/// `point` of `kind`, without writing anything to the journal (for points
+/// where a store write would cost, such as while a snapshot fence holds I/O).
+pub fn fault_point(kind: OperationKind, point: &str) {
+    maybe_crash(kind, point);
+}
+
 fn maybe_crash(kind: OperationKind, step: &str) {
     if let Ok(fault) = std::env::var(FAULT_ENV) {
         if fault_matches(&fault, kind, step) {

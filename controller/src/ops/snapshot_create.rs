@@ -11,8 +11,10 @@
 //! already taken (each has the volume's lvol as only child, so SPDK merges
 //! it back) and lifts the fence.
 //!
-//! Recovery: finished if the record exists; otherwise the fence is lifted
-//! and every snapshot lvol of the operation is deleted.
+//! Recovery: a fence the crash left in place is lifted; then finished if the
+//! record exists, otherwise every snapshot lvol of the operation is deleted.
+//! Crash tests can also abort while the fence holds (`create-snapshot:fenced`,
+//! not a journaled step: the journal still says `started`).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -195,6 +197,10 @@ async fn snapshot_all(
         Some(f) => Some(ctx.fencing.hold(f).await?),
         None => None,
     };
+    if guard.is_some() {
+        // Crash tests: a crash while I/O is fenced (journal step `started`).
+        crate::journal::fault_point(OperationKind::CreateSnapshot, "fenced");
+    }
     let deadline = ctx.fencing.deadline();
     let all = futures::future::join_all(
         nodes

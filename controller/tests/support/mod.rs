@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod crash;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -220,6 +222,40 @@ impl Harness {
                     .map(|l| format!("{}:{}", node.name, l.name)),
             );
         }
+        out
+    }
+
+    /// Ids of every volume the controller lists.
+    pub async fn volume_ids(&mut self) -> Vec<String> {
+        self.csi
+            .list_volumes(csi_proto::ListVolumesRequest::default())
+            .await
+            .expect("list")
+            .into_inner()
+            .entries
+            .into_iter()
+            .filter_map(|e| e.volume)
+            .map(|v| v.volume_id)
+            .collect()
+    }
+
+    /// Lvol aliases (`lvstore/name`) on every node whose name starts with `prefix`.
+    pub async fn lvols_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..self.cluster.nodes().len() {
+            let lvols = self
+                .spdk(i)
+                .bdev_lvol_get_lvols(&BdevLvolGetLvolsParams::default())
+                .await
+                .expect("lvols");
+            out.extend(
+                lvols
+                    .into_iter()
+                    .filter(|l| l.name.starts_with(prefix))
+                    .map(|l| format!("{}:{}", self.cluster.node(i).name, l.alias)),
+            );
+        }
+        out.sort();
         out
     }
 

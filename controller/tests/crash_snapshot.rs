@@ -1,0 +1,462 @@
+//! Crash safety of the snapshot-era operations: a controller killed right
+//! after any journaled step of CreateSnapshot (of an unpublished volume, and
+//! of an NVMe/TCP-published one, also while its ANA fence holds I/O),
+//! CreateVolume from a snapshot, ControllerExpandVolume and revert leaves a
+//! state that a fresh controller (its reconciler runs at startup) and the
+//! retried call complete or roll back: exactly one snapshot or clone, the
+//! same bytes on every replica, the fence lifted, and no stray snapshot
+//! lvol, clone, temporary lvol or subsystem on any node.
+//!
+//! The crashing controller is this test binary re-executed in child mode
+//! (`crash_child`, see `support::crash`).
+
+mod snapshot_support;
+mod support;
+
+use csi_proto::ListSnapshotsRequest;
+use shorthorn_controller::config::Frontend;
+use shorthorn_controller::fence::Fencing;
+use shorthorn_controller::{naming, ops};
+use snapshot_support::*;
+use support::crash::{self, clone_req, crash_at, expand_req};
+use support::*;
+
+const SNAPSHOT_STEPS: &[&str] = &["started", "snapshotted", "recorded"];
+/// With a fence: `fenced` is the crash while the fence holds I/O.
+const FENCED_SNAPSHOT_STEPS: &[&str] = &["started", "fenced", "snapshotted", "recorded"];
+const CLONE_STEPS: &[&str] = &["placed", "replicas-created", "recorded"];
+const EXPAND_STEPS: &[&str] = &["started", "resized"];
+const REVERT_STEPS: &[&str] = &["started", "cloned", "reverted"];
+
+/// Bytes written and compared.
+const SPAN: usize = 128 * 1024;
+
+/// Not a test: the body of the crashing controller, run only as a child.
+#[tokio::test]
+#[ignore = "runs only as the crashing child of the crash tests"]
+async fn crash_child() {
+    crash::child_main().await;
+}
+
+/// A 16 MiB volume of 3 replicas, created through CSI.
+async fn volume(h: &mut Harness, name: &str) -> String {
+    h.csi
+        .create_volume(create_req(name, 16 * MIB, Some(3)))
+        .await
+        .expect("create")
+        .into_inner()
+        .volume
+        .expect("volume")
+        .volume_id
+}
+
+/// Writes `data` at offset 0 of every replica lvol of an unpublished volume.
+async fn write_replicas(h: &Harness, volume_id: &str, data: &[u8]) {
+    for i in 0..3 {
+        sim_write(&h.spdk(i), &replica_alias(volume_id), 0, data).await;
+    }
+}
+
+/// Checksums of the first [`SPAN`] bytes of `bdev` on every node.
+async fn sums(h: &Harness, bdev: &str) -> Vec<u64> {
+    let clients: Vec<_> = (0..3).map(|i| h.spdk(i)).collect();
+    checksums(&clients, bdev, SPAN as u64).await
+}
+
+/// Ids of the snapshots the controller lists for `volume_id`.
+async fn snapshot_ids(h: &mut Harness, volume_id: &str) -> Vec<String> {
+    h.csi
+        .list_snapshots(ListSnapshotsRequest {
+            source_volume_id: volume_id.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("list snapshots")
+        .into_inner()
+        .entries
+        .into_iter()
+        .filter_map(|e| e.snapshot)
+        .map(|s| s.snapshot_id)
+        .collect()
+}
+
+/// The snapshot lvols of `snapshot_id`, one per node, as `lvols_with_prefix` lists them.
+fn snapshot_lvols(h: &Harness, snapshot_id: &str) -> Vec<String> {
+    let mut out: Vec<String> = (0..3)
+        .map(|i| format!("{}:{}", h.cluster.node(i).name, snapshot_alias(snapshot_id)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Retries CreateSnapshot after a crash at `step` and checks exactly one
+/// snapshot exists, on every replica, holding `data`; deletes it again.
+async fn check_snapshot_after_crash(
+    h: &mut Harness,
+    vol: &str,
+    name: &str,
+    step: &str,
+    data: &[u8],
+) {
+    let snap = h
+        .csi
+        .create_snapshot(snap_req(name, vol))
+        .await
+        .unwrap_or_else(|e| panic!("retry after crash at {step}: {e}"))
+        .into_inner()
+        .snapshot
+        .expect("snapshot");
+    assert_eq!(
+        snapshot_ids(h, vol).await,
+        vec![snap.snapshot_id.clone()],
+        "exactly one snapshot after crash at {step}"
+    );
+    assert_eq!(
+        h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await,
+        snapshot_lvols(h, &snap.snapshot_id),
+        "exactly one snapshot lvol per replica after crash at {step}"
+    );
+    let want = checksum(data);
+    let got = sums(h, &snapshot_alias(&snap.snapshot_id)).await;
+    assert!(
+        got.iter().all(|s| *s == want),
+        "every replica's snapshot holds the data after crash at {step}: {got:x?}"
+    );
+    h.csi
+        .delete_snapshot(delete_snap_req(&snap.snapshot_id))
+        .await
+        .expect("delete snapshot");
+    assert!(
+        h.lvols_with_prefix(naming::SNAPSHOT_PREFIX)
+            .await
+            .is_empty(),
+        "snapshot lvols left after deleting the snapshot (crash at {step})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_snapshot_survives_a_crash_after_every_step() {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let vol = volume(&mut h, "pvc-snap-crash").await;
+    for (i, step) in SNAPSHOT_STEPS.iter().enumerate() {
+        let data = pattern(SPAN, i as u8);
+        write_replicas(&h, &vol, &data).await;
+        let name = format!("snap-crash-{step}");
+        h.stop_controller().await;
+        crash_at(
+            &h,
+            &format!("create-snapshot:{step}"),
+            &["snapshot", &vol, &name],
+        )
+        .await;
+        h.restart_controller().await;
+        check_snapshot_after_crash(&mut h, &vol, &name, step, &data).await;
+        let left: Vec<String> = h
+            .leftovers()
+            .await
+            .into_iter()
+            .filter(|l| !l.ends_with(&replica_alias(&vol)))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "after crash at {step}, left behind: {left:#?}"
+        );
+    }
+    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.assert_clean().await;
+}
+
+/// The ANA states of the volume's frontend listener on node-0.
+async fn ana_states(h: &Harness, vol: &str) -> String {
+    h.spdk(0)
+        .call_raw(
+            "nvmf_subsystem_get_listeners",
+            Some(serde_json::json!({ "nqn": naming::volume_nqn(vol) })),
+        )
+        .await
+        .expect("listeners")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_create_snapshot_survives_a_crash_after_every_step_and_lifts_the_fence() {
+    let mut h = Harness::start_opts(3, StoreKind::Etcd, "", &["nvme_tcp"]).await;
+    let vol = volume(&mut h, "pvc-fenced-crash").await;
+    h.csi
+        .controller_publish_volume(publish_req(&vol, "node-0"))
+        .await
+        .expect("publish");
+    for (i, step) in FENCED_SNAPSHOT_STEPS.iter().enumerate() {
+        let data = pattern(SPAN, 10 + i as u8);
+        sim_write(&h.spdk(0), &raid(&vol), 0, &data).await;
+        let name = format!("fenced-crash-{step}");
+        h.stop_controller().await;
+        crash_at(
+            &h,
+            &format!("create-snapshot:{step}"),
+            &["snapshot", &vol, &name],
+        )
+        .await;
+        h.restart_controller().await;
+        let states = ana_states(&h, &vol).await;
+        assert!(
+            states.contains("optimized") && !states.contains("inaccessible"),
+            "the fence is lifted once the controller is back after a crash at {step}: {states}"
+        );
+        check_snapshot_after_crash(&mut h, &vol, &name, step, &data).await;
+        let states = ana_states(&h, &vol).await;
+        assert!(
+            states.contains("optimized") && !states.contains("inaccessible"),
+            "the fence is lifted after the retried snapshot (crash at {step}): {states}"
+        );
+        // The published volume still takes writes and reads them back.
+        let after = pattern(SPAN, 100 + i as u8);
+        sim_write(&h.spdk(0), &raid(&vol), 0, &after).await;
+        assert_eq!(
+            sim_read(&h.spdk(0), &raid(&vol), 0, SPAN as u64).await,
+            after
+        );
+    }
+    h.csi
+        .controller_unpublish_volume(unpublish_req(&vol, "node-0"))
+        .await
+        .expect("unpublish");
+    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_from_a_snapshot_survives_a_crash_after_every_step() {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let vol = volume(&mut h, "pvc-clone-source").await;
+    let data = pattern(SPAN, 7);
+    write_replicas(&h, &vol, &data).await;
+    let snap = h
+        .csi
+        .create_snapshot(snap_req("clone-source", &vol))
+        .await
+        .expect("snapshot")
+        .into_inner()
+        .snapshot
+        .expect("snapshot")
+        .snapshot_id;
+    for step in CLONE_STEPS {
+        let name = format!("pvc-clone-crash-{step}");
+        h.stop_controller().await;
+        crash_at(
+            &h,
+            &format!("create-volume:{step}"),
+            &["clone", &name, &snap],
+        )
+        .await;
+        h.restart_controller().await;
+        let clone = h
+            .csi
+            .create_volume(clone_req(&name, &snap))
+            .await
+            .unwrap_or_else(|e| panic!("retry after crash at {step}: {e}"))
+            .into_inner()
+            .volume
+            .expect("volume")
+            .volume_id;
+        let mut ids = h.volume_ids().await;
+        ids.sort();
+        let mut want = vec![vol.clone(), clone.clone()];
+        want.sort();
+        assert_eq!(ids, want, "exactly one clone after crash at {step}");
+        let mut clone_lvols = h.lvols_with_prefix(naming::LVOL_PREFIX).await;
+        clone_lvols.retain(|l| !l.ends_with(&replica_alias(&vol)));
+        assert_eq!(
+            clone_lvols.len(),
+            3,
+            "exactly three clone replicas after crash at {step}: {clone_lvols:?}"
+        );
+        assert!(clone_lvols
+            .iter()
+            .all(|l| l.ends_with(&replica_alias(&clone))));
+        let got = sums(&h, &replica_alias(&clone)).await;
+        assert!(
+            got.iter().all(|s| *s == checksum(&data)),
+            "every clone replica holds the snapshot's data after crash at {step}: {got:x?}"
+        );
+        h.csi
+            .delete_volume(delete_req(&clone))
+            .await
+            .expect("delete clone");
+        assert_eq!(
+            h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await,
+            snapshot_lvols(&h, &snap),
+            "the snapshot's lvols stay, no others (crash at {step})"
+        );
+        let left: Vec<String> = h
+            .leftovers()
+            .await
+            .into_iter()
+            .filter(|l| !l.ends_with(&replica_alias(&vol)) && !l.ends_with(&snapshot_alias(&snap)))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "after crash at {step}, left behind: {left:#?}"
+        );
+    }
+    h.csi
+        .delete_snapshot(delete_snap_req(&snap))
+        .await
+        .expect("delete snapshot");
+    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expand_survives_a_crash_after_every_step() {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let vol = volume(&mut h, "pvc-expand-crash").await;
+    let data = pattern(SPAN, 3);
+    write_replicas(&h, &vol, &data).await;
+    for (i, step) in EXPAND_STEPS.iter().enumerate() {
+        let size = (32 + 16 * i as i64) * MIB;
+        h.stop_controller().await;
+        crash_at(
+            &h,
+            &format!("expand-volume:{step}"),
+            &["expand", &vol, &size.to_string()],
+        )
+        .await;
+        h.restart_controller().await;
+        let answer = h
+            .csi
+            .controller_expand_volume(expand_req(&vol, size))
+            .await
+            .unwrap_or_else(|e| panic!("retry after crash at {step}: {e}"))
+            .into_inner();
+        assert_eq!(answer.capacity_bytes, size, "after crash at {step}");
+        for n in 0..3 {
+            let lvol = h
+                .spdk(n)
+                .bdev_get(&replica_alias(&vol))
+                .await
+                .expect("get")
+                .expect("replica lvol");
+            assert_eq!(
+                lvol.size_bytes(),
+                size as u64,
+                "replica on node-{n} grown after crash at {step}"
+            );
+        }
+        let listed = h
+            .csi
+            .list_volumes(csi_proto::ListVolumesRequest::default())
+            .await
+            .expect("list")
+            .into_inner()
+            .entries;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0].volume.as_ref().map(|v| v.capacity_bytes),
+            Some(size),
+            "the recorded capacity follows after crash at {step}"
+        );
+        let got = sums(&h, &replica_alias(&vol)).await;
+        assert!(
+            got.iter().all(|s| *s == checksum(&data)),
+            "data kept on every replica after crash at {step}: {got:x?}"
+        );
+        let left: Vec<String> = h
+            .leftovers()
+            .await
+            .into_iter()
+            .filter(|l| !l.ends_with(&replica_alias(&vol)))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "after crash at {step}, left behind: {left:#?}"
+        );
+    }
+    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_survives_a_crash_after_every_step() {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let vol = volume(&mut h, "pvc-revert-crash").await;
+    let a = pattern(SPAN, 1);
+    write_replicas(&h, &vol, &a).await;
+    let snap = h
+        .csi
+        .create_snapshot(snap_req("revert-to", &vol))
+        .await
+        .expect("snapshot")
+        .into_inner()
+        .snapshot
+        .expect("snapshot")
+        .snapshot_id;
+    for (i, step) in REVERT_STEPS.iter().enumerate() {
+        write_replicas(&h, &vol, &pattern(SPAN, 50 + i as u8)).await;
+        h.stop_controller().await;
+        crash_at(
+            &h,
+            &format!("revert-volume:{step}"),
+            &["revert", &vol, &snap],
+        )
+        .await;
+        h.restart_controller().await;
+        let ctx = own_context(h.config(), Frontend::Ublk, Fencing::default()).await;
+        ops::revert::revert_to_snapshot(&ctx, &vol, &snap)
+            .await
+            .unwrap_or_else(|e| panic!("retry after crash at {step}: {e}"));
+        let got = sums(&h, &replica_alias(&vol)).await;
+        assert!(
+            got.iter().all(|s| *s == checksum(&a)),
+            "every replica holds the snapshot's data after crash at {step}: {got:x?}"
+        );
+        for r in ctx.store.list_replicas(&vol).await.expect("replicas") {
+            let n: usize = r
+                .record
+                .node
+                .trim_start_matches("node-")
+                .parse()
+                .expect("index");
+            let lvol = h
+                .spdk(n)
+                .bdev_get(&replica_alias(&vol))
+                .await
+                .expect("get")
+                .expect("replica lvol");
+            assert_eq!(
+                lvol.name, r.record.lvol_uuid,
+                "replica record follows the new lvol after crash at {step}"
+            );
+        }
+        let mut want: Vec<String> = (0..3)
+            .map(|n| format!("{}:{}", h.cluster.node(n).name, replica_alias(&vol)))
+            .collect();
+        want.sort();
+        assert_eq!(
+            h.lvols_with_prefix(naming::LVOL_PREFIX).await,
+            want,
+            "no temporary revert lvol after crash at {step}"
+        );
+        assert_eq!(
+            h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await,
+            snapshot_lvols(&h, &snap),
+            "the snapshot's lvols stay, no others (crash at {step})"
+        );
+        let left: Vec<String> = h
+            .leftovers()
+            .await
+            .into_iter()
+            .filter(|l| !l.contains(": lvol "))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "after crash at {step}, left behind: {left:#?}"
+        );
+    }
+    h.csi
+        .delete_snapshot(delete_snap_req(&snap))
+        .await
+        .expect("delete snapshot");
+    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.assert_clean().await;
+}
