@@ -27,7 +27,7 @@ mount -t devtmpfs devtmpfs /dev || fail "mount /dev"
 mount -t tmpfs tmpfs /tmp || fail "mount /tmp"
 mount -t tmpfs tmpfs /run || fail "mount /run"
 
-for m in configfs crc32c_generic nvme-tcp nvmet nvmet-tcp dm-mod ext4 xfs loop; do
+for m in configfs crc32c_generic nvme-tcp nvmet nvmet-tcp dm-mod ext4 xfs loop ublk_drv; do
   modprobe "$m" || fail "modprobe $m"
 done
 mount -t configfs configfs /sys/kernel/config || fail "mount configfs"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real-kernel VM tests (issue #10): boots a throwaway QEMU guest (TCG, no KVM
 # needed) on a Debian bookworm-backports kernel that has nvme-tcp, nvmet,
-# device-mapper and ublk, and runs node/tests/vm_guest.rs inside it as root.
+# device-mapper and ublk, and runs node/tests/vm_guest.rs inside it as root
+# (built with feature real-ublk, which needs libclang: installed when missing).
 #
 # The kernel and a base initramfs (busybox, mkfs/blkid/dmsetup tools, kernel
 # modules) are cached under $SHORTHORN_VM_CACHE (default
@@ -55,6 +56,11 @@ apt_install() {
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+has_libclang() {
+  ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so' ||
+    compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null
+}
+
 ensure_packages() {
   local need=()
   want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
@@ -71,6 +77,10 @@ ensure_packages() {
   if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
     need+=(qemu-system-x86)
   fi
+  # spdk-sim's feature real-ublk (libublk's bindings) runs bindgen.
+  if ! has_libclang; then
+    need+=(libclang-dev)
+  fi
   if ((${#need[@]})); then
     say "installing ${need[*]}"
     apt_install "${need[@]}" || say "could not install ${need[*]}"
@@ -85,6 +95,7 @@ ensure_packages() {
   for t in busybox cpio depmod "${TOOLS[@]}"; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing"
   done
+  has_libclang || die "libclang is missing (apt-get install libclang-dev)"
 }
 
 # --- kernel -----------------------------------------------------------------
@@ -237,13 +248,15 @@ base_image() {
   echo "$img"
 }
 
-# Builds the guest test binary and prints its path.
+# Builds the guest test binary and prints its path. Feature real-ublk lets
+# the in-process spdk-sim of the ublk test serve kernel ublk devices.
+CARGO_TEST=(cargo test -p shorthorn-node --features real-ublk --test vm_guest --no-run)
 build_tests() {
   local json exe
   say "building node/tests/vm_guest.rs"
-  if ! json=$(cargo test -p shorthorn-node --test vm_guest --no-run --message-format=json); then
+  if ! json=$("${CARGO_TEST[@]}" --message-format=json); then
     # Show the compiler's messages in their usual form.
-    cargo test -p shorthorn-node --test vm_guest --no-run >&2 || true
+    "${CARGO_TEST[@]}" >&2 || true
     die "building the guest tests failed"
   fi
   exe=$(grep '"reason":"compiler-artifact"' <<<"$json" | grep '"name":"vm_guest"' |

@@ -6,7 +6,9 @@
 //! create nvmet subsystems through configfs and device-mapper devices.
 //!
 //! Every volume is a file-backed namespace of a guest-local kernel NVMe/TCP
-//! target (nvmet) on 127.0.0.1, attached by the node's own frontend.
+//! target (nvmet) on 127.0.0.1, attached by the node's own frontend, except
+//! for the ublk test: there an in-process spdk-sim built with feature
+//! `real-ublk` serves an lvol as a kernel ublk device.
 
 mod common;
 
@@ -860,4 +862,219 @@ async fn csi_node_service_over_nvme_tcp_with_device_mapper() {
     .await
     .expect("unstage again");
     assert_eq!(vol.host_controllers(), Vec::<String>::new());
+}
+
+/// An spdk-sim serving JSON-RPC in this process, on its own runtime and
+/// thread (its ublk servers block on that runtime while this test's runtime
+/// waits on the kernel). Shut down on drop.
+struct InProcessSim {
+    socket: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl InProcessSim {
+    fn start(dir: &Path) -> Self {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir).expect("sim dir");
+        let socket = dir.join("spdk.sock");
+        let config = spdk_sim::SimConfig {
+            rpc_socket: socket.clone(),
+            data_dir: dir.join("data"),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("sim runtime");
+            rt.block_on(spdk_sim::run(config, async {
+                let _ = stopped.await;
+            }))
+            .expect("spdk-sim");
+        });
+        let deadline = Instant::now() + GENEROUS;
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "spdk-sim did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        InProcessSim {
+            socket,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InProcessSim {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn rpc(
+    client: &spdk_client::SpdkClient,
+    method: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    client
+        .call_raw(method, Some(params))
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// Starts ublk disk `id` over `bdev` and returns the device `ublk_get_disks` reports.
+async fn start_ublk_disk(client: &spdk_client::SpdkClient, bdev: &str, id: u32) -> PathBuf {
+    let started = rpc(
+        client,
+        "ublk_start_disk",
+        serde_json::json!({"bdev_name": bdev, "ublk_id": id}),
+    )
+    .await;
+    assert_eq!(started, serde_json::json!(id));
+    let disks = rpc(client, "ublk_get_disks", serde_json::json!({"ublk_id": id})).await;
+    let dev = disks[0]["ublk_device"].as_str().expect("ublk_device");
+    assert_eq!(dev, format!("/dev/ublkb{id}"), "not a kernel ublk device");
+    let dev = PathBuf::from(dev);
+    assert!(
+        is_block_device(&dev),
+        "{} is no block device",
+        dev.display()
+    );
+    dev
+}
+
+/// Stops ublk disk `id` and checks its device went away.
+async fn stop_ublk_disk(client: &spdk_client::SpdkClient, id: u32, dev: &Path) {
+    rpc(client, "ublk_stop_disk", serde_json::json!({"ublk_id": id})).await;
+    let deadline = Instant::now() + GENEROUS;
+    while dev.exists() {
+        assert!(Instant::now() < deadline, "{} left behind", dev.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The CSI node service end to end over a real ublk device served by
+/// spdk-sim (feature `real-ublk`) from an lvol on a malloc bdev: stage as
+/// ext4, write, unstage, restart the disk, stage again and read back; the
+/// device is gone once the disk is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside the vmtest guest (vmtest/run.sh)"]
+async fn csi_node_service_over_spdk_sim_real_ublk() {
+    use csi_proto::node_server::Node;
+    use csi_proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
+    use csi_proto::*;
+    use serde_json::json;
+    use shorthorn_node::csi::{NodeService, NodeServiceConfig};
+    use tonic::Request;
+
+    guest();
+    assert!(
+        Path::new("/dev/ublk-control").exists(),
+        "ublk_drv is not loaded"
+    );
+    let sim = InProcessSim::start(Path::new("/tmp/ublk-sim"));
+    let client = spdk_client::SpdkClient::unix(&sim.socket);
+    rpc(
+        &client,
+        "bdev_malloc_create",
+        json!({"name": "m0", "num_blocks": 65536, "block_size": 4096}),
+    )
+    .await;
+    rpc(
+        &client,
+        "bdev_lvol_create_lvstore",
+        json!({"bdev_name": "m0", "lvs_name": "lvs0"}),
+    )
+    .await;
+    let lvol = rpc(
+        &client,
+        "bdev_lvol_create",
+        json!({"lvol_name": "v0", "size_in_mib": 128, "lvs_name": "lvs0"}),
+    )
+    .await;
+    let lvol = lvol.as_str().expect("lvol name").to_owned();
+    rpc(&client, "ublk_create_target", json!({})).await;
+    let id = 7;
+    let dev = start_ublk_disk(&client, &lvol, id).await;
+    assert_eq!(block_device_size(&dev).expect("size"), 128 * MIB);
+
+    let volume_id = "ublk-vol";
+    let root = PathBuf::from("/tmp/csi-ublk");
+    let staging = root.join("staging");
+    let _staging_guard = MountGuard::new(&staging);
+    let mut config = NodeServiceConfig::new("shorthorn.vmtest", "vm", root.join("state"));
+    config.device_mapper = Some(false);
+    let svc = NodeService::new(config.clone()).expect("node service");
+    let stage = NodeStageVolumeRequest {
+        volume_id: volume_id.into(),
+        publish_context: [
+            (KEY_FRONTEND, "ublk".to_owned()),
+            (KEY_UBLK_DEVICE, dev.display().to_string()),
+            (KEY_UBLK_ID, id.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        staging_target_path: staging.display().to_string(),
+        volume_capability: Some(VolumeCapability {
+            access_mode: Some(AccessMode {
+                mode: Mode::SingleNodeWriter as i32,
+            }),
+            access_type: Some(AccessType::Mount(MountVolume {
+                fs_type: "ext4".into(),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    };
+    let unstage = NodeUnstageVolumeRequest {
+        volume_id: volume_id.into(),
+        staging_target_path: staging.display().to_string(),
+    };
+    svc.node_stage_volume(Request::new(stage.clone()))
+        .await
+        .expect("stage");
+    let source = shorthorn_node::mount::mount_source(&staging)
+        .expect("mountinfo")
+        .expect("staging is mounted");
+    assert_eq!(Path::new(&source), dev, "staging not mounted from ublk");
+    assert_eq!(
+        probe_filesystem(&SystemRunner, &dev)
+            .expect("probe")
+            .as_deref(),
+        Some("ext4"),
+        "no ext4 on {}",
+        dev.display()
+    );
+    // fsync sends the kernel's FLUSH through the ublk server.
+    let payload = pattern(9, 3 * MIB as usize + 123);
+    write_file(&staging.join("payload"), &payload);
+    svc.node_unstage_volume(Request::new(unstage.clone()))
+        .await
+        .expect("unstage");
+    assert!(!shorthorn_node::mount::is_mounted(&staging).expect("mountinfo"));
+
+    // The disk stops (its device goes away) and starts again over the same lvol.
+    stop_ublk_disk(&client, id, &dev).await;
+    let dev = start_ublk_disk(&client, &lvol, id).await;
+    let svc = NodeService::new(config).expect("node service");
+    svc.node_stage_volume(Request::new(stage))
+        .await
+        .expect("stage after disk restart");
+    assert!(
+        read_file(&staging.join("payload")) == payload,
+        "payload changed across the disk restart"
+    );
+    svc.node_unstage_volume(Request::new(unstage))
+        .await
+        .expect("unstage again");
+    stop_ublk_disk(&client, id, &dev).await;
+    drop(sim);
 }
