@@ -12,7 +12,10 @@ cargo build --release -p shorthorn
 bin=target/release/shorthorn
 
 "$bin" local down --state-dir "$state_dir" >/dev/null 2>&1 || true
-"$bin" local up --state-dir "$state_dir" &
+mkdir -p "$state_dir"
+log="$state_dir.log"
+echo "Starting the local cluster (state: $state_dir, log: $log) ..."
+"$bin" local up --state-dir "$state_dir" >"$log" 2>&1 &
 up_pid=$!
 stop() {
   "$bin" local down --state-dir "$state_dir" || true
@@ -22,14 +25,16 @@ trap stop INT TERM
 
 for _ in $(seq 1 600); do
   [[ -e "$state_dir/ready" ]] && break
-  kill -0 "$up_pid" 2>/dev/null || { echo "shorthorn local up exited; see the messages above" >&2; exit 1; }
+  kill -0 "$up_pid" 2>/dev/null || { echo "shorthorn local up exited; see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
   sleep 0.1
 done
-[[ -e "$state_dir/ready" ]] || { echo "shorthorn local up did not become ready" >&2; stop; exit 1; }
+[[ -e "$state_dir/ready" ]] || { echo "shorthorn local up did not become ready; see $log" >&2; stop; exit 1; }
+echo "Up: CSI on unix://$state_dir/csi.sock, admin API on unix://$state_dir/ctl.sock"
+echo
 
 "$bin" ctl demo --csi-endpoint "unix://$state_dir/csi.sock" || { stop; exit 1; }
 
 echo
 echo "The local cluster keeps running. Try: $bin ctl --endpoint unix://$state_dir/ctl.sock nodes"
-echo "Press Ctrl-C (or run: $bin local down --state-dir $state_dir) to stop it."
+echo "Its log: $log. Press Ctrl-C (or run: $bin local down --state-dir $state_dir) to stop it."
 wait "$up_pid"
