@@ -8,6 +8,7 @@
 
 mod bench;
 mod cmd;
+mod csi_steps;
 mod ctl;
 mod local;
 mod logging;

@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use shorthorn_controller::fence::FenceKind;
 
-use super::csi::{Access, Csi, Offers};
 use super::figures::{OpFigures, QuiesceFigures, StageFigures};
 use super::rpc::{self, CallSnapshot};
 use super::stack::Stack;
 use super::writer::Writer;
+use crate::csi_steps::{Access, Csi, Offers};
 
 /// Size of the latency volumes.
 const VOLUME_BYTES: u64 = 64 << 20;
@@ -119,7 +119,7 @@ pub async fn run(
             .measure(
                 stack,
                 row::PUBLISH,
-                c.publish(&volume, &node, Access::Mount),
+                c.controller_publish(&volume, &node, Access::Mount),
             )
             .await?;
         stack.splits.drain();
@@ -142,7 +142,11 @@ pub async fn run(
             .measure(stack, row::UNSTAGE, c.unstage(&volume, &staging))
             .await?;
         figures
-            .measure(stack, row::UNPUBLISH, c.unpublish(&volume, &node))
+            .measure(
+                stack,
+                row::UNPUBLISH,
+                c.controller_unpublish(&volume, &node),
+            )
             .await?;
         figures
             .measure(stack, row::DELETE, c.delete_volume(&volume))

@@ -8,7 +8,6 @@
 //! - [`report`]: the table ([`table`]) or JSON; [`stack`]: the stack.
 
 pub mod capture;
-pub mod csi;
 pub mod figures;
 pub mod latency;
 pub mod report;
@@ -22,7 +21,7 @@ pub mod writer;
 
 use std::path::PathBuf;
 
-use csi::Csi;
+use crate::csi_steps::Csi;
 use report::{Report, Setup};
 use stack::Stack;
 
@@ -44,6 +43,9 @@ pub struct BenchSettings {
     /// Do not run fio.
     pub skip_fio: bool,
 }
+
+/// How long one CSI call of the bench may take.
+const CSI_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Each storage node's (sparse) disk: room for every scale volume written
 /// full, plus 2 GiB for the rest.
@@ -70,7 +72,12 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
 }
 
 async fn measure(stack: &Stack, settings: &BenchSettings) -> anyhow::Result<Report> {
-    let mut csi = Csi::connect(&stack.controller_socket, &stack.node_socket).await?;
+    let mut csi = Csi::connect(
+        &stack.controller_socket,
+        &stack.node_socket,
+        CSI_CALL_TIMEOUT,
+    )
+    .await?;
     let offers = csi.offers().await?;
     tracing::info!(?offers, "controller capabilities");
     let latency = latency::run(stack, &mut csi, offers, settings.runs).await?;

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use shorthorn_controller::naming;
 use spdk_client::{BdevLvolGetLvolsParams, SpdkClient};
 
-use super::csi::{Csi, Offers, Page};
 use super::rpc::CallSnapshot;
 use super::stack::Stack;
 use super::stats::Samples;
+use crate::csi_steps::{Csi, Offers, Page};
 
 /// Size of each scale volume (thin).
 pub const VOLUME_BYTES: u64 = 16 << 20;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 
-use super::csi::{Access, Csi};
 use super::stack::Stack;
+use crate::csi_steps::{Access, Csi};
 
 /// Size of the throughput volumes.
 const VOLUME_BYTES: u64 = 256 << 20;
@@ -138,7 +138,9 @@ async fn on_volume(
             None,
         )
         .await?;
-    let context = csi.publish(&volume, &node, Access::Block).await?;
+    let context = csi
+        .controller_publish(&volume, &node, Access::Block)
+        .await?;
     csi.stage(&volume, &context, &staging, Access::Block)
         .await?;
     csi.node_publish(&volume, &context, &staging, &target, Access::Block)
@@ -156,7 +158,7 @@ async fn on_volume(
     }
     csi.node_unpublish(&volume, &target).await?;
     csi.unstage(&volume, &staging).await?;
-    csi.unpublish(&volume, &node).await?;
+    csi.controller_unpublish(&volume, &node).await?;
     csi.delete_volume(&volume).await?;
     let _ = std::fs::remove_dir_all(&dir);
     match failure {

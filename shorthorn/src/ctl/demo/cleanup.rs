@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::csi::Csi;
+use crate::csi_steps::Csi;
 
 /// One thing to undo.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,26 +8,27 @@
 //! skipped (and say so), and the data is verified by remounting the volume.
 
 mod cleanup;
-mod csi;
 mod data;
 mod progress;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
 
 use self::cleanup::{Cleanup, Undo};
-use self::csi::{Csi, Offers};
 use self::progress::{Progress, Step};
 use super::table::human_bytes;
+use crate::csi_steps::{Access, Csi, Offers};
 use crate::signals::shutdown_signal;
 
 /// Steps of the tour, cleanup included.
 const STEPS: usize = 9;
 /// Name of the test file on the volume.
 const DATA_FILE: &str = "shorthorn-demo.bin";
+/// How long one CSI call of the demo may take.
+const CSI_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// What the demo creates.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ pub struct DemoSettings {
 /// Runs the tour; fails when a step fails or something could not be
 /// cleaned up.
 pub async fn run(settings: DemoSettings) -> anyhow::Result<()> {
-    let mut csi = Csi::connect(&settings.csi_socket).await?;
+    let mut csi = Csi::connect_one(&settings.csi_socket, CSI_CALL_TIMEOUT).await?;
     let offers = csi.offers().await?;
     let node = csi.node_id().await?;
     println!(
@@ -266,7 +267,7 @@ impl Tour<'_> {
     }
 
     async fn snapshot(&mut self, volume: &str, name: &str) -> anyhow::Result<String> {
-        let id = self.csi.create_snapshot(volume, name).await?;
+        let id = self.csi.create_snapshot_ready(volume, name).await?;
         self.cleanup.push(Undo::DeleteSnapshot(id.clone()));
         Ok(id)
     }
@@ -280,7 +281,11 @@ impl Tour<'_> {
             volume: volume.to_string(),
             node: self.node.clone(),
         });
-        self.csi.controller_publish(volume, &self.node).await
+        let context = self
+            .csi
+            .controller_publish(volume, &self.node, Access::Mount)
+            .await?;
+        Ok(context.into_iter().collect())
     }
 
     fn paths(&self, label: &str) -> (PathBuf, PathBuf) {
@@ -301,13 +306,16 @@ impl Tour<'_> {
             volume: volume.to_string(),
             staging: staging.clone(),
         });
-        self.csi.stage(volume, context, &staging).await?;
+        let context: HashMap<String, String> = context.clone().into_iter().collect();
+        self.csi
+            .stage(volume, &context, &staging, Access::Mount)
+            .await?;
         self.cleanup.push(Undo::NodeUnpublish {
             volume: volume.to_string(),
             target: target.clone(),
         });
         self.csi
-            .node_publish(volume, context, &staging, &target)
+            .node_publish(volume, &context, &staging, &target, Access::Mount)
             .await?;
         Ok(Mounted { target })
     }
