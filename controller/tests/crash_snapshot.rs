@@ -18,13 +18,22 @@ use shorthorn_controller::config::Frontend;
 use shorthorn_controller::fence::Fencing;
 use shorthorn_controller::{naming, ops};
 use snapshot_support::*;
-use support::crash::{self, clone_req, crash_at, expand_req};
+use support::crash::{self, clone_req, clone_volume_req, crash_at, expand_req};
 use support::*;
 
 const SNAPSHOT_STEPS: &[&str] = &["started", "snapshotted", "recorded"];
 /// With a fence: `fenced` is the crash while the fence holds I/O.
 const FENCED_SNAPSHOT_STEPS: &[&str] = &["started", "fenced", "snapshotted", "recorded"];
 const CLONE_STEPS: &[&str] = &["placed", "replicas-created", "recorded"];
+/// A copy of a volume: its internal snapshot's steps, then the clone's.
+const VOLUME_CLONE_FAULTS: &[&str] = &[
+    "create-snapshot:started",
+    "create-snapshot:snapshotted",
+    "create-snapshot:recorded",
+    "create-volume:placed",
+    "create-volume:replicas-created",
+    "create-volume:recorded",
+];
 const EXPAND_STEPS: &[&str] = &["started", "resized"];
 const REVERT_STEPS: &[&str] = &["started", "cloned", "reverted"];
 
@@ -303,6 +312,65 @@ async fn clone_from_a_snapshot_survives_a_crash_after_every_step() {
         .delete_snapshot(delete_snap_req(&snap))
         .await
         .expect("delete snapshot");
+    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_from_a_volume_survives_a_crash_after_every_step() {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let vol = volume(&mut h, "pvc-copy-source").await;
+    let data = pattern(SPAN, 9);
+    write_replicas(&h, &vol, &data).await;
+    for fault in VOLUME_CLONE_FAULTS {
+        let name = format!("pvc-copy-crash-{}", fault.replace(':', "-"));
+        h.stop_controller().await;
+        crash_at(&h, fault, &["clone-volume", &name, &vol]).await;
+        h.restart_controller().await;
+        let clone = h
+            .csi
+            .create_volume(clone_volume_req(&name, &vol))
+            .await
+            .unwrap_or_else(|e| panic!("retry after crash at {fault}: {e}"))
+            .into_inner()
+            .volume
+            .expect("volume")
+            .volume_id;
+        let mut ids = h.volume_ids().await;
+        ids.sort();
+        let mut want = vec![vol.clone(), clone.clone()];
+        want.sort();
+        assert_eq!(ids, want, "exactly one copy after crash at {fault}");
+        assert!(
+            snapshot_ids(&mut h, &vol).await.is_empty(),
+            "the internal snapshot is never listed (crash at {fault})"
+        );
+        let internal = h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await;
+        assert_eq!(
+            internal.len(),
+            3,
+            "exactly one internal snapshot, one lvol per replica, after crash at {fault}: {internal:#?}"
+        );
+        let got = sums(&h, &replica_alias(&clone)).await;
+        assert!(
+            got.iter().all(|s| *s == checksum(&data)),
+            "every copy replica holds the source's data after crash at {fault}: {got:x?}"
+        );
+        h.csi
+            .delete_volume(delete_req(&clone))
+            .await
+            .expect("delete copy");
+        let left: Vec<String> = h
+            .leftovers()
+            .await
+            .into_iter()
+            .filter(|l| !l.ends_with(&replica_alias(&vol)))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "after crash at {fault}, left behind: {left:#?}"
+        );
+    }
     h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
     h.assert_clean().await;
 }

@@ -265,7 +265,7 @@ pub async fn rollback(ctx: &Context, volume_id: &str, nodes: &[String]) -> Resul
 /// Completes or rolls back an interrupted CreateVolume.
 pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
-    let _guard = ctx.lock(&volume_id).await;
+    let guard = ctx.lock(&volume_id).await;
     if ctx
         .store
         .get_volume(&volume_id)
@@ -279,5 +279,9 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let payload: CreatePayload = journal.payload()?;
     tracing::info!(volume = %volume_id, step = %journal.record().step, "rolling back interrupted create");
     rollback(ctx, &volume_id, &payload.nodes).await?;
-    journal.finish().await
+    journal.finish().await?;
+    drop(guard);
+    // A rolled-back copy of a volume leaves its internal snapshot unread.
+    super::snapshot_delete::reclaim(ctx).await?;
+    Ok(())
 }

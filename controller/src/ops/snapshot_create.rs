@@ -12,7 +12,8 @@
 //! it back) and lifts the fence.
 //!
 //! Recovery: a fence the crash left in place is lifted; then finished if the
-//! record exists, otherwise every snapshot lvol of the operation is deleted.
+//! record exists (an internal snapshot, recorded as deleted, is reclaimed at
+//! once), otherwise every snapshot lvol of the operation is deleted.
 //! Crash tests can also abort while the fence holds (`create-snapshot:fenced`,
 //! not a journaled step: the journal still says `started`).
 
@@ -352,13 +353,18 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
             tracing::warn!(volume = %volume_id, error = %e, "could not lift the fence of an interrupted snapshot; it lifts at its deadline");
         }
     }
-    if ctx
+    if let Some(recorded) = ctx
         .store
         .get_snapshot(&payload.snapshot_id)
         .await
         .map_err(store_error)?
-        .is_some()
     {
+        if recorded.record.deleted {
+            // An internal snapshot (the source of a copy of a volume) whose
+            // clone was never made: nothing reads it, so merge it back now
+            // rather than leave its lvols until a later reconciler pass.
+            super::snapshot_delete::reclaim_one(ctx, &payload.snapshot_id).await?;
+        }
         return journal.finish().await;
     }
     tracing::info!(volume = %volume_id, snapshot = %payload.snapshot_id, step = %journal.record().step, "rolling back interrupted snapshot");

@@ -49,7 +49,7 @@ pub async fn delete_snapshot(ctx: &Context, snapshot_id: &str) -> Result<()> {
 
 /// Deletes what SPDK allows of a `deleted` snapshot; returns whether it is
 /// entirely gone. The caller holds the snapshot's lock.
-async fn reclaim_one(ctx: &Context, snapshot_id: &str) -> Result<bool> {
+pub(crate) async fn reclaim_one(ctx: &Context, snapshot_id: &str) -> Result<bool> {
     let Some(current) = ctx
         .store
         .get_snapshot(snapshot_id)
