@@ -13,25 +13,21 @@
 //! snapshot, recorded as already deleted so it is hidden and reclaimed once
 //! no clone depends on it), then a clone from it.
 //!
-//! Journaled as a CreateVolume (`placed`, `replicas-created`, `recorded`),
-//! whose recovery removes the clone lvols when no volume record exists.
-
-use std::collections::BTreeMap;
+//! Journaled as a CreateVolume (`placed`, `replicas-created`, `recorded`,
+//! the steps [`create_journaled`] shares with an empty volume), whose
+//! recovery removes the clone lvols when no volume record exists.
 
 use spdk_client::{BdevLvolCloneParams, BdevLvolResizeParams};
 use tracing::Instrument;
 
-use super::create_volume::{accessible_topology, CreatePayload, CreateRequest};
+use super::create_volume::{accessible_topology, create_journaled, CreateRequest};
 use super::snapshot_create::{snapshot_lock, take_snapshot};
 use super::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::{store_error, Journal};
+use crate::journal::store_error;
 use crate::naming;
 use crate::nodes::NodeHandle;
-use crate::store::{
-    ContentSource, OperationKind, ReplicaHealth, ReplicaRecord, SnapshotRecord, VolumeRecord,
-    SCHEMA_VERSION,
-};
+use crate::store::{ContentSource, SnapshotRecord, VolumeRecord, SCHEMA_VERSION};
 
 /// Creates volume `req` from snapshot `snapshot_id`, or returns the
 /// existing one with the same name and properties.
@@ -149,66 +145,9 @@ async fn clone_locked(
     let chosen: Vec<String> = available.into_iter().take(wanted).collect();
     let volume_id = naming::new_volume_id();
     let span = tracing::info_span!("clone_volume", volume = %volume_id, snapshot = %snapshot.id, name = %req.name);
-    async {
-        let _guard = ctx.lock(&volume_id).await;
-        let mut payload = CreatePayload {
-            name: req.name.clone(),
-            size: req.size,
-            nodes: chosen.clone(),
-            lvols: BTreeMap::new(),
-        };
-        let mut journal = Journal::begin(
-            &ctx.store,
-            OperationKind::CreateVolume,
-            &volume_id,
-            None,
-            "placed",
-            &payload,
-        )
-        .await?;
-        match build(ctx, req, snapshot, &volume_id, source, &mut payload, &mut journal).await {
-            Ok(volume) => {
-                journal.finish().await?;
-                Ok(volume)
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "clone failed; rolling back");
-                match super::create_volume::rollback(ctx, &volume_id, &payload.nodes).await {
-                    Ok(()) => journal.finish().await?,
-                    Err(e) => tracing::error!(error = %e, "rollback incomplete; the reconciler will retry"),
-                }
-                Err(err)
-            }
-        }
-    }
-    .instrument(span)
-    .await
-}
-
-async fn build(
-    ctx: &Context,
-    req: &CreateRequest,
-    snapshot: &SnapshotRecord,
-    volume_id: &str,
-    source: ContentSource,
-    payload: &mut CreatePayload,
-    journal: &mut Journal,
-) -> Result<VolumeRecord> {
-    let mut handles = Vec::new();
-    for name in &payload.nodes {
-        handles.push(ctx.nodes.get(name)?);
-    }
-    let created = futures::future::try_join_all(
-        handles
-            .iter()
-            .map(|n| clone_one(n, &snapshot.id, volume_id, snapshot.size_bytes, req.size)),
-    )
-    .await?;
-    payload.lvols = payload.nodes.iter().cloned().zip(created).collect();
-    journal.step("replicas-created", payload).await?;
     let volume = VolumeRecord {
         version: SCHEMA_VERSION,
-        id: volume_id.to_string(),
+        id: volume_id.clone(),
         name: req.name.clone(),
         capacity_bytes: req.size,
         parameters: req.parameters.clone(),
@@ -216,31 +155,13 @@ async fn build(
         content_source: Some(source),
         accessible_topology: accessible_topology(ctx, &req.topology)?,
     };
-    let replicas: Vec<ReplicaRecord> = handles
-        .iter()
-        .map(|n| ReplicaRecord {
-            version: SCHEMA_VERSION,
-            volume_id: volume_id.to_string(),
-            node: n.name().to_string(),
-            lvstore: n.config.lvstore.clone(),
-            lvol_uuid: payload.lvols.get(n.name()).cloned().unwrap_or_default(),
-            health: ReplicaHealth::Healthy,
-            generation: 1,
-        })
-        .collect();
-    ctx.store
-        .create_volume(&volume, &replicas)
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict { .. } => ControllerError::Aborted(format!(
-                "volume name {} was taken concurrently; retry",
-                req.name
-            )),
-            other => store_error(other),
-        })?;
-    journal.step("recorded", payload).await?;
-    tracing::info!("volume cloned");
-    Ok(volume)
+    let (snapshot_id, snapshot_size, size) = (snapshot.id.clone(), snapshot.size_bytes, req.size);
+    create_journaled(ctx, volume, chosen, |node| {
+        let (snapshot_id, volume_id) = (snapshot_id.clone(), volume_id.clone());
+        async move { clone_one(&node, &snapshot_id, &volume_id, snapshot_size, size).await }
+    })
+    .instrument(span)
+    .await
 }
 
 /// Clones the snapshot lvol on `node` into `volume_id`'s replica lvol and

@@ -6,6 +6,8 @@
 //! every replica lvol is removed and the caller's retry starts afresh.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -14,7 +16,7 @@ use super::Context;
 use crate::error::{ControllerError, Result};
 use crate::journal::{store_error, Journal};
 use crate::naming;
-use crate::nodes::primitives;
+use crate::nodes::{primitives, NodeHandle};
 use crate::placement::{self, TopologyRequirement};
 use crate::store::{
     OperationKind, ReplicaHealth, ReplicaRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,
@@ -77,52 +79,67 @@ pub async fn create_volume(ctx: &Context, req: CreateRequest) -> Result<VolumeRe
         .await?;
     let volume_id = naming::new_volume_id();
     let span = tracing::info_span!("create_volume", volume = %volume_id, name = %req.name);
-    run(ctx, req, volume_id, chosen, accessible)
-        .instrument(span)
-        .await
+    let volume = VolumeRecord {
+        version: SCHEMA_VERSION,
+        id: volume_id.clone(),
+        name: req.name.clone(),
+        capacity_bytes: req.size,
+        parameters: req.parameters.clone(),
+        replica_count: req.replicas,
+        content_source: None,
+        accessible_topology: accessible,
+    };
+    let size = req.size;
+    create_journaled(ctx, volume, chosen, |node| {
+        let volume_id = volume_id.clone();
+        async move { primitives::ensure_replica(&node, &volume_id, size).await }
+    })
+    .instrument(span)
+    .await
 }
 
-async fn run(
+/// The journaled steps every CreateVolume shares, with or without a content
+/// source: journal `placed` (on `nodes`), `make` one replica lvol on each
+/// node in parallel (returning its uuid), journal `replicas-created`, write
+/// `volume` with its replica records, journal `recorded`. On failure the
+/// replica lvols are removed and the journal entry with them (or left for
+/// the reconciler when that fails too).
+pub(super) async fn create_journaled<F, Fut>(
     ctx: &Context,
-    req: CreateRequest,
-    volume_id: String,
-    chosen: Vec<String>,
-    accessible: Vec<TopologySegments>,
-) -> Result<VolumeRecord> {
-    let _guard = ctx.lock(&volume_id).await;
+    volume: VolumeRecord,
+    nodes: Vec<String>,
+    make: F,
+) -> Result<VolumeRecord>
+where
+    F: Fn(Arc<NodeHandle>) -> Fut,
+    Fut: Future<Output = Result<String>>,
+{
+    let _guard = ctx.lock(&volume.id).await;
     let mut payload = CreatePayload {
-        name: req.name.clone(),
-        size: req.size,
-        nodes: chosen.clone(),
+        name: volume.name.clone(),
+        size: volume.capacity_bytes,
+        nodes,
         lvols: BTreeMap::new(),
     };
     let mut journal = Journal::begin(
         &ctx.store,
         OperationKind::CreateVolume,
-        &volume_id,
+        &volume.id,
         None,
         "placed",
         &payload,
     )
     .await?;
-    tracing::info!(nodes = ?chosen, size = req.size, "creating replicas");
-    match build(
-        ctx,
-        &req,
-        &volume_id,
-        &mut payload,
-        &mut journal,
-        accessible,
-    )
-    .await
-    {
-        Ok(volume) => {
+    tracing::info!(nodes = ?payload.nodes, size = volume.capacity_bytes, "creating replicas");
+    match build(ctx, &volume, &mut payload, &mut journal, make).await {
+        Ok(()) => {
             journal.finish().await?;
+            tracing::info!(source = ?volume.content_source, "volume created");
             Ok(volume)
         }
         Err(err) => {
             tracing::warn!(error = %err, "create failed; rolling back");
-            match rollback(ctx, &volume_id, &payload.nodes).await {
+            match rollback(ctx, &volume.id, &payload.nodes).await {
                 Ok(()) => journal.finish().await?,
                 Err(e) => {
                     tracing::error!(error = %e, "rollback incomplete; the reconciler will retry")
@@ -133,42 +150,30 @@ async fn run(
     }
 }
 
-async fn build(
+async fn build<F, Fut>(
     ctx: &Context,
-    req: &CreateRequest,
-    volume_id: &str,
+    volume: &VolumeRecord,
     payload: &mut CreatePayload,
     journal: &mut Journal,
-    accessible: Vec<TopologySegments>,
-) -> Result<VolumeRecord> {
+    make: F,
+) -> Result<()>
+where
+    F: Fn(Arc<NodeHandle>) -> Fut,
+    Fut: Future<Output = Result<String>>,
+{
     let mut handles = Vec::new();
     for name in &payload.nodes {
         handles.push(ctx.nodes.get(name)?);
     }
-    let created = futures::future::try_join_all(
-        handles
-            .iter()
-            .map(|n| primitives::ensure_replica(n, volume_id, req.size)),
-    )
-    .await?;
+    let created = futures::future::try_join_all(handles.iter().cloned().map(&make)).await?;
     payload.lvols = payload.nodes.iter().cloned().zip(created).collect();
     journal.step("replicas-created", payload).await?;
 
-    let volume = VolumeRecord {
-        version: SCHEMA_VERSION,
-        id: volume_id.to_string(),
-        name: req.name.clone(),
-        capacity_bytes: req.size,
-        parameters: req.parameters.clone(),
-        replica_count: req.replicas,
-        content_source: None,
-        accessible_topology: accessible,
-    };
     let replicas: Vec<ReplicaRecord> = handles
         .iter()
         .map(|n| ReplicaRecord {
             version: SCHEMA_VERSION,
-            volume_id: volume_id.to_string(),
+            volume_id: volume.id.clone(),
             node: n.name().to_string(),
             lvstore: n.config.lvstore.clone(),
             lvol_uuid: payload.lvols.get(n.name()).cloned().unwrap_or_default(),
@@ -177,18 +182,16 @@ async fn build(
         })
         .collect();
     ctx.store
-        .create_volume(&volume, &replicas)
+        .create_volume(volume, &replicas)
         .await
         .map_err(|e| match e {
             crate::store::StoreError::Conflict { .. } => ControllerError::Aborted(format!(
                 "volume name {} was taken concurrently; retry",
-                req.name
+                volume.name
             )),
             other => store_error(other),
         })?;
-    journal.step("recorded", payload).await?;
-    tracing::info!("volume created");
-    Ok(volume)
+    journal.step("recorded", payload).await
 }
 
 /// Where a volume can be published: every node that runs a CSI node service
