@@ -9,7 +9,7 @@
 
 mod support;
 
-use support::crash::{self, crash_at};
+use support::crash;
 use support::*;
 
 const CREATE_STEPS: &[&str] = &["placed", "replicas-created", "recorded"];
@@ -34,9 +34,8 @@ async fn create_volume_survives_a_crash_after_every_step() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
     for step in CREATE_STEPS {
         let name = format!("pvc-crash-{step}");
-        h.stop_controller().await;
-        crash_at(&h, &format!("create-volume:{step}"), &["create", &name]).await;
-        h.restart_controller().await;
+        h.crash_and_restart(&format!("create-volume:{step}"), &["create", &name])
+            .await;
         let retried = h
             .csi
             .create_volume(create_req(&name, 16 * MIB, Some(3)))
@@ -57,10 +56,7 @@ async fn create_volume_survives_a_crash_after_every_step() {
             "exactly three replicas after crash at {step}: {:?}",
             h.replica_lvols().await
         );
-        h.csi
-            .delete_volume(delete_req(&retried.volume_id))
-            .await
-            .expect("delete");
+        h.delete_volume(&retried.volume_id).await;
         h.assert_clean().await;
     }
 }
@@ -69,23 +65,14 @@ async fn create_volume_survives_a_crash_after_every_step() {
 async fn publish_survives_a_crash_after_every_step() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
     let id = h
-        .csi
-        .create_volume(create_req("pvc-publish-crash", 16 * MIB, Some(3)))
-        .await
-        .expect("create")
-        .into_inner()
-        .volume
-        .expect("volume")
-        .volume_id;
+        .create_volume("pvc-publish-crash", 16 * MIB, Some(3))
+        .await;
     for (i, step) in PUBLISH_STEPS.iter().enumerate() {
-        h.stop_controller().await;
-        crash_at(
-            &h,
+        h.crash_and_restart(
             &format!("publish-volume:{step}"),
             &["publish", &id, "node-0"],
         )
         .await;
-        h.restart_controller().await;
         let ctx = h
             .csi
             .controller_publish_volume(publish_req(&id, "node-0"))
@@ -101,21 +88,10 @@ async fn publish_survives_a_crash_after_every_step() {
             data,
             "usable after crash at {step}"
         );
-        h.csi
-            .controller_unpublish_volume(unpublish_req(&id, "node-0"))
-            .await
-            .expect("unpublish");
-        let left: Vec<String> = h
-            .leftovers()
-            .await
-            .into_iter()
-            .filter(|l| !l.contains(": lvol "))
-            .collect();
-        assert!(
-            left.is_empty(),
-            "after crash at {step}, left behind: {left:#?}"
-        );
+        h.unpublish(&id, "node-0").await;
+        h.assert_only_left(&[replica_alias(&id)], &format!("after crash at {step}"))
+            .await;
     }
-    h.csi.delete_volume(delete_req(&id)).await.expect("delete");
+    h.delete_volume(&id).await;
     h.assert_clean().await;
 }

@@ -10,15 +10,13 @@
 //! The crashing controller is this test binary re-executed in child mode
 //! (`crash_child`, see `support::crash`).
 
-mod snapshot_support;
 mod support;
 
 use csi_proto::ListSnapshotsRequest;
 use shorthorn_controller::config::Frontend;
 use shorthorn_controller::fence::Fencing;
 use shorthorn_controller::{naming, ops};
-use snapshot_support::*;
-use support::crash::{self, clone_req, clone_volume_req, crash_at, expand_req};
+use support::crash::{self, clone_req, clone_volume_req, expand_req};
 use support::*;
 
 const SNAPSHOT_STEPS: &[&str] = &["started", "snapshotted", "recorded"];
@@ -49,14 +47,7 @@ async fn crash_child() {
 
 /// A 16 MiB volume of 3 replicas, created through CSI.
 async fn volume(h: &mut Harness, name: &str) -> String {
-    h.csi
-        .create_volume(create_req(name, 16 * MIB, Some(3)))
-        .await
-        .expect("create")
-        .into_inner()
-        .volume
-        .expect("volume")
-        .volume_id
+    h.create_volume(name, 16 * MIB, Some(3)).await
 }
 
 /// Writes `data` at offset 0 of every replica lvol of an unpublished volume.
@@ -151,27 +142,16 @@ async fn create_snapshot_survives_a_crash_after_every_step() {
         let data = pattern(SPAN, i as u8);
         write_replicas(&h, &vol, &data).await;
         let name = format!("snap-crash-{step}");
-        h.stop_controller().await;
-        crash_at(
-            &h,
+        h.crash_and_restart(
             &format!("create-snapshot:{step}"),
             &["snapshot", &vol, &name],
         )
         .await;
-        h.restart_controller().await;
         check_snapshot_after_crash(&mut h, &vol, &name, step, &data).await;
-        let left: Vec<String> = h
-            .leftovers()
-            .await
-            .into_iter()
-            .filter(|l| !l.ends_with(&replica_alias(&vol)))
-            .collect();
-        assert!(
-            left.is_empty(),
-            "after crash at {step}, left behind: {left:#?}"
-        );
+        h.assert_only_left(&[replica_alias(&vol)], &format!("after crash at {step}"))
+            .await;
     }
-    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.delete_volume(&vol).await;
     h.assert_clean().await;
 }
 
@@ -199,14 +179,11 @@ async fn fenced_create_snapshot_survives_a_crash_after_every_step_and_lifts_the_
         let data = pattern(SPAN, 10 + i as u8);
         sim_write(&h.spdk(0), &raid(&vol), 0, &data).await;
         let name = format!("fenced-crash-{step}");
-        h.stop_controller().await;
-        crash_at(
-            &h,
+        h.crash_and_restart(
             &format!("create-snapshot:{step}"),
             &["snapshot", &vol, &name],
         )
         .await;
-        h.restart_controller().await;
         let states = ana_states(&h, &vol).await;
         assert!(
             states.contains("optimized") && !states.contains("inaccessible"),
@@ -226,11 +203,8 @@ async fn fenced_create_snapshot_survives_a_crash_after_every_step_and_lifts_the_
             after
         );
     }
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&vol, "node-0"))
-        .await
-        .expect("unpublish");
-    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.unpublish(&vol, "node-0").await;
+    h.delete_volume(&vol).await;
     h.assert_clean().await;
 }
 
@@ -240,25 +214,11 @@ async fn clone_from_a_snapshot_survives_a_crash_after_every_step() {
     let vol = volume(&mut h, "pvc-clone-source").await;
     let data = pattern(SPAN, 7);
     write_replicas(&h, &vol, &data).await;
-    let snap = h
-        .csi
-        .create_snapshot(snap_req("clone-source", &vol))
-        .await
-        .expect("snapshot")
-        .into_inner()
-        .snapshot
-        .expect("snapshot")
-        .snapshot_id;
+    let snap = h.create_snapshot("clone-source", &vol).await;
     for step in CLONE_STEPS {
         let name = format!("pvc-clone-crash-{step}");
-        h.stop_controller().await;
-        crash_at(
-            &h,
-            &format!("create-volume:{step}"),
-            &["clone", &name, &snap],
-        )
-        .await;
-        h.restart_controller().await;
+        h.crash_and_restart(&format!("create-volume:{step}"), &["clone", &name, &snap])
+            .await;
         let clone = h
             .csi
             .create_volume(clone_req(&name, &snap))
@@ -288,31 +248,23 @@ async fn clone_from_a_snapshot_survives_a_crash_after_every_step() {
             got.iter().all(|s| *s == checksum(&data)),
             "every clone replica holds the snapshot's data after crash at {step}: {got:x?}"
         );
-        h.csi
-            .delete_volume(delete_req(&clone))
-            .await
-            .expect("delete clone");
+        h.delete_volume(&clone).await;
         assert_eq!(
             h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await,
             snapshot_lvols(&h, &snap),
             "the snapshot's lvols stay, no others (crash at {step})"
         );
-        let left: Vec<String> = h
-            .leftovers()
-            .await
-            .into_iter()
-            .filter(|l| !l.ends_with(&replica_alias(&vol)) && !l.ends_with(&snapshot_alias(&snap)))
-            .collect();
-        assert!(
-            left.is_empty(),
-            "after crash at {step}, left behind: {left:#?}"
-        );
+        h.assert_only_left(
+            &[replica_alias(&vol), snapshot_alias(&snap)],
+            &format!("after crash at {step}"),
+        )
+        .await;
     }
     h.csi
         .delete_snapshot(delete_snap_req(&snap))
         .await
         .expect("delete snapshot");
-    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.delete_volume(&vol).await;
     h.assert_clean().await;
 }
 
@@ -324,9 +276,8 @@ async fn clone_from_a_volume_survives_a_crash_after_every_step() {
     write_replicas(&h, &vol, &data).await;
     for fault in VOLUME_CLONE_FAULTS {
         let name = format!("pvc-copy-crash-{}", fault.replace(':', "-"));
-        h.stop_controller().await;
-        crash_at(&h, fault, &["clone-volume", &name, &vol]).await;
-        h.restart_controller().await;
+        h.crash_and_restart(fault, &["clone-volume", &name, &vol])
+            .await;
         let clone = h
             .csi
             .create_volume(clone_volume_req(&name, &vol))
@@ -356,22 +307,11 @@ async fn clone_from_a_volume_survives_a_crash_after_every_step() {
             got.iter().all(|s| *s == checksum(&data)),
             "every copy replica holds the source's data after crash at {fault}: {got:x?}"
         );
-        h.csi
-            .delete_volume(delete_req(&clone))
-            .await
-            .expect("delete copy");
-        let left: Vec<String> = h
-            .leftovers()
-            .await
-            .into_iter()
-            .filter(|l| !l.ends_with(&replica_alias(&vol)))
-            .collect();
-        assert!(
-            left.is_empty(),
-            "after crash at {fault}, left behind: {left:#?}"
-        );
+        h.delete_volume(&clone).await;
+        h.assert_only_left(&[replica_alias(&vol)], &format!("after crash at {fault}"))
+            .await;
     }
-    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.delete_volume(&vol).await;
     h.assert_clean().await;
 }
 
@@ -383,14 +323,11 @@ async fn expand_survives_a_crash_after_every_step() {
     write_replicas(&h, &vol, &data).await;
     for (i, step) in EXPAND_STEPS.iter().enumerate() {
         let size = (32 + 16 * i as i64) * MIB;
-        h.stop_controller().await;
-        crash_at(
-            &h,
+        h.crash_and_restart(
             &format!("expand-volume:{step}"),
             &["expand", &vol, &size.to_string()],
         )
         .await;
-        h.restart_controller().await;
         let answer = h
             .csi
             .controller_expand_volume(expand_req(&vol, size))
@@ -429,18 +366,10 @@ async fn expand_survives_a_crash_after_every_step() {
             got.iter().all(|s| *s == checksum(&data)),
             "data kept on every replica after crash at {step}: {got:x?}"
         );
-        let left: Vec<String> = h
-            .leftovers()
-            .await
-            .into_iter()
-            .filter(|l| !l.ends_with(&replica_alias(&vol)))
-            .collect();
-        assert!(
-            left.is_empty(),
-            "after crash at {step}, left behind: {left:#?}"
-        );
+        h.assert_only_left(&[replica_alias(&vol)], &format!("after crash at {step}"))
+            .await;
     }
-    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.delete_volume(&vol).await;
     h.assert_clean().await;
 }
 
@@ -450,25 +379,11 @@ async fn revert_survives_a_crash_after_every_step() {
     let vol = volume(&mut h, "pvc-revert-crash").await;
     let a = pattern(SPAN, 1);
     write_replicas(&h, &vol, &a).await;
-    let snap = h
-        .csi
-        .create_snapshot(snap_req("revert-to", &vol))
-        .await
-        .expect("snapshot")
-        .into_inner()
-        .snapshot
-        .expect("snapshot")
-        .snapshot_id;
+    let snap = h.create_snapshot("revert-to", &vol).await;
     for (i, step) in REVERT_STEPS.iter().enumerate() {
         write_replicas(&h, &vol, &pattern(SPAN, 50 + i as u8)).await;
-        h.stop_controller().await;
-        crash_at(
-            &h,
-            &format!("revert-volume:{step}"),
-            &["revert", &vol, &snap],
-        )
-        .await;
-        h.restart_controller().await;
+        h.crash_and_restart(&format!("revert-volume:{step}"), &["revert", &vol, &snap])
+            .await;
         let ctx = own_context(h.config(), Frontend::Ublk, Fencing::default()).await;
         ops::revert::revert_to_snapshot(&ctx, &vol, &snap)
             .await
@@ -510,21 +425,16 @@ async fn revert_survives_a_crash_after_every_step() {
             snapshot_lvols(&h, &snap),
             "the snapshot's lvols stay, no others (crash at {step})"
         );
-        let left: Vec<String> = h
-            .leftovers()
-            .await
-            .into_iter()
-            .filter(|l| !l.contains(": lvol "))
-            .collect();
-        assert!(
-            left.is_empty(),
-            "after crash at {step}, left behind: {left:#?}"
-        );
+        h.assert_only_left(
+            &[replica_alias(&vol), snapshot_alias(&snap)],
+            &format!("after crash at {step}"),
+        )
+        .await;
     }
     h.csi
         .delete_snapshot(delete_snap_req(&snap))
         .await
         .expect("delete snapshot");
-    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.delete_volume(&vol).await;
     h.assert_clean().await;
 }

@@ -240,22 +240,13 @@ async fn refusals_name_the_problem_and_change_nothing() {
     assert_eq!(c, Code::Aborted);
 
     // Unknown ids are fine to delete and unpublish.
-    h.csi
-        .delete_volume(delete_req(ghost))
-        .await
-        .expect("delete ghost");
-    h.csi
-        .controller_unpublish_volume(unpublish_req(ghost, "node-0"))
-        .await
-        .expect("unpublish ghost");
+    h.delete_volume(ghost).await;
+    h.unpublish(ghost, "node-0").await;
 
     assert_eq!(state(&mut h).await, before, "a refused call changed state");
 
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-0"))
-        .await
-        .expect("unpublish");
-    h.csi.delete_volume(delete_req(&id)).await.expect("delete");
+    h.unpublish(&id, "node-0").await;
+    h.delete_volume(&id).await;
     h.assert_clean().await;
 }
 
@@ -328,7 +319,7 @@ async fn listing_pages_are_stable_and_capacity_shrinks_as_volumes_are_created() 
     );
 
     for id in &ids {
-        h.csi.delete_volume(delete_req(id)).await.expect("delete");
+        h.delete_volume(id).await;
     }
     assert_eq!(
         capacity(&mut h).await.available_capacity,

@@ -2,7 +2,6 @@
 //! initiator attached to its NVMe/TCP frontend see the new size, data
 //! written before and after stays, and the CSI answers are right.
 
-mod snapshot_support;
 mod support;
 
 use std::time::Duration;
@@ -13,7 +12,6 @@ use shorthorn_controller::config::Frontend;
 use shorthorn_controller::error::ControllerError;
 use shorthorn_controller::fence::Fencing;
 use shorthorn_controller::{naming, ops};
-use snapshot_support::*;
 use spdk_client::{BdevNvmeAttachControllerParams, BdevNvmeDetachControllerParams};
 use support::*;
 use tonic::Code;
@@ -159,15 +157,7 @@ fn mount_cap() -> VolumeCapability {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expand_answers_and_refusals() {
     let mut h = Harness::start(2, StoreKind::Etcd).await;
-    let vol = h
-        .csi
-        .create_volume(create_req("pvc-exp", 8 * MIB, Some(2)))
-        .await
-        .expect("create")
-        .into_inner()
-        .volume
-        .expect("volume")
-        .volume_id;
+    let vol = h.create_volume("pvc-exp", 8 * MIB, Some(2)).await;
     let fs = h
         .csi
         .controller_expand_volume(expand_req(&vol, 12 * MIB, Some(mount_cap())))
@@ -238,10 +228,7 @@ async fn expand_answers_and_refusals() {
         ),
         Code::FailedPrecondition
     );
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&vol, "node-0"))
-        .await
-        .expect("unpublish");
-    h.csi.delete_volume(delete_req(&vol)).await.expect("delete");
+    h.unpublish(&vol, "node-0").await;
+    h.delete_volume(&vol).await;
     h.assert_clean().await;
 }

@@ -25,26 +25,14 @@ async fn create_publish_move_and_delete_keeps_data_and_leaves_nothing() {
     assert_eq!(created.accessible_topology.len(), 3);
 
     // Publish on node-0 and write through its ublk device.
-    let ctx = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-0"))
-        .await
-        .expect("publish on node-0")
-        .into_inner()
-        .publish_context;
+    let ctx = h.publish(&id, "node-0").await;
     assert_eq!(ctx.get("frontend").map(String::as_str), Some("ublk"));
     let device = ctx.get("ublk.device").expect("ublk.device").clone();
     let data = pattern(1024 * 1024, 7);
     write_device(&device, &data);
 
     // Publishing again on the same node gives the same context.
-    let again = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-0"))
-        .await
-        .expect("republish")
-        .into_inner()
-        .publish_context;
+    let again = h.publish(&id, "node-0").await;
     assert_eq!(again, ctx);
 
     let status = h
@@ -61,24 +49,12 @@ async fn create_publish_move_and_delete_keeps_data_and_leaves_nothing() {
     let condition = status.volume_condition.expect("condition");
     assert!(!condition.abnormal, "{}", condition.message);
 
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-0"))
-        .await
-        .expect("unpublish");
+    h.unpublish(&id, "node-0").await;
     // Unpublishing twice is fine.
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-0"))
-        .await
-        .expect("unpublish again");
+    h.unpublish(&id, "node-0").await;
 
     // Move to node-1 and read the same bytes back.
-    let ctx = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-1"))
-        .await
-        .expect("publish on node-1")
-        .into_inner()
-        .publish_context;
+    let ctx = h.publish(&id, "node-1").await;
     let device = ctx.get("ublk.device").expect("ublk.device").clone();
     assert_eq!(read_device(&device, data.len()), data);
 
@@ -94,14 +70,8 @@ async fn create_publish_move_and_delete_keeps_data_and_leaves_nothing() {
     let status = listed.entries[0].status.clone().expect("status");
     assert_eq!(status.published_node_ids, vec!["node-1".to_string()]);
 
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-1"))
-        .await
-        .expect("unpublish node-1");
-    h.csi.delete_volume(delete_req(&id)).await.expect("delete");
-    h.csi
-        .delete_volume(delete_req(&id))
-        .await
-        .expect("delete again is fine");
+    h.unpublish(&id, "node-1").await;
+    h.delete_volume(&id).await;
+    h.delete_volume(&id).await; // deleting again is fine
     h.assert_clean().await;
 }

@@ -9,22 +9,8 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nvme_tcp_publish_exports_the_raid_to_the_local_kernel_only() {
     let mut h = Harness::start_opts(3, StoreKind::Embedded, "", &["nvme_tcp"]).await;
-    let id = h
-        .csi
-        .create_volume(create_req("pvc-nvme", 16 * MIB, Some(3)))
-        .await
-        .expect("create")
-        .into_inner()
-        .volume
-        .expect("volume")
-        .volume_id;
-    let ctx = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-0"))
-        .await
-        .expect("publish")
-        .into_inner()
-        .publish_context;
+    let id = h.create_volume("pvc-nvme", 16 * MIB, Some(3)).await;
+    let ctx = h.publish(&id, "node-0").await;
     // The node crate parses the context: both sides agree on the contract.
     let spec = shorthorn_node::frontend::AttachSpec::from_publish_context(&ctx)
         .expect("publish_context the node understands");
@@ -52,19 +38,10 @@ async fn nvme_tcp_publish_exports_the_raid_to_the_local_kernel_only() {
     assert_eq!(sub.namespaces.len(), 1);
     assert_eq!(sub.namespaces[0].uuid.as_deref(), Some(id.as_str()));
 
-    let again = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-0"))
-        .await
-        .expect("publish again")
-        .into_inner()
-        .publish_context;
+    let again = h.publish(&id, "node-0").await;
     assert_eq!(again, ctx);
 
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-0"))
-        .await
-        .expect("unpublish");
-    h.csi.delete_volume(delete_req(&id)).await.expect("delete");
+    h.unpublish(&id, "node-0").await;
+    h.delete_volume(&id).await;
     h.assert_clean().await;
 }

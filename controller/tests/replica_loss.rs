@@ -4,29 +4,13 @@
 
 mod support;
 
-use csi_proto::ControllerGetVolumeRequest;
-use shorthorn_controller::{reconciler, server};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_replica_is_failed_reported_and_left_out_of_the_next_publish() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
-    let id = h
-        .csi
-        .create_volume(create_req("pvc-loss", 16 * MIB, Some(3)))
-        .await
-        .expect("create")
-        .into_inner()
-        .volume
-        .expect("volume")
-        .volume_id;
-    let ctx = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-0"))
-        .await
-        .expect("publish")
-        .into_inner()
-        .publish_context;
+    let id = h.create_volume("pvc-loss", 16 * MIB, Some(3)).await;
+    let ctx = h.publish(&id, "node-0").await;
     let device = ctx["ublk.device"].clone();
     write_device(&device, &pattern(256 * 1024, 1));
 
@@ -39,17 +23,7 @@ async fn a_dead_replica_is_failed_reported_and_left_out_of_the_next_publish() {
         .await
         .expect("write while degraded");
 
-    let status = h
-        .csi
-        .controller_get_volume(ControllerGetVolumeRequest {
-            volume_id: id.clone(),
-        })
-        .await
-        .expect("get volume")
-        .into_inner()
-        .status
-        .expect("status");
-    let condition = status.volume_condition.expect("condition");
+    let condition = h.volume_condition(&id).await;
     assert!(condition.abnormal, "degraded volume reported healthy");
     assert!(
         condition.message.contains("node-2"),
@@ -58,76 +32,36 @@ async fn a_dead_replica_is_failed_reported_and_left_out_of_the_next_publish() {
     );
 
     // Move to node-1: only the two healthy replicas serve, with the latest data.
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-0"))
-        .await
-        .expect("unpublish with a node down");
-    let ctx = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-1"))
-        .await
-        .expect("publish degraded")
-        .into_inner()
-        .publish_context;
+    h.unpublish(&id, "node-0").await; // with node-2 down
+    let ctx = h.publish(&id, "node-1").await; // degraded
     assert_eq!(read_device(&ctx["ublk.device"], data.len()), data);
 
     // node-2 returns with a stale replica: still failed, never re-used.
     h.cluster.restart_node(2).expect("restart node-2");
-    let status = h
-        .csi
-        .controller_get_volume(ControllerGetVolumeRequest {
-            volume_id: id.clone(),
-        })
-        .await
-        .expect("get volume")
-        .into_inner()
-        .status
-        .expect("status");
-    let condition = status.volume_condition.expect("condition");
+    let condition = h.volume_condition(&id).await;
     assert!(
         condition.abnormal && condition.message.contains("replica on node-2 is Failed"),
         "the returned stale replica must stay failed: {}",
         condition.message
     );
 
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-1"))
-        .await
-        .expect("unpublish");
-    h.csi.delete_volume(delete_req(&id)).await.expect("delete");
+    h.unpublish(&id, "node-1").await;
+    h.delete_volume(&id).await;
     // A reconciler pass sweeps anything the dead node kept.
-    let ctx = server::start(&h.config()).await.expect("start");
-    reconciler::reconcile_once(&ctx).await.expect("reconcile");
-    h.assert_clean().await;
+    h.reconcile_and_assert_clean().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpublishing_from_a_dead_node_fences_it_and_fails_its_local_replica() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
-    let id = h
-        .csi
-        .create_volume(create_req("pvc-fence", 16 * MIB, Some(3)))
-        .await
-        .expect("create")
-        .into_inner()
-        .volume
-        .expect("volume")
-        .volume_id;
-    let ctx = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-0"))
-        .await
-        .expect("publish")
-        .into_inner()
-        .publish_context;
+    let id = h.create_volume("pvc-fence", 16 * MIB, Some(3)).await;
+    let ctx = h.publish(&id, "node-0").await;
     let data = pattern(256 * 1024, 4);
     write_device(&ctx["ublk.device"], &data);
 
     h.cluster.kill_node(0);
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-0"))
-        .await
-        .expect("unpublish from a dead node succeeds once it is fenced");
+    // Unpublishing from a dead node succeeds once it is fenced.
+    h.unpublish(&id, "node-0").await;
     let replica_exports: Vec<String> = h
         .leftovers_on(&[1, 2])
         .await
@@ -139,26 +73,9 @@ async fn unpublishing_from_a_dead_node_fences_it_and_fails_its_local_replica() {
         "remote replicas must no longer be exported to the dead node: {replica_exports:?}"
     );
 
-    let ctx = h
-        .csi
-        .controller_publish_volume(publish_req(&id, "node-1"))
-        .await
-        .expect("publish on node-1 without node-0")
-        .into_inner()
-        .publish_context;
+    let ctx = h.publish(&id, "node-1").await; // without node-0
     assert_eq!(read_device(&ctx["ublk.device"], data.len()), data);
-    let condition = h
-        .csi
-        .controller_get_volume(ControllerGetVolumeRequest {
-            volume_id: id.clone(),
-        })
-        .await
-        .expect("get volume")
-        .into_inner()
-        .status
-        .expect("status")
-        .volume_condition
-        .expect("condition");
+    let condition = h.volume_condition(&id).await;
     assert!(
         condition.abnormal && condition.message.contains("node-0"),
         "{}",
@@ -166,12 +83,7 @@ async fn unpublishing_from_a_dead_node_fences_it_and_fails_its_local_replica() {
     );
 
     h.cluster.restart_node(0).expect("restart node-0");
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&id, "node-1"))
-        .await
-        .expect("unpublish");
-    h.csi.delete_volume(delete_req(&id)).await.expect("delete");
-    let ctx = server::start(&h.config()).await.expect("start");
-    reconciler::reconcile_once(&ctx).await.expect("reconcile");
-    h.assert_clean().await;
+    h.unpublish(&id, "node-1").await;
+    h.delete_volume(&id).await;
+    h.reconcile_and_assert_clean().await;
 }

@@ -2,11 +2,9 @@
 //! deletion of their origin, and leave nothing behind however they are
 //! deleted (3 sim nodes, real etcd).
 
-mod snapshot_support;
 mod support;
 
 use csi_proto::{GetSnapshotRequest, ListSnapshotsRequest};
-use snapshot_support::*;
 use support::*;
 
 const REGION: u64 = 1024 * 1024;
@@ -43,10 +41,7 @@ async fn write_through_raid(h: &mut Harness, volume: &str, offset: u64, data: &[
         .await
         .expect("publish");
     sim_write(&h.spdk(0), &raid(volume), offset, data).await;
-    h.csi
-        .controller_unpublish_volume(unpublish_req(volume, "node-0"))
-        .await
-        .expect("unpublish");
+    h.unpublish(volume, "node-0").await;
 }
 
 /// Checksums of `[0, REGION)` of `volume`'s replica lvol on every node holding one.
@@ -144,10 +139,7 @@ async fn clones_read_their_snapshot_on_every_replica_and_outlive_the_origin() {
         .all(|s| *s == checksum(&expect_ab)));
 
     // Delete the origin: clones keep their data.
-    h.csi
-        .delete_volume(delete_req(&origin))
-        .await
-        .expect("delete origin");
+    h.delete_volume(&origin).await;
     for (clone, expected) in [(&c2, &expect_ab), (&c3, &expect_ab)] {
         assert!(replica_sums(&h, clone)
             .await
@@ -202,10 +194,7 @@ async fn clones_read_their_snapshot_on_every_replica_and_outlive_the_origin() {
         .all(|s| *s == checksum(&expect_ab)));
 
     for clone in [&c2, &c1, &c3] {
-        h.csi
-            .delete_volume(delete_req(clone))
-            .await
-            .expect("delete clone");
+        h.delete_volume(clone).await;
     }
     h.assert_clean().await;
 }
@@ -261,14 +250,8 @@ async fn snapshots_deleted_in_every_order_leave_nothing() {
                 == 2,
             "order {order:?}: {sums:x?}"
         );
-        h.csi
-            .delete_volume(delete_req(&vol))
-            .await
-            .expect("delete volume");
-        h.csi
-            .delete_volume(delete_req(&clone))
-            .await
-            .expect("delete clone");
+        h.delete_volume(&vol).await;
+        h.delete_volume(&clone).await;
         h.assert_clean().await;
     }
 }

@@ -1,7 +1,6 @@
 //! Every CSI refusal of the snapshot and clone calls, ListSnapshots paging
 //! and filters, the capabilities, and revert_to_snapshot.
 
-mod snapshot_support;
 mod support;
 
 use csi_proto::{
@@ -12,7 +11,6 @@ use shorthorn_controller::config::Frontend;
 use shorthorn_controller::error::ControllerError;
 use shorthorn_controller::fence::Fencing;
 use shorthorn_controller::ops;
-use snapshot_support::*;
 use spdk_client::{BdevLvolCreateParams, BdevLvolDeleteParams, BdevLvolGetLvstoresParams};
 use support::*;
 use tonic::Code;
@@ -111,10 +109,7 @@ async fn snapshot_refusals_paging_and_capabilities() {
         .expect_err("unfenceable");
     assert_eq!(refused.code(), Code::FailedPrecondition);
     println!("refusal: {}", refused.message());
-    h.csi
-        .controller_unpublish_volume(unpublish_req(&b, "node-0"))
-        .await
-        .expect("unpublish b");
+    h.unpublish(&b, "node-0").await;
 
     // Clones: too small, unknown source, more replicas than the snapshot has.
     let s_b = h
@@ -299,8 +294,8 @@ async fn snapshot_refusals_paging_and_capabilities() {
         .delete_snapshot(delete_snap_req(UNKNOWN))
         .await
         .expect("unknown is fine");
-    h.csi.delete_volume(delete_req(&a)).await.expect("delete a");
-    h.csi.delete_volume(delete_req(&b)).await.expect("delete b");
+    h.delete_volume(&a).await;
+    h.delete_volume(&b).await;
     h.assert_clean().await;
 }
 

@@ -9,7 +9,6 @@
 //! Prints fence hold times (p50/p99 over 50 snapshots of a 3-replica
 //! volume) and SPDK calls per CreateSnapshot; asserts only data.
 
-mod snapshot_support;
 mod support;
 
 use std::collections::BTreeMap;
@@ -22,11 +21,8 @@ use shorthorn_controller::config::Frontend;
 use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
 use shorthorn_controller::fence::{ana::AnaFence, Fence, FenceKind, Fencing};
-use shorthorn_controller::nodes::NodeRegistry;
-use shorthorn_controller::ops::create_volume::CreateRequest;
+use shorthorn_controller::naming;
 use shorthorn_controller::ops::{self, Context};
-use shorthorn_controller::{naming, server};
-use snapshot_support::*;
 use spdk_client::{BdevNvmeAttachControllerParams, BdevNvmeDetachControllerParams, SpdkClient};
 use support::*;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
@@ -34,34 +30,6 @@ use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 /// Bytes the writer touches (64 blocks of 4 KiB).
 const SPAN: u64 = 256 * 1024;
 const SNAPSHOTS: usize = 50;
-
-/// A controller context of our own on the harness's store and nodes.
-async fn context(h: &Harness, frontend: Frontend, fencing: Fencing) -> Context {
-    let mut config = h.config();
-    for n in &mut config.nodes {
-        n.frontends = vec![frontend];
-    }
-    let store = server::open_store(&config.store).await.expect("store");
-    let nodes = Arc::new(NodeRegistry::from_config(&config).expect("registry"));
-    nodes.refresh_all().await;
-    Context::new(store, nodes).with_fencing(fencing)
-}
-
-async fn volume(ctx: &Context, name: &str) -> String {
-    ops::create_volume::create_volume(
-        ctx,
-        CreateRequest {
-            name: name.into(),
-            size: 16 * MIB as u64,
-            replicas: 3,
-            parameters: BTreeMap::new(),
-            topology: Default::default(),
-        },
-    )
-    .await
-    .expect("create volume")
-    .id
-}
 
 fn total_calls(ctx: &Context) -> (u64, BTreeMap<String, u64>) {
     let mut by = BTreeMap::new();
@@ -179,8 +147,8 @@ async fn cleanup(ctx: &Context, h: &Harness, vol: &str, snapshots: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica() {
     let h = Harness::start(3, StoreKind::Etcd).await;
-    let ctx = context(&h, Frontend::NvmeTcp, Fencing::default()).await;
-    let vol = volume(&ctx, "pvc-ana").await;
+    let ctx = own_context(h.config(), Frontend::NvmeTcp, Fencing::default()).await;
+    let vol = own_volume(&ctx, "pvc-ana", 16, 3).await;
     ops::publish::publish(&ctx, &vol, "node-0", false)
         .await
         .expect("publish");
@@ -272,13 +240,13 @@ impl NodeQuiesce for FreezeDouble {
 async fn node_quiesced_snapshots_under_a_writer_are_identical_on_every_replica() {
     let h = Harness::start(3, StoreKind::Etcd).await;
     let double = Arc::new(FreezeDouble::default());
-    let ctx = context(
-        &h,
+    let ctx = own_context(
+        h.config(),
         Frontend::Ublk,
         Fencing::default().with_node_quiesce(double.clone()),
     )
     .await;
-    let vol = volume(&ctx, "pvc-quiesce").await;
+    let vol = own_volume(&ctx, "pvc-quiesce", 16, 3).await;
     ops::publish::publish(&ctx, &vol, "node-0", false)
         .await
         .expect("publish");

@@ -6,16 +6,13 @@
 use std::process::Command;
 
 use csi_proto::controller_server::Controller;
-use csi_proto::volume_content_source::{SnapshotSource, Type as Source, VolumeSource};
-use csi_proto::{
-    CapacityRange, ControllerExpandVolumeRequest, CreateSnapshotRequest, VolumeContentSource,
-};
+use csi_proto::{CapacityRange, ControllerExpandVolumeRequest};
 use shorthorn_controller::config::ControllerConfig;
 use shorthorn_controller::journal::FAULT_ENV;
 use shorthorn_controller::service::ControllerService;
 use shorthorn_controller::{ops, server};
 
-use super::{create_req, publish_req, Harness, MIB};
+use super::{create_req, from_snapshot, from_volume, publish_req, snap_req, Harness, MIB};
 
 /// Child mode: `<op>|<config path>|<arg>|<arg>`.
 const CHILD_ENV: &str = "SHORTHORN_CRASH_CHILD";
@@ -43,11 +40,7 @@ pub async fn child_main() {
             .await
             .map(|_| ()),
         "snapshot" => service
-            .create_snapshot(tonic::Request::new(CreateSnapshotRequest {
-                source_volume_id: parts[2].to_string(),
-                name: parts[3].to_string(),
-                ..Default::default()
-            }))
+            .create_snapshot(tonic::Request::new(snap_req(parts[3], parts[2])))
             .await
             .map(|_| ()),
         "clone" => service
@@ -76,24 +69,12 @@ pub async fn child_main() {
 
 /// A CreateVolume request for `name` (16 MiB, 3 replicas) from `snapshot_id`.
 pub fn clone_req(name: &str, snapshot_id: &str) -> csi_proto::CreateVolumeRequest {
-    let mut req = create_req(name, 16 * MIB, Some(3));
-    req.volume_content_source = Some(VolumeContentSource {
-        r#type: Some(Source::Snapshot(SnapshotSource {
-            snapshot_id: snapshot_id.to_string(),
-        })),
-    });
-    req
+    from_snapshot(create_req(name, 16 * MIB, Some(3)), snapshot_id)
 }
 
 /// A CreateVolume request for `name` (16 MiB, 3 replicas) copying volume `source_id`.
 pub fn clone_volume_req(name: &str, source_id: &str) -> csi_proto::CreateVolumeRequest {
-    let mut req = create_req(name, 16 * MIB, Some(3));
-    req.volume_content_source = Some(VolumeContentSource {
-        r#type: Some(Source::Volume(VolumeSource {
-            volume_id: source_id.to_string(),
-        })),
-    });
-    req
+    from_volume(create_req(name, 16 * MIB, Some(3)), source_id)
 }
 
 /// A ControllerExpandVolume request growing `volume` to `bytes`.

@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod snapshot;
+
+pub use snapshot::*;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -223,6 +226,101 @@ impl Harness {
             );
         }
         out
+    }
+
+    /// CreateVolume through CSI (block, `replicas` or the default); the new volume's id.
+    pub async fn create_volume(&mut self, name: &str, bytes: i64, replicas: Option<u32>) -> String {
+        self.csi
+            .create_volume(create_req(name, bytes, replicas))
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e}"))
+            .into_inner()
+            .volume
+            .expect("volume")
+            .volume_id
+    }
+
+    /// ControllerPublishVolume through CSI; the publish context.
+    pub async fn publish(&mut self, volume: &str, node: &str) -> HashMap<String, String> {
+        self.csi
+            .controller_publish_volume(publish_req(volume, node))
+            .await
+            .unwrap_or_else(|e| panic!("publish {volume} on {node}: {e}"))
+            .into_inner()
+            .publish_context
+    }
+
+    /// ControllerUnpublishVolume through CSI, which must succeed.
+    pub async fn unpublish(&mut self, volume: &str, node: &str) {
+        self.csi
+            .controller_unpublish_volume(unpublish_req(volume, node))
+            .await
+            .unwrap_or_else(|e| panic!("unpublish {volume} from {node}: {e}"));
+    }
+
+    /// DeleteVolume through CSI, which must succeed.
+    pub async fn delete_volume(&mut self, volume: &str) {
+        self.csi
+            .delete_volume(delete_req(volume))
+            .await
+            .unwrap_or_else(|e| panic!("delete {volume}: {e}"));
+    }
+
+    /// CreateSnapshot `name` of `volume` through CSI; the snapshot id.
+    pub async fn create_snapshot(&mut self, name: &str, volume: &str) -> String {
+        self.csi
+            .create_snapshot(snap_req(name, volume))
+            .await
+            .unwrap_or_else(|e| panic!("snapshot {name} of {volume}: {e}"))
+            .into_inner()
+            .snapshot
+            .expect("snapshot")
+            .snapshot_id
+    }
+
+    /// The volume condition ControllerGetVolume reports.
+    pub async fn volume_condition(&mut self, volume: &str) -> csi_proto::VolumeCondition {
+        self.csi
+            .controller_get_volume(csi_proto::ControllerGetVolumeRequest {
+                volume_id: volume.to_string(),
+            })
+            .await
+            .expect("get volume")
+            .into_inner()
+            .status
+            .expect("status")
+            .volume_condition
+            .expect("condition")
+    }
+
+    /// Runs the controller that `crash::crash_at` kills at `fault` (doing
+    /// `args`) in place of this one, then a fresh controller on the same store.
+    pub async fn crash_and_restart(&mut self, fault: &str, args: &[&str]) {
+        self.stop_controller().await;
+        crash::crash_at(self, fault, args).await;
+        self.restart_controller().await;
+    }
+
+    /// Checks that nothing Shorthorn made is left on any node but the lvols
+    /// whose alias ends with one of `keep`; `when` says at what point.
+    pub async fn assert_only_left(&self, keep: &[String], when: &str) {
+        let left: Vec<String> = self
+            .leftovers()
+            .await
+            .into_iter()
+            .filter(|l| !keep.iter().any(|k| l.ends_with(k.as_str())))
+            .collect();
+        assert!(left.is_empty(), "{when}, left behind: {left:#?}");
+    }
+
+    /// A reconciler pass of a fresh controller context (sweeping what dead
+    /// nodes kept), then [`Harness::assert_clean`].
+    pub async fn reconcile_and_assert_clean(&self) {
+        let ctx = server::start(&self.config()).await.expect("start");
+        shorthorn_controller::reconciler::reconcile_once(&ctx)
+            .await
+            .expect("reconcile");
+        self.assert_clean().await;
     }
 
     /// Ids of every volume the controller lists.

@@ -1,7 +1,6 @@
-//! Helpers shared by the snapshot, clone and expansion tests: raw I/O on
-//! sim bdevs, checksums, and CSI request builders.
-
-#![allow(dead_code)]
+//! Helpers for the snapshot, clone and expansion tests: raw I/O on sim
+//! bdevs, checksums, CSI request builders, and a controller context of a
+//! test's own.
 
 use std::collections::HashMap;
 
