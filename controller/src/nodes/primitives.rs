@@ -45,21 +45,26 @@ pub async fn ensure_replica(node: &NodeHandle, volume_id: &str, size_bytes: u64)
     match node.client.bdev_lvol_create(&params).await {
         Ok(uuid) => Ok(uuid),
         Err(e) if e.is_already_exists() => {
-            let alias = node.lvol_alias(volume_id);
-            let bdev = node
-                .client
-                .bdev_get(&alias)
-                .await
-                .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
-            bdev.map(|b| b.name).ok_or_else(|| {
-                ControllerError::Internal(format!(
-                    "lvol {alias} on {} both exists and does not",
-                    node.name()
-                ))
-            })
+            existing_lvol_uuid(node, &node.lvol_alias(volume_id), "lvol").await
         }
         Err(e) => Err(node.spdk_error("bdev_lvol_create", e)),
     }
+}
+
+/// The uuid of lvol `alias` that SPDK just refused to create because it
+/// exists (`what` names it in the error should it be gone again by now).
+pub async fn existing_lvol_uuid(node: &NodeHandle, alias: &str, what: &str) -> Result<String> {
+    let bdev = node
+        .client
+        .bdev_get(alias)
+        .await
+        .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
+    bdev.map(|b| b.name).ok_or_else(|| {
+        ControllerError::Internal(format!(
+            "{what} {alias} on {} both exists and does not",
+            node.name()
+        ))
+    })
 }
 
 /// Deletes the replica lvol of `volume_id` if present.

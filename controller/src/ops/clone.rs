@@ -26,7 +26,7 @@ use super::Context;
 use crate::error::{ControllerError, Result};
 use crate::journal::store_error;
 use crate::naming;
-use crate::nodes::NodeHandle;
+use crate::nodes::{primitives, NodeHandle};
 use crate::store::{ContentSource, SnapshotRecord, VolumeRecord, SCHEMA_VERSION};
 
 /// Creates volume `req` from snapshot `snapshot_id`, or returns the
@@ -184,18 +184,7 @@ async fn clone_one(
     let uuid = match node.client.bdev_lvol_clone(&params).await {
         Ok(uuid) => uuid,
         Err(e) if e.is_already_exists() => {
-            let alias = node.lvol_alias(volume_id);
-            node.client
-                .bdev_get(&alias)
-                .await
-                .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?
-                .map(|b| b.name)
-                .ok_or_else(|| {
-                    ControllerError::Internal(format!(
-                        "clone {alias} on {} both exists and does not",
-                        node.name()
-                    ))
-                })?
+            primitives::existing_lvol_uuid(node, &node.lvol_alias(volume_id), "clone").await?
         }
         Err(e) => return Err(node.spdk_error("bdev_lvol_clone", e)),
     };

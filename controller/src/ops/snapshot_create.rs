@@ -28,7 +28,7 @@ use super::Context;
 use crate::error::{ControllerError, Result};
 use crate::journal::{store_error, Journal};
 use crate::naming;
-use crate::nodes::NodeHandle;
+use crate::nodes::{primitives, NodeHandle};
 use crate::store::{
     OperationKind, ReplicaHealth, ReplicaRecord, ReplicaSnapshot, SnapshotRecord, SCHEMA_VERSION,
 };
@@ -235,17 +235,7 @@ async fn snapshot_one(node: &NodeHandle, volume_id: &str, snapshot_id: &str) -> 
         Ok(uuid) => Ok(uuid),
         Err(e) if e.is_already_exists() => {
             let alias = format!("{}/{snapshot_name}", node.config.lvstore);
-            let bdev = node
-                .client
-                .bdev_get(&alias)
-                .await
-                .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
-            bdev.map(|b| b.name).ok_or_else(|| {
-                ControllerError::Internal(format!(
-                    "snapshot lvol {alias} on {} both exists and does not",
-                    node.name()
-                ))
-            })
+            primitives::existing_lvol_uuid(node, &alias, "snapshot lvol").await
         }
         Err(e) => Err(node.spdk_error("bdev_lvol_snapshot", e)),
     }
