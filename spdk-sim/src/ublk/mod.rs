@@ -56,8 +56,16 @@ impl StartedDisk {
     ) -> std::io::Result<StartedDisk> {
         #[cfg(feature = "real-ublk")]
         if real::available() {
-            return real::RealDisk::start(id, bdev_name, bdev, num_queues, queue_depth, rt)
-                .map(StartedDisk::Real);
+            return real::RealDisk::start(
+                data_dir,
+                id,
+                bdev_name,
+                bdev,
+                num_queues,
+                queue_depth,
+                rt,
+            )
+            .map(StartedDisk::Real);
         }
         disk::Disk::start(data_dir, id, bdev_name, bdev, num_queues, queue_depth, rt)
             .map(StartedDisk::Loop)
@@ -101,8 +109,11 @@ pub struct UblkState {
 }
 
 /// Tears down loop devices and FUSE mounts a previous run of the sim left
-/// under `data_dir` (a crash skips `ublk_stop_disk`). Call once at startup.
+/// under `data_dir` (a crash skips `ublk_stop_disk`), and with feature
+/// `real-ublk` its kernel ublk devices. Call once at startup.
 pub fn cleanup_stale(data_dir: &Path) {
+    #[cfg(feature = "real-ublk")]
+    real::cleanup_stale(data_dir);
     let root = data_dir.join("ublk");
     let Ok(entries) = std::fs::read_dir(&root) else {
         return;

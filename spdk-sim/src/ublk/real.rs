@@ -8,6 +8,9 @@
 //! deletes it. FLUSH is handled first, since a flush carries no range;
 //! reads and writes then need a range inside the device; bdev errors are
 //! reported to the kernel as -EIO.
+//!
+//! A marker file per running device (`<data_dir>/ublk-real/<id>`) lets a
+//! restarted sim delete the devices a crashed run left behind.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -47,13 +50,53 @@ pub struct RealDisk {
     pub queue_depth: u32,
     /// The kernel block device, `/dev/ublkb<id>`.
     pub dev: PathBuf,
+    marker: PathBuf,
     server: Option<JoinHandle<()>>,
+}
+
+/// Directory of the markers of running devices under `data_dir`.
+fn marker_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ublk-real")
+}
+
+/// Deletes the ublk devices a previous run of the sim left under `data_dir`
+/// (a crash skips `ublk_stop_disk`), unless a live process serves them.
+pub fn cleanup_stale(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(marker_dir(data_dir)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let id = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok());
+        if let Some(ctrl) = id.and_then(|id| UblkCtrl::new_simple(id).ok()) {
+            let pid = ctrl.dev_info().ublksrv_pid;
+            let served = pid > 0
+                && i64::from(pid) != i64::from(std::process::id())
+                && Path::new(&format!("/proc/{pid}")).exists();
+            if served {
+                tracing::warn!(
+                    id,
+                    pid,
+                    "ublk device of a previous run is served by a live process; kept"
+                );
+            } else {
+                match ctrl.del_dev() {
+                    Ok(_) => tracing::info!(id, "deleted stale ublk device"),
+                    Err(e) => tracing::warn!(id, error = %e, "stale ublk device delete failed"),
+                }
+            }
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
 }
 
 impl RealDisk {
     /// Adds `/dev/ublkb<id>` serving `bdev` and waits until the kernel
     /// started it. Blocking.
     pub fn start(
+        data_dir: &Path,
         id: u32,
         bdev_name: String,
         bdev: Arc<dyn Bdev>,
@@ -64,16 +107,23 @@ impl RealDisk {
         let nr_queues = u16::try_from(num_queues).map_err(invalid)?;
         let depth = u16::try_from(queue_depth).map_err(invalid)?;
         let dev_id = i32::try_from(id).map_err(invalid)?;
+        let marker = marker_dir(data_dir).join(id.to_string());
+        std::fs::create_dir_all(marker_dir(data_dir))?;
+        std::fs::write(&marker, b"")?;
         let (tx, rx) = mpsc::channel();
         let server = std::thread::Builder::new()
             .name(format!("ublk{id}"))
-            .spawn(move || serve(dev_id, nr_queues, depth, bdev, rt, tx))?;
+            .spawn(move || serve(dev_id, nr_queues, depth, bdev, rt, tx))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&marker);
+            })?;
         let mut disk = RealDisk {
             id,
             bdev_name,
             num_queues,
             queue_depth,
             dev: PathBuf::from(format!("/dev/ublkb{id}")),
+            marker,
             server: Some(server),
         };
         match rx.recv_timeout(START_TIMEOUT) {
@@ -125,6 +175,7 @@ impl RealDisk {
                 tracing::warn!(id = self.id, "ublk server thread panicked");
             }
         }
+        let _ = std::fs::remove_file(&self.marker);
     }
 }
 
