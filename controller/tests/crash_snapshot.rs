@@ -45,11 +45,6 @@ async fn crash_child() {
     crash::child_main().await;
 }
 
-/// A 16 MiB volume of 3 replicas, created through CSI.
-async fn volume(h: &mut Harness, name: &str) -> String {
-    h.create_volume(name, 16 * MIB, Some(3)).await
-}
-
 /// Writes `data` at offset 0 of every replica lvol of an unpublished volume.
 async fn write_replicas(h: &Harness, volume_id: &str, data: &[u8]) {
     for i in 0..3 {
@@ -89,6 +84,21 @@ fn snapshot_lvols(h: &Harness, snapshot_id: &str) -> Vec<String> {
     out
 }
 
+/// Checks that only `vol`'s replicas and `snap`'s lvols (one per node) are
+/// left after the crash at `step` was recovered.
+async fn assert_only_volume_and_snapshot_left(h: &Harness, vol: &str, snap: &str, step: &str) {
+    assert_eq!(
+        h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await,
+        snapshot_lvols(h, snap),
+        "the snapshot's lvols stay, no others (crash at {step})"
+    );
+    h.assert_only_left(
+        &[replica_alias(vol), snapshot_alias(snap)],
+        &format!("after crash at {step}"),
+    )
+    .await;
+}
+
 /// Retries CreateSnapshot after a crash at `step` and checks exactly one
 /// snapshot exists, on every replica, holding `data`; deletes it again.
 async fn check_snapshot_after_crash(
@@ -122,10 +132,7 @@ async fn check_snapshot_after_crash(
         got.iter().all(|s| *s == want),
         "every replica's snapshot holds the data after crash at {step}: {got:x?}"
     );
-    h.csi
-        .delete_snapshot(delete_snap_req(&snap.snapshot_id))
-        .await
-        .expect("delete snapshot");
+    h.delete_snapshot(&snap.snapshot_id).await;
     assert!(
         h.lvols_with_prefix(naming::SNAPSHOT_PREFIX)
             .await
@@ -137,7 +144,7 @@ async fn check_snapshot_after_crash(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_snapshot_survives_a_crash_after_every_step() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
-    let vol = volume(&mut h, "pvc-snap-crash").await;
+    let vol = h.create_volume("pvc-snap-crash", 16 * MIB, Some(3)).await;
     for (i, step) in SNAPSHOT_STEPS.iter().enumerate() {
         let data = pattern(SPAN, i as u8);
         write_replicas(&h, &vol, &data).await;
@@ -155,26 +162,11 @@ async fn create_snapshot_survives_a_crash_after_every_step() {
     h.assert_clean().await;
 }
 
-/// The ANA states of the volume's frontend listener on node-0.
-async fn ana_states(h: &Harness, vol: &str) -> String {
-    h.spdk(0)
-        .call_raw(
-            "nvmf_subsystem_get_listeners",
-            Some(serde_json::json!({ "nqn": naming::volume_nqn(vol) })),
-        )
-        .await
-        .expect("listeners")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fenced_create_snapshot_survives_a_crash_after_every_step_and_lifts_the_fence() {
     let mut h = Harness::start_opts(3, StoreKind::Etcd, "", &["nvme_tcp"]).await;
-    let vol = volume(&mut h, "pvc-fenced-crash").await;
-    h.csi
-        .controller_publish_volume(publish_req(&vol, "node-0"))
-        .await
-        .expect("publish");
+    let vol = h.create_volume("pvc-fenced-crash", 16 * MIB, Some(3)).await;
+    h.publish(&vol, "node-0").await;
     for (i, step) in FENCED_SNAPSHOT_STEPS.iter().enumerate() {
         let data = pattern(SPAN, 10 + i as u8);
         sim_write(&h.spdk(0), &raid(&vol), 0, &data).await;
@@ -184,17 +176,19 @@ async fn fenced_create_snapshot_survives_a_crash_after_every_step_and_lifts_the_
             &["snapshot", &vol, &name],
         )
         .await;
-        let states = ana_states(&h, &vol).await;
-        assert!(
-            states.contains("optimized") && !states.contains("inaccessible"),
-            "the fence is lifted once the controller is back after a crash at {step}: {states}"
-        );
+        assert_ana_optimized(
+            &h,
+            &vol,
+            &format!("the fence is lifted once the controller is back after a crash at {step}"),
+        )
+        .await;
         check_snapshot_after_crash(&mut h, &vol, &name, step, &data).await;
-        let states = ana_states(&h, &vol).await;
-        assert!(
-            states.contains("optimized") && !states.contains("inaccessible"),
-            "the fence is lifted after the retried snapshot (crash at {step}): {states}"
-        );
+        assert_ana_optimized(
+            &h,
+            &vol,
+            &format!("the fence is lifted after the retried snapshot (crash at {step})"),
+        )
+        .await;
         // The published volume still takes writes and reads them back.
         let after = pattern(SPAN, 100 + i as u8);
         sim_write(&h.spdk(0), &raid(&vol), 0, &after).await;
@@ -211,7 +205,7 @@ async fn fenced_create_snapshot_survives_a_crash_after_every_step_and_lifts_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clone_from_a_snapshot_survives_a_crash_after_every_step() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
-    let vol = volume(&mut h, "pvc-clone-source").await;
+    let vol = h.create_volume("pvc-clone-source", 16 * MIB, Some(3)).await;
     let data = pattern(SPAN, 7);
     write_replicas(&h, &vol, &data).await;
     let snap = h.create_snapshot("clone-source", &vol).await;
@@ -249,21 +243,9 @@ async fn clone_from_a_snapshot_survives_a_crash_after_every_step() {
             "every clone replica holds the snapshot's data after crash at {step}: {got:x?}"
         );
         h.delete_volume(&clone).await;
-        assert_eq!(
-            h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await,
-            snapshot_lvols(&h, &snap),
-            "the snapshot's lvols stay, no others (crash at {step})"
-        );
-        h.assert_only_left(
-            &[replica_alias(&vol), snapshot_alias(&snap)],
-            &format!("after crash at {step}"),
-        )
-        .await;
+        assert_only_volume_and_snapshot_left(&h, &vol, &snap, step).await;
     }
-    h.csi
-        .delete_snapshot(delete_snap_req(&snap))
-        .await
-        .expect("delete snapshot");
+    h.delete_snapshot(&snap).await;
     h.delete_volume(&vol).await;
     h.assert_clean().await;
 }
@@ -271,7 +253,7 @@ async fn clone_from_a_snapshot_survives_a_crash_after_every_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clone_from_a_volume_survives_a_crash_after_every_step() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
-    let vol = volume(&mut h, "pvc-copy-source").await;
+    let vol = h.create_volume("pvc-copy-source", 16 * MIB, Some(3)).await;
     let data = pattern(SPAN, 9);
     write_replicas(&h, &vol, &data).await;
     for fault in VOLUME_CLONE_FAULTS {
@@ -318,7 +300,7 @@ async fn clone_from_a_volume_survives_a_crash_after_every_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expand_survives_a_crash_after_every_step() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
-    let vol = volume(&mut h, "pvc-expand-crash").await;
+    let vol = h.create_volume("pvc-expand-crash", 16 * MIB, Some(3)).await;
     let data = pattern(SPAN, 3);
     write_replicas(&h, &vol, &data).await;
     for (i, step) in EXPAND_STEPS.iter().enumerate() {
@@ -376,7 +358,7 @@ async fn expand_survives_a_crash_after_every_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revert_survives_a_crash_after_every_step() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
-    let vol = volume(&mut h, "pvc-revert-crash").await;
+    let vol = h.create_volume("pvc-revert-crash", 16 * MIB, Some(3)).await;
     let a = pattern(SPAN, 1);
     write_replicas(&h, &vol, &a).await;
     let snap = h.create_snapshot("revert-to", &vol).await;
@@ -393,24 +375,13 @@ async fn revert_survives_a_crash_after_every_step() {
             got.iter().all(|s| *s == checksum(&a)),
             "every replica holds the snapshot's data after crash at {step}: {got:x?}"
         );
-        for r in ctx.store.list_replicas(&vol).await.expect("replicas") {
-            let n: usize = r
-                .record
-                .node
-                .trim_start_matches("node-")
-                .parse()
-                .expect("index");
-            let lvol = h
-                .spdk(n)
-                .bdev_get(&replica_alias(&vol))
-                .await
-                .expect("get")
-                .expect("replica lvol");
-            assert_eq!(
-                lvol.name, r.record.lvol_uuid,
-                "replica record follows the new lvol after crash at {step}"
-            );
-        }
+        assert_replica_records_follow_lvols(
+            &h,
+            &ctx,
+            &vol,
+            &format!("replica record follows the new lvol after crash at {step}"),
+        )
+        .await;
         let mut want: Vec<String> = (0..3)
             .map(|n| format!("{}:{}", h.cluster.node(n).name, replica_alias(&vol)))
             .collect();
@@ -420,21 +391,9 @@ async fn revert_survives_a_crash_after_every_step() {
             want,
             "no temporary revert lvol after crash at {step}"
         );
-        assert_eq!(
-            h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await,
-            snapshot_lvols(&h, &snap),
-            "the snapshot's lvols stay, no others (crash at {step})"
-        );
-        h.assert_only_left(
-            &[replica_alias(&vol), snapshot_alias(&snap)],
-            &format!("after crash at {step}"),
-        )
-        .await;
+        assert_only_volume_and_snapshot_left(&h, &vol, &snap, step).await;
     }
-    h.csi
-        .delete_snapshot(delete_snap_req(&snap))
-        .await
-        .expect("delete snapshot");
+    h.delete_snapshot(&snap).await;
     h.delete_volume(&vol).await;
     h.assert_clean().await;
 }

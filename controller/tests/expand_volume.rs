@@ -11,8 +11,7 @@ use csi_proto::{CapacityRange, ControllerExpandVolumeRequest, VolumeCapability};
 use shorthorn_controller::config::Frontend;
 use shorthorn_controller::error::ControllerError;
 use shorthorn_controller::fence::Fencing;
-use shorthorn_controller::{naming, ops};
-use spdk_client::{BdevNvmeAttachControllerParams, BdevNvmeDetachControllerParams};
+use shorthorn_controller::ops;
 use support::*;
 use tonic::Code;
 
@@ -26,16 +25,7 @@ async fn a_published_volume_grows_on_every_replica_and_at_the_frontend() {
         .expect("publish");
     let kernel = h.spdk(1);
     let ns = kernel
-        .bdev_nvme_attach_controller(&BdevNvmeAttachControllerParams {
-            name: "kern".into(),
-            trtype: "TCP".into(),
-            traddr: "127.0.0.1".into(),
-            adrfam: Some("IPv4".into()),
-            trsvcid: Some(h.cluster.node(0).nvmf_port.to_string()),
-            subnqn: Some(naming::volume_nqn(&vol)),
-            hostnqn: Some(naming::kernel_host_nqn("node-0")),
-            ..Default::default()
-        })
+        .bdev_nvme_attach_controller(&kernel_attach_params(&h, &vol))
         .await
         .expect("attach frontend")
         .remove(0);
@@ -110,13 +100,7 @@ async fn a_published_volume_grows_on_every_replica_and_at_the_frontend() {
         Err(ControllerError::OutOfRange(_))
     ));
 
-    kernel
-        .bdev_nvme_detach_controller(&BdevNvmeDetachControllerParams {
-            name: "kern".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("detach");
+    detach_kernel(&kernel).await;
     ops::unpublish::unpublish(&ctx, &vol, None)
         .await
         .expect("unpublish");

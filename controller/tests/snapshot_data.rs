@@ -159,18 +159,9 @@ async fn clones_read_their_snapshot_on_every_replica_and_outlive_the_origin() {
     assert_eq!(got.snapshot.expect("snapshot").snapshot_id, s1);
 
     // Delete S1 while C1 reads it: hidden, data kept; then S2.
-    h.csi
-        .delete_snapshot(delete_snap_req(&s1))
-        .await
-        .expect("delete s1");
-    h.csi
-        .delete_snapshot(delete_snap_req(&s1))
-        .await
-        .expect("delete s1 again");
-    h.csi
-        .delete_snapshot(delete_snap_req(&s2))
-        .await
-        .expect("delete s2");
+    h.delete_snapshot(&s1).await;
+    h.delete_snapshot(&s1).await; // delete s1 again
+    h.delete_snapshot(&s2).await;
     let listed = h
         .csi
         .list_snapshots(ListSnapshotsRequest::default())
@@ -234,10 +225,7 @@ async fn snapshots_deleted_in_every_order_leave_nothing() {
         assert_eq!(clone_sum.len(), 2);
         assert_eq!(clone_sum[0], clone_sum[1]);
         for &i in order {
-            h.csi
-                .delete_snapshot(delete_snap_req(&snaps[i]))
-                .await
-                .expect("delete snapshot");
+            h.delete_snapshot(&snaps[i]).await;
         }
         assert_eq!(replica_sums(&h, &clone).await, clone_sum, "order {order:?}");
         let mut volume_data = pattern(8192, 2);

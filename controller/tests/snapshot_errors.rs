@@ -281,19 +281,13 @@ async fn snapshot_refusals_paging_and_capabilities() {
         .expect("drop filler");
 
     for s in &all {
-        h.csi
-            .delete_snapshot(delete_snap_req(s))
-            .await
-            .expect("delete snapshot");
+        h.delete_snapshot(s).await;
     }
     assert_eq!(
         code(h.csi.delete_snapshot(delete_snap_req("")).await),
         Code::InvalidArgument
     );
-    h.csi
-        .delete_snapshot(delete_snap_req(UNKNOWN))
-        .await
-        .expect("unknown is fine");
+    h.delete_snapshot(UNKNOWN).await; // unknown is fine
     h.delete_volume(&a).await;
     h.delete_volume(&b).await;
     h.assert_clean().await;
@@ -346,21 +340,7 @@ async fn revert_restores_the_snapshot_on_every_replica_and_refuses_while_publish
     let sums = checksums(&clients, &replica_alias(&vol), a.len() as u64).await;
     assert!(sums.iter().all(|s| *s == checksum(&a)), "{sums:x?}");
     // The replica records follow the new lvols, and the volume still publishes and reads A.
-    for r in ctx.store.list_replicas(&vol).await.expect("replicas") {
-        let i: usize = r
-            .record
-            .node
-            .trim_start_matches("node-")
-            .parse()
-            .expect("index");
-        let lvol = h
-            .spdk(i)
-            .bdev_get(&replica_alias(&vol))
-            .await
-            .expect("get")
-            .expect("lvol");
-        assert_eq!(lvol.name, r.record.lvol_uuid);
-    }
+    assert_replica_records_follow_lvols(&h, &ctx, &vol, "after revert").await;
     ops::publish::publish(&ctx, &vol, "node-1", false)
         .await
         .expect("publish after revert");

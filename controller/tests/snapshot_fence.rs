@@ -21,9 +21,8 @@ use shorthorn_controller::config::Frontend;
 use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
 use shorthorn_controller::fence::{ana::AnaFence, Fence, FenceKind, Fencing};
-use shorthorn_controller::naming;
 use shorthorn_controller::ops::{self, Context};
-use spdk_client::{BdevNvmeAttachControllerParams, BdevNvmeDetachControllerParams, SpdkClient};
+use spdk_client::{BdevNvmeAttachControllerParams, SpdkClient};
 use support::*;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 
@@ -157,16 +156,9 @@ async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica() {
     let kernel = h.spdk(1);
     let bdevs = kernel
         .bdev_nvme_attach_controller(&BdevNvmeAttachControllerParams {
-            name: "kern".into(),
-            trtype: "TCP".into(),
-            traddr: "127.0.0.1".into(),
-            adrfam: Some("IPv4".into()),
-            trsvcid: Some(h.cluster.node(0).nvmf_port.to_string()),
-            subnqn: Some(naming::volume_nqn(&vol)),
-            hostnqn: Some(naming::kernel_host_nqn("node-0")),
             ctrlr_loss_timeout_sec: Some(60),
             reconnect_delay_sec: Some(1),
-            ..Default::default()
+            ..kernel_attach_params(&h, &vol)
         })
         .await
         .expect("attach the frontend as the kernel would");
@@ -184,27 +176,9 @@ async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica() {
         .await
         .expect("suspend");
     sim_write(&kernel, &ns, 0, &[7u8; 4096]).await; // waits for the guard, then succeeds
-    let listeners = h
-        .spdk(0)
-        .call_raw(
-            "nvmf_subsystem_get_listeners",
-            Some(serde_json::json!({ "nqn": naming::volume_nqn(&vol) })),
-        )
-        .await
-        .expect("listeners")
-        .to_string();
-    assert!(
-        listeners.contains("optimized") && !listeners.contains("inaccessible"),
-        "{listeners}"
-    );
+    assert_ana_optimized(&h, &vol, "after the deadline guard").await;
 
-    kernel
-        .bdev_nvme_detach_controller(&BdevNvmeDetachControllerParams {
-            name: "kern".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("detach");
+    detach_kernel(&kernel).await;
     cleanup(&ctx, &h, &vol, &ids).await;
 }
 

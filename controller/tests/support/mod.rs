@@ -278,6 +278,14 @@ impl Harness {
             .snapshot_id
     }
 
+    /// DeleteSnapshot through CSI, which must succeed.
+    pub async fn delete_snapshot(&mut self, snapshot: &str) {
+        self.csi
+            .delete_snapshot(delete_snap_req(snapshot))
+            .await
+            .unwrap_or_else(|e| panic!("delete snapshot {snapshot}: {e}"));
+    }
+
     /// The volume condition ControllerGetVolume reports.
     pub async fn volume_condition(&mut self, volume: &str) -> csi_proto::VolumeCondition {
         self.csi

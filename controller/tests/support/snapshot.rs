@@ -155,3 +155,77 @@ pub async fn own_volume(
     .expect("create volume")
     .id
 }
+
+/// Name of the NVMe controller a test attaches where the node's kernel would.
+pub const KERNEL_CTRLR: &str = "kern";
+
+/// Attach parameters of an initiator playing node-0's kernel: volume
+/// `volume_id`'s frontend subsystem on node-0, with node-0's kernel host NQN.
+pub fn kernel_attach_params(
+    h: &super::Harness,
+    volume_id: &str,
+) -> spdk_client::BdevNvmeAttachControllerParams {
+    spdk_client::BdevNvmeAttachControllerParams {
+        name: KERNEL_CTRLR.into(),
+        trtype: "TCP".into(),
+        traddr: "127.0.0.1".into(),
+        adrfam: Some("IPv4".into()),
+        trsvcid: Some(h.cluster.node(0).nvmf_port.to_string()),
+        subnqn: Some(shorthorn_controller::naming::volume_nqn(volume_id)),
+        hostnqn: Some(shorthorn_controller::naming::kernel_host_nqn("node-0")),
+        ..Default::default()
+    }
+}
+
+/// Detaches the initiator [`kernel_attach_params`] attached on `c`.
+pub async fn detach_kernel(c: &SpdkClient) {
+    c.bdev_nvme_detach_controller(&spdk_client::BdevNvmeDetachControllerParams {
+        name: KERNEL_CTRLR.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("detach");
+}
+
+/// Checks the ANA state of `volume_id`'s frontend listener on node-0 is
+/// optimized (no fence left in place); `when` says at what point.
+pub async fn assert_ana_optimized(h: &super::Harness, volume_id: &str, when: &str) {
+    let listeners = h
+        .spdk(0)
+        .call_raw(
+            "nvmf_subsystem_get_listeners",
+            Some(json!({ "nqn": shorthorn_controller::naming::volume_nqn(volume_id) })),
+        )
+        .await
+        .expect("listeners")
+        .to_string();
+    assert!(
+        listeners.contains("optimized") && !listeners.contains("inaccessible"),
+        "{when}: {listeners}"
+    );
+}
+
+/// Checks every replica record of `volume_id` names the uuid of the replica
+/// lvol its node holds now; `when` says at what point.
+pub async fn assert_replica_records_follow_lvols(
+    h: &super::Harness,
+    ctx: &shorthorn_controller::ops::Context,
+    volume_id: &str,
+    when: &str,
+) {
+    for r in ctx.store.list_replicas(volume_id).await.expect("replicas") {
+        let i: usize = r
+            .record
+            .node
+            .trim_start_matches("node-")
+            .parse()
+            .expect("index");
+        let lvol = h
+            .spdk(i)
+            .bdev_get(&replica_alias(volume_id))
+            .await
+            .expect("get")
+            .expect("lvol");
+        assert_eq!(lvol.name, r.record.lvol_uuid, "{when}");
+    }
+}
