@@ -27,7 +27,7 @@ use crate::error::{ControllerError, Result};
 use crate::journal::store_error;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
-use crate::store::{ContentSource, SnapshotRecord, VolumeRecord, SCHEMA_VERSION};
+use crate::store::{ContentSource, SnapshotRecord, VolumeRecord};
 
 /// Creates volume `req` from snapshot `snapshot_id`, or returns the
 /// existing one with the same name and properties.
@@ -145,16 +145,11 @@ async fn clone_locked(
     let chosen: Vec<String> = available.into_iter().take(wanted).collect();
     let volume_id = naming::new_volume_id();
     let span = tracing::info_span!("clone_volume", volume = %volume_id, snapshot = %snapshot.id, name = %req.name);
-    let volume = VolumeRecord {
-        version: SCHEMA_VERSION,
-        id: volume_id.clone(),
-        name: req.name.clone(),
-        capacity_bytes: req.size,
-        parameters: req.parameters.clone(),
-        replica_count: req.replicas,
-        content_source: Some(source),
-        accessible_topology: accessible_topology(ctx, &req.topology)?,
-    };
+    let volume = req.record(
+        &volume_id,
+        Some(source),
+        accessible_topology(ctx, &req.topology)?,
+    );
     let (snapshot_id, snapshot_size, size) = (snapshot.id.clone(), snapshot.size_bytes, req.size);
     create_journaled(ctx, volume, chosen, |node| {
         let (snapshot_id, volume_id) = (snapshot_id.clone(), volume_id.clone());

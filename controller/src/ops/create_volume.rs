@@ -19,7 +19,8 @@ use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
 use crate::placement::{self, TopologyRequirement};
 use crate::store::{
-    OperationKind, ReplicaHealth, ReplicaRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,
+    ContentSource, OperationKind, ReplicaHealth, ReplicaRecord, TopologySegments, VolumeRecord,
+    SCHEMA_VERSION,
 };
 
 /// A validated CreateVolume request.
@@ -35,6 +36,27 @@ pub struct CreateRequest {
     pub parameters: BTreeMap<String, String>,
     /// Accessibility requirements.
     pub topology: TopologyRequirement,
+}
+
+impl CreateRequest {
+    /// The record of volume `id` this request creates.
+    pub fn record(
+        &self,
+        id: &str,
+        content_source: Option<ContentSource>,
+        accessible_topology: Vec<TopologySegments>,
+    ) -> VolumeRecord {
+        VolumeRecord {
+            version: SCHEMA_VERSION,
+            id: id.to_string(),
+            name: self.name.clone(),
+            capacity_bytes: self.size,
+            parameters: self.parameters.clone(),
+            replica_count: self.replicas,
+            content_source,
+            accessible_topology,
+        }
+    }
 }
 
 /// Journal payload.
@@ -79,16 +101,7 @@ pub async fn create_volume(ctx: &Context, req: CreateRequest) -> Result<VolumeRe
         .await?;
     let volume_id = naming::new_volume_id();
     let span = tracing::info_span!("create_volume", volume = %volume_id, name = %req.name);
-    let volume = VolumeRecord {
-        version: SCHEMA_VERSION,
-        id: volume_id.clone(),
-        name: req.name.clone(),
-        capacity_bytes: req.size,
-        parameters: req.parameters.clone(),
-        replica_count: req.replicas,
-        content_source: None,
-        accessible_topology: accessible,
-    };
+    let volume = req.record(&volume_id, None, accessible);
     let size = req.size;
     create_journaled(ctx, volume, chosen, |node| {
         let volume_id = volume_id.clone();
