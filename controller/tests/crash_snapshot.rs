@@ -8,13 +8,28 @@
 //! lvol, clone, temporary lvol or subsystem on any node.
 //!
 //! The crashing controller is this test binary re-executed in child mode
-//! (`crash_child`, see `support::crash`).
+//! (`crash_child`, see `support::crash`). The node-quiesce fence needs a
+//! node agent the child cannot reach here, so its crash while fenced is
+//! reproduced in place: the journal entry and the suspended node I/O that
+//! crash leaves, then the startup recovery.
 
 mod support;
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use csi_proto::ListSnapshotsRequest;
 use shorthorn_controller::config::Frontend;
+use shorthorn_controller::error::Result as CResult;
+use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
 use shorthorn_controller::fence::Fencing;
+use shorthorn_controller::journal::Journal;
+use shorthorn_controller::ops::snapshot_create::SnapshotPayload;
+use shorthorn_controller::reconciler;
+use shorthorn_controller::store::OperationKind;
 use shorthorn_controller::{naming, ops};
 use support::crash::{self, clone_req, clone_volume_req, expand_req};
 use support::*;
@@ -395,5 +410,113 @@ async fn revert_survives_a_crash_after_every_step() {
     }
     h.delete_snapshot(&snap).await;
     h.delete_volume(&vol).await;
+    h.assert_clean().await;
+}
+
+/// The node side of a quiesce whose lease outlives the test: I/O stays
+/// suspended until the controller resumes it.
+#[derive(Debug, Default)]
+struct HeldQuiesce {
+    suspended: AtomicBool,
+    resumes: AtomicU64,
+}
+
+#[async_trait]
+impl NodeQuiesce for HeldQuiesce {
+    async fn suspend(&self, _volume_id: &str, _deadline: Duration) -> CResult<()> {
+        self.suspended.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn resume(&self, _volume_id: &str) -> CResult<()> {
+        self.suspended.store(false, Ordering::SeqCst);
+        self.resumes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_resumes_a_node_quiesce_a_crash_left_in_place() {
+    let h = Harness::start(3, StoreKind::Etcd).await;
+    let node = Arc::new(HeldQuiesce::default());
+    let fencing = || Fencing::default().with_node_quiesce(node.clone());
+    let ctx = own_context(h.config(), Frontend::Ublk, fencing()).await;
+    let vol = own_volume(&ctx, "pvc-quiesce-crash", 16, 3).await;
+    ops::publish::publish(&ctx, &vol, "node-0", false)
+        .await
+        .expect("publish");
+    let data = pattern(SPAN, 21);
+    sim_write(&h.spdk(0), &raid(&vol), 0, &data).await;
+
+    // What a controller that crashed at `create-snapshot:fenced` leaves: the
+    // journal at `started` and the node's I/O suspended.
+    let publications: Vec<_> = ctx
+        .store
+        .list_publications(&vol)
+        .await
+        .expect("publications")
+        .into_iter()
+        .map(|p| p.record)
+        .collect();
+    let fence = ctx
+        .fencing
+        .fence_for(&vol, &publications, |n| ctx.nodes.get(n))
+        .expect("fence")
+        .expect("a writer to fence");
+    fence
+        .suspend(Duration::from_secs(600))
+        .await
+        .expect("suspend");
+    let payload = SnapshotPayload {
+        snapshot_id: shorthorn_controller::naming::new_snapshot_id(),
+        name: "quiesce-crash".into(),
+        nodes: (0..3).map(|i| format!("node-{i}")).collect(),
+        lvols: BTreeMap::new(),
+    };
+    let journal = Journal::begin(
+        &ctx.store,
+        OperationKind::CreateSnapshot,
+        &vol,
+        None,
+        "started",
+        &payload,
+    )
+    .await
+    .expect("journal");
+    drop(journal);
+    drop(ctx);
+    assert!(node.suspended.load(Ordering::SeqCst));
+
+    // A restarted controller's startup recovery lifts the fence.
+    let ctx = own_context(h.config(), Frontend::Ublk, fencing()).await;
+    assert_eq!(reconciler::recover_pending(&ctx).await.expect("recover"), 1);
+    assert!(
+        !node.suspended.load(Ordering::SeqCst),
+        "the node's I/O is resumed by recovery"
+    );
+    let resumes = node.resumes.load(Ordering::SeqCst);
+
+    // The retried snapshot is the only one, fenced and lifted again.
+    let snap = ops::snapshot_create::create_snapshot(&ctx, "quiesce-crash", &vol)
+        .await
+        .expect("retry");
+    assert!(!node.suspended.load(Ordering::SeqCst));
+    assert_eq!(node.resumes.load(Ordering::SeqCst), resumes + 1);
+    assert_eq!(
+        h.lvols_with_prefix(naming::SNAPSHOT_PREFIX).await,
+        snapshot_lvols(&h, &snap.id)
+    );
+    let got = sums(&h, &snapshot_alias(&snap.id)).await;
+    assert!(got.iter().all(|s| *s == checksum(&data)), "{got:x?}");
+
+    ops::unpublish::unpublish(&ctx, &vol, None)
+        .await
+        .expect("unpublish");
+    ops::snapshot_delete::delete_snapshot(&ctx, &snap.id)
+        .await
+        .expect("delete snapshot");
+    ops::delete_volume::delete_volume(&ctx, &vol)
+        .await
+        .expect("delete volume");
     h.assert_clean().await;
 }
