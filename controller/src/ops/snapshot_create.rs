@@ -117,15 +117,7 @@ pub async fn take_snapshot(
             nodes.push(ctx.nodes.get(&r.node)?);
         }
         futures::future::try_join_all(nodes.iter().map(|n| check_space(n, volume_id))).await?;
-        let publications = ctx
-            .store
-            .list_publications(volume_id)
-            .await
-            .map_err(store_error)?;
-        let records: Vec<_> = publications.into_iter().map(|p| p.record).collect();
-        let fence = ctx
-            .fencing
-            .fence_for(volume_id, &records, |n| ctx.nodes.get(n))?;
+        let fence = fence_of(ctx, volume_id).await?;
 
         let mut payload = SnapshotPayload {
             snapshot_id: snapshot_id.to_string(),
@@ -184,6 +176,24 @@ pub async fn take_snapshot(
     }
     .instrument(span)
     .await
+}
+
+/// The fence a snapshot of `volume_id` needs given its publications now
+/// (see [`crate::fence::Fencing::fence_for`]).
+async fn fence_of(
+    ctx: &Context,
+    volume_id: &str,
+) -> Result<Option<std::sync::Arc<dyn crate::fence::Fence>>> {
+    let publications: Vec<_> = ctx
+        .store
+        .list_publications(volume_id)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|p| p.record)
+        .collect();
+    ctx.fencing
+        .fence_for(volume_id, &publications, |n| ctx.nodes.get(n))
 }
 
 /// Fences (if needed), snapshots every replica in parallel, lifts the fence.
@@ -329,19 +339,15 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let _snap_guard = ctx.lock(&snapshot_lock(&payload.snapshot_id)).await;
     let _guard = ctx.lock(&volume_id).await;
     // A fence the crash left in place is lifted (its deadline would lift it anyway).
-    let publications = ctx
-        .store
-        .list_publications(&volume_id)
-        .await
-        .map_err(store_error)?;
-    let records: Vec<_> = publications.into_iter().map(|p| p.record).collect();
-    if let Ok(Some(fence)) = ctx
-        .fencing
-        .fence_for(&volume_id, &records, |n| ctx.nodes.get(n))
-    {
-        if let Err(e) = fence.resume().await {
-            tracing::warn!(volume = %volume_id, error = %e, "could not lift the fence of an interrupted snapshot; it lifts at its deadline");
+    match fence_of(ctx, &volume_id).await {
+        Ok(Some(fence)) => {
+            if let Err(e) = fence.resume().await {
+                tracing::warn!(volume = %volume_id, error = %e, "could not lift the fence of an interrupted snapshot; it lifts at its deadline");
+            }
         }
+        Err(e @ ControllerError::Store(_)) => return Err(e),
+        // No writer, or one that cannot be fenced: nothing to lift.
+        Ok(None) | Err(_) => {}
     }
     if let Some(recorded) = ctx
         .store
