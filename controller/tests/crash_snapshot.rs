@@ -99,6 +99,48 @@ fn snapshot_lvols(h: &Harness, snapshot_id: &str) -> Vec<String> {
     out
 }
 
+/// Retries CreateVolume `req` (with `source`'s data as its content) after
+/// the crash at `step`: exactly `source` and the one new volume exist, with
+/// three replicas of the new one, each holding `data`. Returns its id.
+async fn retry_copy(
+    h: &mut Harness,
+    req: csi_proto::CreateVolumeRequest,
+    source: &str,
+    data: &[u8],
+    step: &str,
+) -> String {
+    let clone = h
+        .csi
+        .create_volume(req)
+        .await
+        .unwrap_or_else(|e| panic!("retry after crash at {step}: {e}"))
+        .into_inner()
+        .volume
+        .expect("volume")
+        .volume_id;
+    let mut ids = h.volume_ids().await;
+    ids.sort();
+    let mut want = vec![source.to_string(), clone.clone()];
+    want.sort();
+    assert_eq!(ids, want, "exactly one new volume after crash at {step}");
+    let mut clone_lvols = h.lvols_with_prefix(naming::LVOL_PREFIX).await;
+    clone_lvols.retain(|l| !l.ends_with(&replica_alias(source)));
+    assert_eq!(
+        clone_lvols.len(),
+        3,
+        "exactly three replicas of the new volume after crash at {step}: {clone_lvols:?}"
+    );
+    assert!(clone_lvols
+        .iter()
+        .all(|l| l.ends_with(&replica_alias(&clone))));
+    let got = sums(h, &replica_alias(&clone)).await;
+    assert!(
+        got.iter().all(|s| *s == checksum(data)),
+        "every replica of the new volume holds the source's data after crash at {step}: {got:x?}"
+    );
+    clone
+}
+
 /// Checks that only `vol`'s replicas and `snap`'s lvols (one per node) are
 /// left after the crash at `step` was recovered.
 async fn assert_only_volume_and_snapshot_left(h: &Harness, vol: &str, snap: &str, step: &str) {
@@ -228,35 +270,7 @@ async fn clone_from_a_snapshot_survives_a_crash_after_every_step() {
         let name = format!("pvc-clone-crash-{step}");
         h.crash_and_restart(&format!("create-volume:{step}"), &["clone", &name, &snap])
             .await;
-        let clone = h
-            .csi
-            .create_volume(clone_req(&name, &snap))
-            .await
-            .unwrap_or_else(|e| panic!("retry after crash at {step}: {e}"))
-            .into_inner()
-            .volume
-            .expect("volume")
-            .volume_id;
-        let mut ids = h.volume_ids().await;
-        ids.sort();
-        let mut want = vec![vol.clone(), clone.clone()];
-        want.sort();
-        assert_eq!(ids, want, "exactly one clone after crash at {step}");
-        let mut clone_lvols = h.lvols_with_prefix(naming::LVOL_PREFIX).await;
-        clone_lvols.retain(|l| !l.ends_with(&replica_alias(&vol)));
-        assert_eq!(
-            clone_lvols.len(),
-            3,
-            "exactly three clone replicas after crash at {step}: {clone_lvols:?}"
-        );
-        assert!(clone_lvols
-            .iter()
-            .all(|l| l.ends_with(&replica_alias(&clone))));
-        let got = sums(&h, &replica_alias(&clone)).await;
-        assert!(
-            got.iter().all(|s| *s == checksum(&data)),
-            "every clone replica holds the snapshot's data after crash at {step}: {got:x?}"
-        );
+        let clone = retry_copy(&mut h, clone_req(&name, &snap), &vol, &data, step).await;
         h.delete_volume(&clone).await;
         assert_only_volume_and_snapshot_left(&h, &vol, &snap, step).await;
     }
@@ -275,20 +289,7 @@ async fn clone_from_a_volume_survives_a_crash_after_every_step() {
         let name = format!("pvc-copy-crash-{}", fault.replace(':', "-"));
         h.crash_and_restart(fault, &["clone-volume", &name, &vol])
             .await;
-        let clone = h
-            .csi
-            .create_volume(clone_volume_req(&name, &vol))
-            .await
-            .unwrap_or_else(|e| panic!("retry after crash at {fault}: {e}"))
-            .into_inner()
-            .volume
-            .expect("volume")
-            .volume_id;
-        let mut ids = h.volume_ids().await;
-        ids.sort();
-        let mut want = vec![vol.clone(), clone.clone()];
-        want.sort();
-        assert_eq!(ids, want, "exactly one copy after crash at {fault}");
+        let clone = retry_copy(&mut h, clone_volume_req(&name, &vol), &vol, &data, fault).await;
         assert!(
             snapshot_ids(&mut h, &vol).await.is_empty(),
             "the internal snapshot is never listed (crash at {fault})"
@@ -298,11 +299,6 @@ async fn clone_from_a_volume_survives_a_crash_after_every_step() {
             internal.len(),
             3,
             "exactly one internal snapshot, one lvol per replica, after crash at {fault}: {internal:#?}"
-        );
-        let got = sums(&h, &replica_alias(&clone)).await;
-        assert!(
-            got.iter().all(|s| *s == checksum(&data)),
-            "every copy replica holds the source's data after crash at {fault}: {got:x?}"
         );
         h.delete_volume(&clone).await;
         h.assert_only_left(&[replica_alias(&vol)], &format!("after crash at {fault}"))
