@@ -13,6 +13,8 @@
 //! - [`store`]: durable state (etcd or embedded redb).
 //! - [`admin`]: the read-only HTTP/JSON admin API `shorthorn ctl` talks to.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod capacity;
 pub mod config;

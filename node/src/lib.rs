@@ -1,6 +1,8 @@
 //! Shorthorn node: the kernel layer (frontends, device-mapper, formatting,
 //! mounts, quiesce, stats) used by the CSI node service and the node agent.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod command;
 pub mod csi;

@@ -7,6 +7,8 @@
 //! - [`junit`]: counting passed, failed and skipped specs in a JUnit report.
 //! - [`plan`]: the topologies and modes that make up a run.
 
+#![warn(missing_docs)]
+
 pub mod cluster;
 pub mod install;
 pub mod junit;

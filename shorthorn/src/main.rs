@@ -6,6 +6,8 @@
 //! - `local`: the whole driver on one machine.
 //! - `ctl`: an operator CLI against a running controller.
 
+#![warn(missing_docs)]
+
 mod bench;
 mod cmd;
 mod csi_steps;

@@ -7,6 +7,8 @@
 //! [`BdevLvolCreateParams`]). Failures are [`SpdkError`]; SPDK errors carry an
 //! [`ErrorKind`] so callers branch on meaning, never on message text.
 
+#![warn(missing_docs)]
+
 mod client;
 mod error;
 pub mod methods;

@@ -18,6 +18,8 @@
 //! - [`sim_methods`]: sim-only `sim_*` test methods (raw I/O, fault injection).
 //! - [`nvmf`], [`nvme`], [`raid`], [`ublk`]: target, initiator, raid1 and ublk (network side).
 
+#![warn(missing_docs)]
+
 pub mod base;
 pub mod bdev;
 pub mod bdev_rpc;
