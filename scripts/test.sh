@@ -3,6 +3,9 @@
 # This is the command in the README and the one CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Toolchains installed outside the default PATH on Debian images (Go for
+# csi-sanity and kustomize; rustup's cargo).
+export PATH="$PATH:/usr/local/go/bin:${HOME:-/root}/.cargo/bin:${HOME:-/root}/go/bin"
 
 scripts/setup.sh
 echo "== cargo fmt --check"
