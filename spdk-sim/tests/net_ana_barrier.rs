@@ -80,19 +80,10 @@ async fn set_ns_ana_group_waits_for_in_flight_io() {
     let nqn = "nqn.2016-06.io.spdk:barrier";
     b.ok("nvmf_create_transport", json!({"trtype": "TCP"}))
         .await;
-    b.ok(
-        "nvmf_create_subsystem",
+    b.export_with(
         json!({"nqn": nqn, "allow_any_host": true, "ana_reporting": true}),
-    )
-    .await;
-    b.ok(
-        "nvmf_subsystem_add_ns",
-        json!({"nqn": nqn, "namespace": {"bdev_name": "gated"}}),
-    )
-    .await;
-    b.ok(
-        "nvmf_subsystem_add_listener",
-        json!({"nqn": nqn, "listen_address": listen(port)}),
+        "gated",
+        port,
     )
     .await;
     a.ok("bdev_nvme_attach_controller", attach_params("g", nqn, port))

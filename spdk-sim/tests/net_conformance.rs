@@ -65,21 +65,8 @@ async fn d_nvmf_raid1_shapes() {
         &recorded("nvmf_get_transports", None),
         &b.ok("nvmf_get_transports", json!(null)).await,
     );
-    b.ok(
-        "nvmf_create_subsystem",
-        json!({"nqn": nqn, "allow_any_host": true, "serial_number": "SPDKREPB", "model_number": "SPDK lvol replica"}),
-    )
-    .await;
-    b.ok(
-        "nvmf_subsystem_add_ns",
-        json!({"nqn": nqn, "namespace": {"bdev_name": "mB"}}),
-    )
-    .await;
-    b.ok(
-        "nvmf_subsystem_add_listener",
-        json!({"nqn": nqn, "listen_address": listen(port)}),
-    )
-    .await;
+    b.export_with(json!({"nqn": nqn, "allow_any_host": true, "serial_number": "SPDKREPB", "model_number": "SPDK lvol replica"}), "mB", port)
+        .await;
     let want = recorded("nvmf_get_subsystems", None);
     let got = b.ok("nvmf_get_subsystems", json!(null)).await;
     same_shape("subsystems[0]", &want[0], &got[0]);

@@ -158,17 +158,7 @@ async fn attach_fails_like_spdk_when_nothing_listens_or_host_is_not_allowed() {
         (-32603, "Transport type 'TCP' already exists")
     );
     let nqn = "nqn.2016-06.io.spdk:locked";
-    b.ok("nvmf_create_subsystem", json!({"nqn": nqn})).await;
-    b.ok(
-        "nvmf_subsystem_add_ns",
-        json!({"nqn": nqn, "namespace": {"bdev_name": "m"}}),
-    )
-    .await;
-    b.ok(
-        "nvmf_subsystem_add_listener",
-        json!({"nqn": nqn, "listen_address": listen(port)}),
-    )
-    .await;
+    b.export_with(json!({"nqn": nqn}), "m", port).await;
     let hostnqn = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
     let mut p = attach_params("L", nqn, port);
     p["hostnqn"] = json!(hostnqn);
@@ -533,19 +523,10 @@ async fn ana_inaccessible_path_holds_io_until_optimized() {
     b.malloc("m", 4).await;
     b.ok("nvmf_create_transport", json!({"trtype": "TCP"}))
         .await;
-    b.ok(
-        "nvmf_create_subsystem",
+    b.export_with(
         json!({"nqn": nqn, "allow_any_host": true, "ana_reporting": true}),
-    )
-    .await;
-    b.ok(
-        "nvmf_subsystem_add_ns",
-        json!({"nqn": nqn, "namespace": {"bdev_name": "m"}}),
-    )
-    .await;
-    b.ok(
-        "nvmf_subsystem_add_listener",
-        json!({"nqn": nqn, "listen_address": listen(port)}),
+        "m",
+        port,
     )
     .await;
     a.ok(

@@ -65,11 +65,20 @@ impl TestSim {
         let _ = self
             .call("nvmf_create_transport", json!({"trtype": "TCP"}))
             .await;
-        self.ok(
-            "nvmf_create_subsystem",
+        self.export_with(
             json!({"nqn": nqn, "allow_any_host": true, "serial_number": "SPDKTEST", "model_number": "SPDK test"}),
+            bdev,
+            port,
         )
         .await;
+    }
+
+    /// Creates the subsystem described by `create` (the full
+    /// `nvmf_create_subsystem` params, `nqn` included), adds `bdev` as its
+    /// namespace and a listener on 127.0.0.1:`port`. The transport must exist.
+    pub async fn export_with(&self, create: Value, bdev: &str, port: u16) {
+        let nqn = create["nqn"].clone();
+        self.ok("nvmf_create_subsystem", create).await;
         self.ok(
             "nvmf_subsystem_add_ns",
             json!({"nqn": nqn, "namespace": {"bdev_name": bdev}}),
