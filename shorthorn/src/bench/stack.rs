@@ -28,6 +28,7 @@ use crate::local::layout::Layout;
 use crate::local::pidfile::PidFile;
 use crate::local::storage_nodes::{Engine, StorageNode};
 use crate::local::sweep::sweep;
+use crate::local::up::usable_frontends;
 
 /// A running stack.
 pub struct Stack {
@@ -55,20 +56,6 @@ pub struct Stack {
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-/// The frontends usable here, as `local up` chooses them: the kernel's, plus
-/// ublk when the storage nodes are sims (their ublk stand-in needs only loop
-/// devices and FUSE).
-fn usable_frontends(kernel: &KernelFeatures, engine: &Engine) -> Vec<FrontendKind> {
-    let mut frontends = kernel.frontends();
-    let sim_ublk = *engine == Engine::Sim
-        && Path::new("/dev/loop-control").exists()
-        && Path::new("/dev/fuse").exists();
-    if sim_ublk && !frontends.contains(&FrontendKind::Ublk) {
-        frontends.push(FrontendKind::Ublk);
-    }
-    frontends
 }
 
 /// Removes what an earlier bench left in `layout`: mounts, loop devices,

@@ -103,7 +103,7 @@ pub async fn up(settings: UpSettings) -> anyhow::Result<()> {
 
 /// The frontends volumes can use here: what the kernel offers, plus ublk when
 /// the storage nodes are sims, whose ublk stand-in needs only loop devices and FUSE.
-fn usable_frontends(kernel: &KernelFeatures, engine: &Engine) -> Vec<FrontendKind> {
+pub fn usable_frontends(kernel: &KernelFeatures, engine: &Engine) -> Vec<FrontendKind> {
     let mut frontends = kernel.frontends();
     let sim_ublk = *engine == Engine::Sim
         && Path::new("/dev/loop-control").exists()
