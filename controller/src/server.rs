@@ -108,8 +108,34 @@ pub async fn serve(
     endpoint: Endpoint,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_with_admin(config, endpoint, None, shutdown).await
+}
+
+/// [`serve`], plus the admin API (`shorthorn ctl`) on `admin` when given,
+/// from the same context. The admin socket is bound before CSI serves, and
+/// stops with it.
+pub async fn serve_with_admin(
+    config: ControllerConfig,
+    endpoint: Endpoint,
+    admin: Option<Endpoint>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let ctx = start(&config).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin = match admin {
+        Some(admin_endpoint) => {
+            let listener = crate::admin::bind(&admin_endpoint).await?;
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(crate::admin::serve_on(
+                ctx.clone(),
+                listener,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
     let reconcile = {
         let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
@@ -147,7 +173,14 @@ pub async fn serve(
     };
     let _ = stop_tx.send(true);
     let _ = reconcile.await;
-    outcome.map_err(|e| ControllerError::Internal(format!("gRPC server failed: {e}")))
+    let admin_outcome = match admin {
+        Some(task) => task
+            .await
+            .map_err(|e| ControllerError::Internal(format!("admin API task failed: {e}")))?,
+        None => Ok(()),
+    };
+    outcome.map_err(|e| ControllerError::Internal(format!("gRPC server failed: {e}")))?;
+    admin_outcome
 }
 
 #[cfg(test)]

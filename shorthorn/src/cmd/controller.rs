@@ -1,18 +1,10 @@
 //! `shorthorn controller`: the CSI Identity and Controller services.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use csi_proto::controller_server::ControllerServer;
-use csi_proto::identity_server::IdentityServer;
-use shorthorn_controller::admin;
 use shorthorn_controller::config::{ControllerConfig, StoreConfig};
-use shorthorn_controller::identity::IdentityService;
-use shorthorn_controller::reconciler;
-use shorthorn_controller::server::{serve, start, Endpoint};
-use shorthorn_controller::service::ControllerService;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use shorthorn_controller::server::{serve_with_admin, Endpoint};
 
 use crate::signals::shutdown_signal;
 
@@ -49,67 +41,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         };
     }
     let endpoint: Endpoint = args.csi_endpoint.parse()?;
-    match args.admin_endpoint {
-        None => serve(config, endpoint, shutdown_signal()).await?,
-        Some(admin_endpoint) => {
-            with_admin(config, endpoint, admin_endpoint.parse()?).await?;
-        }
-    }
-    Ok(())
-}
-
-/// What [`serve`] does, with the admin API served from the same context.
-async fn with_admin(
-    config: ControllerConfig,
-    endpoint: Endpoint,
-    admin_endpoint: Endpoint,
-) -> anyhow::Result<()> {
-    let ctx = start(&config).await?;
-    let admin_listener = admin::bind(&admin_endpoint).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let admin = tokio::spawn(admin::serve_on(
-        ctx.clone(),
-        admin_listener,
-        stopped(stop_rx.clone()),
-    ));
-    let reconcile = tokio::spawn(reconciler::run(
-        ctx.clone(),
-        Duration::from_secs(config.reconcile_interval_secs.max(1)),
-        stopped(stop_rx.clone()),
-    ));
-    let router = tonic::transport::Server::builder()
-        .add_service(IdentityServer::new(IdentityService::new(ctx.clone())))
-        .add_service(ControllerServer::new(ControllerService::new(ctx)));
-    let served = match endpoint {
-        Endpoint::Unix(path) => {
-            if path.exists() {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing stale socket {}", path.display()))?;
-            }
-            let listener = tokio::net::UnixListener::bind(&path)
-                .with_context(|| format!("binding {}", path.display()))?;
-            tracing::info!(socket = %path.display(), "controller serving");
-            router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
-                .await
-        }
-        Endpoint::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?;
-            tracing::info!(%addr, "controller serving");
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
-                .await
-        }
-    };
-    let _ = stop_tx.send(true);
-    let _ = reconcile.await;
-    let admin_outcome = admin.await;
-    served.context("CSI server")?;
-    admin_outcome.context("admin API task")??;
+    let admin: Option<Endpoint> = args.admin_endpoint.map(|a| a.parse()).transpose()?;
+    serve_with_admin(config, endpoint, admin, shutdown_signal()).await?;
     Ok(())
 }
