@@ -9,7 +9,6 @@ use anyhow::{anyhow, Context as _};
 use csi_proto::controller_server::ControllerServer;
 use csi_proto::identity_server::IdentityServer;
 use csi_proto::node_server::NodeServer;
-use shorthorn_controller::config::ControllerConfig;
 use shorthorn_controller::identity::{IdentityService, DRIVER_NAME};
 use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
 use shorthorn_controller::ops::Context;
@@ -22,13 +21,13 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use super::capture::{self, StageSplits};
-use crate::local::agent::{self, LocalAgent};
-use crate::local::config::{node_name, nvmf_port, render, AgentAccess, LocalStore};
+use crate::local::agent::LocalAgent;
+use crate::local::config::{node_name, LocalStore};
 use crate::local::layout::Layout;
 use crate::local::pidfile::PidFile;
 use crate::local::storage_nodes::{Engine, StorageNode};
 use crate::local::sweep::sweep;
-use crate::local::up::usable_frontends;
+use crate::local::up::{start_control_plane, usable_frontends, ControlPlane};
 
 /// A running stack.
 pub struct Stack {
@@ -104,30 +103,15 @@ impl Stack {
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut reported = kernel.clone();
-        reported.ublk = frontends.contains(&FrontendKind::Ublk);
-        let agent = agent::start(
-            &layout,
-            &node_name(1),
-            nvmf_port(1),
-            reported,
-            stopped(stop_rx.clone()),
-        )
-        .await?;
-        let access = AgentAccess {
-            url: agent.url.clone(),
-            token_file: agent.token_file.clone(),
-        };
-        let toml = render(
+        let ControlPlane { agent, ctx, .. } = start_control_plane(
             &layout,
             nodes,
             &LocalStore::Embedded,
+            &kernel,
             &frontends,
-            Some(&access),
-        );
-        std::fs::write(layout.controller_config(), &toml)?;
-        let config = ControllerConfig::from_toml(&toml)?;
-        let ctx = shorthorn_controller::server::start(&config).await?;
+            stopped(stop_rx.clone()),
+        )
+        .await?;
 
         let controller_socket = layout.csi_socket();
         let listener = bind(&controller_socket)?;

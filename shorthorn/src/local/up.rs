@@ -12,6 +12,7 @@ use shorthorn_controller::admin;
 use shorthorn_controller::config::ControllerConfig;
 use shorthorn_controller::identity::{IdentityService, DRIVER_NAME};
 use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
+use shorthorn_controller::ops::Context;
 use shorthorn_controller::reconciler;
 use shorthorn_controller::server::Endpoint;
 use shorthorn_controller::service::ControllerService;
@@ -21,7 +22,7 @@ use shorthorn_node::probe::KernelFeatures;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use super::agent;
+use super::agent::{self, LocalAgent};
 use super::config::{node_name, nvmf_port, render, AgentAccess, LocalStore};
 use super::layout::Layout;
 use super::pidfile::PidFile;
@@ -114,6 +115,50 @@ pub fn usable_frontends(kernel: &KernelFeatures, engine: &Engine) -> Vec<Fronten
     frontends
 }
 
+/// node-1's agent plus a started controller, as every local stack needs them.
+pub struct ControlPlane {
+    /// node-1's agent; its task ends with the shutdown future given to [`start_control_plane`].
+    pub agent: LocalAgent,
+    /// The controller configuration written to the state directory.
+    pub config: ControllerConfig,
+    /// The started controller (store open, nodes registered, operations recovered).
+    pub ctx: Context,
+}
+
+/// Starts node-1's agent, writes the controller configuration for `nodes`
+/// storage nodes into the state directory and starts the controller on it.
+/// The agent reports what volumes published here can use, including the
+/// sim's ublk stand-in that the raw kernel probe cannot see.
+pub async fn start_control_plane(
+    layout: &Layout,
+    nodes: usize,
+    store: &LocalStore,
+    kernel: &KernelFeatures,
+    frontends: &[FrontendKind],
+    agent_shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<ControlPlane> {
+    let mut reported = kernel.clone();
+    reported.ublk = frontends.contains(&FrontendKind::Ublk);
+    let agent = agent::start(
+        layout,
+        &node_name(1),
+        nvmf_port(1),
+        reported,
+        agent_shutdown,
+    )
+    .await?;
+    let access = AgentAccess {
+        url: agent.url.clone(),
+        token_file: agent.token_file.clone(),
+    };
+    let toml = render(layout, nodes, store, frontends, Some(&access));
+    std::fs::write(layout.controller_config(), &toml)
+        .with_context(|| format!("writing {}", layout.controller_config().display()))?;
+    let config = ControllerConfig::from_toml(&toml)?;
+    let ctx = shorthorn_controller::server::start(&config).await?;
+    Ok(ControlPlane { agent, config, ctx })
+}
+
 async fn serve(
     settings: &UpSettings,
     kernel: &KernelFeatures,
@@ -124,33 +169,15 @@ async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    // The agent reports what volumes published here can use, including the
-    // sim's ublk stand-in that the raw kernel probe cannot see.
-    let mut reported = kernel.clone();
-    reported.ublk = frontends.contains(&FrontendKind::Ublk);
-    let agent = agent::start(
-        layout,
-        &node_name(1),
-        nvmf_port(1),
-        reported,
-        stopped(stop_rx.clone()),
-    )
-    .await?;
-    let access = AgentAccess {
-        url: agent.url.clone(),
-        token_file: agent.token_file.clone(),
-    };
-    let toml = render(
+    let ControlPlane { agent, config, ctx } = start_control_plane(
         layout,
         settings.nodes,
         &settings.store,
+        kernel,
         frontends,
-        Some(&access),
-    );
-    std::fs::write(layout.controller_config(), &toml)
-        .with_context(|| format!("writing {}", layout.controller_config().display()))?;
-    let config = ControllerConfig::from_toml(&toml)?;
-    let ctx = shorthorn_controller::server::start(&config).await?;
+        stopped(stop_rx.clone()),
+    )
+    .await?;
 
     let mut node_config =
         NodeServiceConfig::new(DRIVER_NAME, node_name(1), layout.node_state_dir());
