@@ -54,9 +54,15 @@ impl SpdkClient {
         SpdkClient::new(UnixTransport::new(path))
     }
 
-    /// Client for the node agent's HTTP JSON-RPC endpoint.
+    /// Client for the node agent's HTTP JSON-RPC endpoint on a loopback address.
     pub fn http(url: &str, token: &str) -> Result<SpdkClient> {
         Ok(SpdkClient::new(HttpTransport::new(url, token)?))
+    }
+
+    /// Client for the node agent's JSON-RPC endpoint over HTTPS verified with
+    /// `tls` (plain `http://` still only to loopback).
+    pub fn https(url: &str, token: &str, tls: &crate::tls::ClientTls) -> Result<SpdkClient> {
+        Ok(SpdkClient::new(HttpTransport::secure(url, token, tls)?))
     }
 
     /// Returns this client with a different per-call timeout. The result still

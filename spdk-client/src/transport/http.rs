@@ -1,7 +1,8 @@
 //! JSON-RPC over HTTP POST with a bearer token (the Shorthorn node agent).
 //!
-//! Plain `http://` only; TLS is expected to be handled by the network layer
-//! (e.g. a service mesh) until HTTPS support is added.
+//! `https://` with a [`ClientTls`] (a CA or a pinned certificate), or plain
+//! `http://` to a loopback address only: [`check_endpoint`] decides, so the
+//! token never crosses a network in clear.
 
 use std::fmt;
 
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -17,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use super::Transport;
 use crate::error::{Result, SpdkError};
 use crate::protocol::{Request, Response};
+use crate::tls::{check_endpoint, plain_connector, ClientTls};
 
 /// Transport that POSTs each request to a URL with `Authorization: Bearer`.
 ///
@@ -24,28 +27,47 @@ use crate::protocol::{Request, Response};
 pub struct HttpTransport {
     uri: Uri,
     authorization: HeaderValue,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
+}
+
+/// The hyper client: plain HTTP, or HTTPS with a TLS setup.
+enum HttpClient {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl HttpClient {
+    async fn request(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> std::result::Result<
+        http::Response<hyper::body::Incoming>,
+        hyper_util::client::legacy::Error,
+    > {
+        match self {
+            HttpClient::Plain(client) => client.request(request).await,
+            HttpClient::Tls(client) => client.request(request).await,
+        }
+    }
 }
 
 impl HttpTransport {
-    /// Creates a transport for `url` (e.g. `http://10.0.0.5:9500/jsonrpc`).
+    /// Creates a plain-HTTP transport for `url` on a loopback address (e.g.
+    /// `http://127.0.0.1:9500/jsonrpc`); any other host needs [`HttpTransport::secure`].
     pub fn new(url: &str, token: &str) -> Result<HttpTransport> {
+        Self::build(url, token, None)
+    }
+
+    /// Creates a transport for `url` that verifies HTTPS servers with `tls`
+    /// (e.g. `https://10.0.0.5:9500/jsonrpc`; plain `http://` only to loopback).
+    pub fn secure(url: &str, token: &str, tls: &ClientTls) -> Result<HttpTransport> {
+        Self::build(url, token, Some(tls))
+    }
+
+    fn build(url: &str, token: &str, tls: Option<&ClientTls>) -> Result<HttpTransport> {
         let uri: Uri = url
             .parse()
             .map_err(|e| SpdkError::InvalidEndpoint(format!("{url}: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => {
-                return Err(SpdkError::InvalidEndpoint(format!(
-                    "{url}: scheme {other} is not supported, use http"
-                )))
-            }
-            None => {
-                return Err(SpdkError::InvalidEndpoint(format!(
-                    "{url}: missing http:// scheme"
-                )))
-            }
-        }
         // Deliberately does not echo the token on failure.
         let mut authorization =
             HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
@@ -54,7 +76,12 @@ impl HttpTransport {
                 )
             })?;
         authorization.set_sensitive(true);
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        check_endpoint(&uri, tls).map_err(SpdkError::InvalidEndpoint)?;
+        let builder = Client::builder(TokioExecutor::new());
+        let client = match tls {
+            Some(tls) => HttpClient::Tls(builder.build(tls.connector())),
+            None => HttpClient::Plain(builder.build(plain_connector())),
+        };
         Ok(HttpTransport {
             uri,
             authorization,
