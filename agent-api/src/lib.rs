@@ -1,1 +1,35 @@
-//! placeholder
+//! The Shorthorn node agent's API: the wire types the agent serves and the
+//! controller reads, and (feature `client`) the one client for it.
+//!
+//! - [`frontend`]: [`FrontendKind`], the one frontend enum.
+//! - [`attach`]: [`AttachSpec`], how a node reaches a published volume,
+//!   carried in the CSI `publish_context`.
+//! - [`identity`]: [`NodeIdentity`] (`GET /identity`) and [`KernelFeatures`].
+//! - [`quiesce`]: the I/O fence lease (`POST /quiesce/*`).
+//! - [`nqn`]: NQN validation shared by both sides.
+//! - [`routes`]: the paths and the error body.
+//! - `client` (feature `client`): [`AgentClient`](client::AgentClient), HTTPS
+//!   with a CA or pinned certificate, a bearer token, timeouts and retries of
+//!   idempotent calls; its TLS setup is `spdk_client::tls`, re-exported as
+//!   [`tls`](client::tls), so the agent's JSON-RPC and these calls trust alike.
+//!
+//! The node crate depends on this crate without the client; the controller
+//! with it. Neither side links the other.
+
+#![warn(missing_docs)]
+
+pub mod attach;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod frontend;
+pub mod identity;
+pub mod nqn;
+pub mod quiesce;
+pub mod routes;
+
+pub use attach::{AttachSpec, ContextError, NvmeTcpTarget, UblkTarget};
+pub use frontend::FrontendKind;
+pub use identity::{KernelFeatures, NodeIdentity, Tools};
+pub use nqn::{validate_nqn, InvalidNqn};
+pub use quiesce::{ResumeRequest, ResumeResponse, SuspendRequest, SuspendResponse};
+pub use routes::ErrorBody;

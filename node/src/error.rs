@@ -201,6 +201,27 @@ pub enum NodeError {
     },
 }
 
+impl From<agent_api::ContextError> for NodeError {
+    fn from(e: agent_api::ContextError) -> Self {
+        match e {
+            agent_api::ContextError::MissingKey { key } => NodeError::MissingContextKey { key },
+            agent_api::ContextError::InvalidValue { key, value, reason } => {
+                NodeError::InvalidContextValue { key, value, reason }
+            }
+        }
+    }
+}
+
+impl From<agent_api::InvalidNqn> for NodeError {
+    fn from(e: agent_api::InvalidNqn) -> Self {
+        NodeError::InvalidOption {
+            field: "nqn",
+            value: e.value,
+            reason: e.reason,
+        }
+    }
+}
+
 impl NodeError {
     /// Builds an [`NodeError::Io`] for `op` on `path`.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

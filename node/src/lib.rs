@@ -16,6 +16,7 @@ pub mod mount;
 pub mod mountinfo;
 pub mod probe;
 pub mod quiesce;
+pub mod resize;
 pub mod stats;
 
 pub use error::{NodeError, Result};

@@ -3,9 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::frontend::FrontendKind;
+pub use agent_api::identity::{KernelFeatures, Tools};
 
 /// Where the probe looks; tests point it at a fabricated tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,62 +37,22 @@ impl ProbeRoots {
     }
 }
 
-/// Presence of the userland tools the node shells out to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tools {
-    /// `mkfs.ext4`
-    pub mkfs_ext4: bool,
-    /// `mkfs.xfs`
-    pub mkfs_xfs: bool,
-    /// `resize2fs`
-    pub resize2fs: bool,
-    /// `xfs_growfs`
-    pub xfs_growfs: bool,
-    /// `blkid`
-    pub blkid: bool,
-    /// `fsfreeze`
-    pub fsfreeze: bool,
-    /// `dmsetup`
-    pub dmsetup: bool,
-}
-
-impl Tools {
-    fn entries(&self) -> [(&'static str, bool); 7] {
-        [
-            ("mkfs.ext4", self.mkfs_ext4),
-            ("mkfs.xfs", self.mkfs_xfs),
-            ("resize2fs", self.resize2fs),
-            ("xfs_growfs", self.xfs_growfs),
-            ("blkid", self.blkid),
-            ("fsfreeze", self.fsfreeze),
-            ("dmsetup", self.dmsetup),
-        ]
-    }
-}
-
-/// What the node can use, reported to the controller by the agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KernelFeatures {
-    /// `/dev/nvme-fabrics` exists, so the kernel NVMe/TCP initiator can connect.
-    pub nvme_tcp: bool,
-    /// Native NVMe multipath is on (`nvme_core.multipath=Y`).
-    pub nvme_multipath: bool,
-    /// `/dev/ublk-control` exists.
-    pub ublk: bool,
-    /// `/dev/mapper/control` exists and `dmsetup` is installed.
-    pub device_mapper: bool,
-    /// Userland tools found.
-    pub tools: Tools,
-}
-
-impl KernelFeatures {
+/// Probing for the [`KernelFeatures`] the agent reports. A trait only
+/// because the features are the agent API's type: it keeps
+/// `KernelFeatures::probe()` reading as before.
+pub trait ProbeHost {
     /// Probes the host.
-    pub fn probe() -> Self {
+    fn probe() -> Self;
+    /// Probes below the given roots.
+    fn probe_at(roots: &ProbeRoots) -> Self;
+}
+
+impl ProbeHost for KernelFeatures {
+    fn probe() -> Self {
         Self::probe_at(&ProbeRoots::host())
     }
 
-    /// Probes below the given roots.
-    pub fn probe_at(roots: &ProbeRoots) -> Self {
+    fn probe_at(roots: &ProbeRoots) -> Self {
         let has_tool = |name: &str| roots.tool_dirs.iter().any(|d| is_executable(&d.join(name)));
         let tools = Tools {
             mkfs_ext4: has_tool("mkfs.ext4"),
@@ -117,41 +75,6 @@ impl KernelFeatures {
             tools,
         }
     }
-
-    /// Usable frontends, most preferred first.
-    pub fn frontends(&self) -> Vec<FrontendKind> {
-        let mut out = Vec::new();
-        if self.nvme_tcp {
-            out.push(FrontendKind::NvmeTcp);
-        }
-        if self.ublk {
-            out.push(FrontendKind::Ublk);
-        }
-        out
-    }
-
-    /// One line for the start-up log.
-    pub fn summary(&self) -> String {
-        let frontends: Vec<&str> = self.frontends().iter().map(|f| f.as_str()).collect();
-        let onoff = |b: bool| if b { "on" } else { "off" };
-        let (found, missing): (Vec<_>, Vec<_>) =
-            self.tools.entries().into_iter().partition(|(_, ok)| *ok);
-        let names = |v: Vec<(&str, bool)>| {
-            if v.is_empty() {
-                "-".to_owned()
-            } else {
-                v.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(",")
-            }
-        };
-        format!(
-            "frontends=[{}] nvme-multipath={} device-mapper={} tools={} missing={}",
-            frontends.join(","),
-            onoff(self.nvme_multipath),
-            onoff(self.device_mapper),
-            names(found),
-            names(missing),
-        )
-    }
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -164,6 +87,7 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frontend::FrontendKind;
     use std::os::unix::fs::PermissionsExt;
 
     fn touch(path: &Path, mode: u32) {

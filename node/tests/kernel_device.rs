@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::{sparse_file, LoopDevice, MountGuard, MIB};
 use shorthorn_node::command::SystemRunner;
-use shorthorn_node::device::{block_device_size, resize_filesystem};
+use shorthorn_node::device::block_device_size;
+use shorthorn_node::resize::resize_filesystem;
 use shorthorn_node::format::{format, FsType};
 use shorthorn_node::frontend::ublk::UblkFrontend;
 use shorthorn_node::frontend::{AttachSpec, Frontend, FrontendKind, UblkTarget};

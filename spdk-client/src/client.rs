@@ -61,7 +61,7 @@ impl SpdkClient {
 
     /// Client for the node agent's JSON-RPC endpoint over HTTPS verified with
     /// `tls` (plain `http://` still only to loopback).
-    pub fn https(url: &str, token: &str, tls: &crate::tls::ClientTls) -> Result<SpdkClient> {
+    pub fn https(url: &str, token: &str, tls: &crate::https::ClientTls) -> Result<SpdkClient> {
         Ok(SpdkClient::new(HttpTransport::secure(url, token, tls)?))
     }
 

@@ -2,7 +2,7 @@
 //!
 //! [`SpdkClient`] talks to `spdk_tgt` over its Unix socket
 //! ([`SpdkClient::unix`]) or to a node agent over HTTP with a bearer token
-//! ([`SpdkClient::http`], or [`SpdkClient::https`] with a [`tls::ClientTls`]). Every supported RPC has a method named after it
+//! ([`SpdkClient::http`], or [`SpdkClient::https`] with a [`https::ClientTls`]). Every supported RPC has a method named after it
 //! taking a params struct named after it (`bdev_lvol_create` takes
 //! [`BdevLvolCreateParams`]). Failures are [`SpdkError`]; SPDK errors carry an
 //! [`ErrorKind`] so callers branch on meaning, never on message text.
@@ -13,7 +13,7 @@ mod client;
 mod error;
 pub mod methods;
 mod protocol;
-pub mod tls;
+pub mod https;
 mod transport;
 
 pub use client::{wire_params, SpdkClient, DEFAULT_TIMEOUT};

@@ -1,15 +1,12 @@
-//! What the agent tells the controller about this node (`GET /identity`),
-//! and the node's persistent NVMe host identity.
+//! The node's persistent NVMe host identity, reported in the agent's
+//! [`NodeIdentity`](agent_api::NodeIdentity).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NodeError, Result};
-use crate::frontend::FrontendKind;
-use crate::probe::KernelFeatures;
 
 /// File name of the host NQN, in `/etc/nvme` and in the state dir.
 const HOSTNQN_FILE: &str = "hostnqn";
@@ -51,7 +48,7 @@ impl HostIdentity {
                 nqn
             }
         };
-        crate::frontend::nvme_tcp::options::validate_nqn(&hostnqn)?;
+        agent_api::validate_nqn(&hostnqn)?;
         Ok(HostIdentity { hostnqn, hostid })
     }
 }
@@ -81,27 +78,6 @@ fn persist(dir: &Path, name: &str, value: &str) -> Result<()> {
         .and_then(|()| f.sync_all())
         .map_err(|e| NodeError::io("write", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| NodeError::io("rename", &path, e))
-}
-
-/// The body of `GET /identity`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeIdentity {
-    /// Kubernetes node name (also the CSI node id).
-    pub node_name: String,
-    /// Address other nodes reach this node's NVMe-oF target on.
-    pub nvmf_address: String,
-    /// TCP port of the NVMe-oF target.
-    pub nvmf_port: u16,
-    /// Topology labels (e.g. `topology.kubernetes.io/zone`).
-    pub topology: BTreeMap<String, String>,
-    /// What the kernel and userland support.
-    pub kernel: KernelFeatures,
-    /// Usable frontends, most preferred first.
-    pub frontends: Vec<FrontendKind>,
-    /// Host NQN of the kernel initiator.
-    pub hostnqn: String,
-    /// Host id of the kernel initiator.
-    pub hostid: uuid::Uuid,
 }
 
 #[cfg(test)]

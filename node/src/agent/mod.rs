@@ -1,15 +1,9 @@
 //! The node agent: the controller's authenticated, allowlisted door to this
 //! node's spdk_tgt, plus node identity and volume quiesce.
 //!
-//! Routes (all but `/healthz` need `Authorization: Bearer <token>`):
-//!
-//! | route | what |
-//! |---|---|
-//! | `POST /jsonrpc` | one JSON-RPC 2.0 call, forwarded if its method is on [`ALLOWED_METHODS`]; SPDK's reply is returned as-is |
-//! | `GET /identity` | [`NodeIdentity`] |
-//! | `POST /quiesce/suspend` | [`SuspendRequest`] |
-//! | `POST /quiesce/resume` | [`ResumeRequest`], answers [`ResumeResponse`] |
-//! | `GET /healthz` | `ok` |
+//! The routes and their bodies are the agent API's ([`agent_api::routes`]);
+//! all but `/healthz` need `Authorization: Bearer <token>`. `POST /jsonrpc`
+//! forwards one JSON-RPC 2.0 call if its method is on [`ALLOWED_METHODS`].
 //!
 //! Refusals (401, 403, 413, 400) are decided before anything reaches SPDK.
 
@@ -19,6 +13,7 @@ mod forward;
 mod identity;
 mod jsonrpc;
 mod quiesce;
+mod response;
 mod router;
 mod server;
 mod tls;
@@ -34,13 +29,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use allowlist::{is_allowed, ALLOWED_METHODS};
-pub use identity::{HostIdentity, NodeIdentity};
-pub use quiesce::{QuiesceBackend, ResumeRequest, ResumeResponse, SuspendRequest};
+pub use identity::HostIdentity;
 pub use tls::TlsFiles;
 pub use token::BearerToken;
 
+use agent_api::{KernelFeatures, NodeIdentity};
+
 use crate::error::Result;
-use crate::probe::KernelFeatures;
+use crate::probe::ProbeHost;
 
 /// Default listen address of the agent.
 pub const DEFAULT_AGENT_ADDR: &str = "0.0.0.0:9500";
@@ -74,8 +70,6 @@ pub struct AgentConfig {
     pub max_response: usize,
     /// Concurrent connections served; further ones wait in the backlog.
     pub max_connections: usize,
-    /// The quiesce implementation; `None` uses the kernel layer's.
-    pub quiesce: Option<Arc<dyn QuiesceBackend>>,
     /// Kernel features to report; `None` probes the host at start.
     pub kernel: Option<KernelFeatures>,
 }
@@ -103,7 +97,6 @@ impl AgentConfig {
             body_limit: 1024 * 1024,
             max_response: 64 * 1024 * 1024,
             max_connections: 256,
-            quiesce: None,
             kernel: None,
         }
     }
@@ -148,10 +141,6 @@ pub async fn serve_agent(
         hostnqn: host.hostnqn,
         hostid: host.hostid,
     };
-    let backend = match config.quiesce.clone() {
-        Some(b) => b,
-        None => quiesce::kernel_backend(&config.state_dir)?,
-    };
     let agent = Arc::new(router::Agent {
         token,
         forwarder: forward::SpdkForwarder::new(
@@ -160,7 +149,7 @@ pub async fn serve_agent(
             config.max_response,
         ),
         identity,
-        quiesce: quiesce::QuiesceApi::new(backend),
+        quiesce: quiesce::QuiesceApi::kernel(&config.state_dir)?,
         body_limit: config.body_limit,
     });
     server::run(agent, listener, tls, config.max_connections, shutdown).await

@@ -2,73 +2,21 @@
 //! I/O on this node while the controller snapshots its replicas.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use agent_api::quiesce::MAX_DEADLINE;
+use agent_api::{ResumeRequest, ResumeResponse, SuspendRequest, SuspendResponse};
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn, Instrument};
 
-use super::router::{error, json, AgentResponse};
+use super::response::{error, json, AgentResponse};
 use crate::csi::StagingStore;
 use crate::error::{NodeError, Result};
 use crate::quiesce::{QuiesceTarget, Quiescer};
 
-/// Longest hold a caller may ask for.
-pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
-
-/// Suspends and resumes a volume's I/O; implemented over the kernel layer.
-#[async_trait]
-pub trait QuiesceBackend: Send + Sync {
-    /// Freezes the volume's I/O for at most `deadline`, after which the
-    /// backend resumes on its own. `target`, when given, must name what the
-    /// node itself would freeze (staging path, dm name or device).
-    async fn suspend(
-        &self,
-        volume_id: &str,
-        target: Option<&str>,
-        deadline: Duration,
-    ) -> Result<()>;
-    /// Resumes I/O and returns how long it was held.
-    async fn resume(&self, volume_id: &str) -> Result<Duration>;
-}
-
-/// Body of `POST /quiesce/suspend`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SuspendRequest {
-    /// The volume.
-    pub volume_id: String,
-    /// Optional cross-check of what will be frozen: the volume's staging
-    /// path, dm device name or block device on this node.
-    #[serde(default)]
-    pub target: Option<String>,
-    /// Upper bound of the hold in milliseconds.
-    pub deadline_ms: u64,
-}
-
-/// Body of `POST /quiesce/resume`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResumeRequest {
-    /// The volume.
-    pub volume_id: String,
-}
-
-/// Answer to a successful resume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResumeResponse {
-    /// The volume.
-    pub volume_id: String,
-    /// How long I/O was held, in milliseconds.
-    pub held_ms: u64,
-}
-
-/// The quiesce routes over a backend.
-#[derive(Clone)]
+/// The quiesce routes over the kernel layer's quiescer.
 pub struct QuiesceApi {
-    backend: Arc<dyn QuiesceBackend>,
+    backend: KernelQuiesce,
 }
 
 impl fmt::Debug for QuiesceApi {
@@ -78,9 +26,18 @@ impl fmt::Debug for QuiesceApi {
 }
 
 impl QuiesceApi {
-    /// Routes over `backend`.
-    pub fn new(backend: Arc<dyn QuiesceBackend>) -> Self {
-        QuiesceApi { backend }
+    /// The routes over the kernel layer; targets are resolved from the CSI
+    /// node service's staging records under `state_dir`, so a caller can
+    /// never freeze anything but a staged volume.
+    pub fn kernel(state_dir: &std::path::Path) -> Result<Self> {
+        let runner: std::sync::Arc<dyn crate::command::CommandRunner> =
+            std::sync::Arc::new(crate::command::SystemRunner);
+        Ok(QuiesceApi {
+            backend: KernelQuiesce {
+                quiescer: Quiescer::new(crate::dm::DmLinear::new(runner)),
+                store: StagingStore::open(state_dir)?,
+            },
+        })
     }
 
     pub(super) async fn suspend(&self, body: &[u8]) -> AgentResponse {
@@ -113,7 +70,9 @@ impl QuiesceApi {
                 info!(deadline_ms = req.deadline_ms, "volume I/O suspended");
                 json(
                     StatusCode::OK,
-                    &serde_json::json!({ "volume_id": req.volume_id }),
+                    &SuspendResponse {
+                        volume_id: req.volume_id,
+                    },
                 )
             }
             Err(e) => failure("suspend", e),
@@ -164,17 +123,7 @@ fn failure(op: &str, e: NodeError) -> AgentResponse {
     error(status, &e.to_string())
 }
 
-/// The kernel layer's quiescer as a backend; targets are resolved from the
-/// CSI node service's staging records under `state_dir`, so a caller can
-/// never freeze anything but a staged volume.
-pub(super) fn kernel_backend(state_dir: &std::path::Path) -> Result<Arc<dyn QuiesceBackend>> {
-    let runner: Arc<dyn crate::command::CommandRunner> = Arc::new(crate::command::SystemRunner);
-    Ok(Arc::new(KernelQuiesce {
-        quiescer: Quiescer::new(crate::dm::DmLinear::new(runner)),
-        store: StagingStore::open(state_dir)?,
-    }))
-}
-
+/// Suspends and resumes staged volumes through the kernel layer.
 struct KernelQuiesce {
     quiescer: Quiescer,
     store: StagingStore,
@@ -195,17 +144,10 @@ impl KernelQuiesce {
             (None, true) => QuiesceTarget::RawBlock(rec.device_path()),
         })
     }
-}
 
-fn names(target: &QuiesceTarget, wanted: &str) -> bool {
-    match target {
-        QuiesceTarget::DmDevice(n) => n == wanted,
-        QuiesceTarget::Filesystem(p) | QuiesceTarget::RawBlock(p) => p.as_os_str() == wanted,
-    }
-}
-
-#[async_trait]
-impl QuiesceBackend for KernelQuiesce {
+    /// Freezes the volume's I/O for at most `deadline`, after which the
+    /// quiescer resumes on its own. `target`, when given, must name what the
+    /// node itself would freeze (staging path, dm name or device).
     async fn suspend(
         &self,
         volume_id: &str,
@@ -227,8 +169,16 @@ impl QuiesceBackend for KernelQuiesce {
             .map(drop)
     }
 
+    /// Resumes I/O and returns how long it was held.
     async fn resume(&self, volume_id: &str) -> Result<Duration> {
         let report = self.quiescer.resume(volume_id).await?;
         Ok(report.held_for.unwrap_or_default())
+    }
+}
+
+fn names(target: &QuiesceTarget, wanted: &str) -> bool {
+    match target {
+        QuiesceTarget::DmDevice(n) => n == wanted,
+        QuiesceTarget::Filesystem(p) | QuiesceTarget::RawBlock(p) => p.as_os_str() == wanted,
     }
 }

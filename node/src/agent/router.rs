@@ -12,12 +12,15 @@ use hyper::body::Body;
 use serde::Deserialize;
 use tracing::{debug, info, warn, Instrument};
 
+use agent_api::routes;
+use agent_api::NodeIdentity;
+
 use super::allowlist;
 use super::body::{declared_too_large, read_limited, BodyError};
 use super::forward::{ForwardError, SpdkForwarder};
-use super::identity::NodeIdentity;
 use super::jsonrpc::RpcRequest;
 use super::quiesce::QuiesceApi;
+use super::response::{error, json, text, AgentResponse};
 use super::token::BearerToken;
 
 /// The agent's shared state; one per server.
@@ -29,9 +32,6 @@ pub struct Agent {
     pub(super) quiesce: QuiesceApi,
     pub(super) body_limit: usize,
 }
-
-/// The response type of every route.
-pub type AgentResponse = Response<Full<Bytes>>;
 
 impl Agent {
     /// Answers one HTTP request.
@@ -51,7 +51,7 @@ impl Agent {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let path = req.uri().path().to_owned();
-        if path == "/healthz" {
+        if path == routes::HEALTHZ {
             return match *req.method() {
                 Method::GET | Method::HEAD => text(StatusCode::OK, "ok"),
                 _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
@@ -66,14 +66,14 @@ impl Agent {
             return resp;
         }
         let expected = match path.as_str() {
-            "/jsonrpc" | "/quiesce/suspend" | "/quiesce/resume" => Method::POST,
-            "/identity" => Method::GET,
+            routes::JSONRPC | routes::QUIESCE_SUSPEND | routes::QUIESCE_RESUME => Method::POST,
+            routes::IDENTITY => Method::GET,
             _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
         };
         if req.method() != expected {
             return error(StatusCode::METHOD_NOT_ALLOWED, &format!("use {expected}"));
         }
-        if path == "/identity" {
+        if path == routes::IDENTITY {
             return json(StatusCode::OK, &self.identity);
         }
         let body = match self.read_body(req).await {
@@ -81,8 +81,8 @@ impl Agent {
             Err(resp) => return resp,
         };
         match path.as_str() {
-            "/jsonrpc" => self.jsonrpc(&body).await,
-            "/quiesce/suspend" => self.quiesce.suspend(&body).await,
+            routes::JSONRPC => self.jsonrpc(&body).await,
+            routes::QUIESCE_SUSPEND => self.quiesce.suspend(&body).await,
             _ => self.quiesce.resume(&body).await,
         }
     }
@@ -170,31 +170,4 @@ fn spdk_error_code(reply: &[u8]) -> Option<i64> {
         .ok()?
         .error
         .map(|e| e.code)
-}
-
-/// A JSON response.
-pub(super) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> AgentResponse {
-    match serde_json::to_vec(value) {
-        Ok(body) => {
-            let mut resp = Response::new(Full::new(Bytes::from(body)));
-            *resp.status_mut() = status;
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            resp
-        }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
-}
-
-/// A JSON `{"error": message}` response.
-pub(super) fn error(status: StatusCode, message: &str) -> AgentResponse {
-    json(status, &serde_json::json!({ "error": message }))
-}
-
-fn text(status: StatusCode, body: &str) -> AgentResponse {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_owned())));
-    *resp.status_mut() = status;
-    resp
 }

@@ -18,6 +18,7 @@ use crate::error::{NodeError, Result};
 use crate::frontend::nvme_tcp::NvmeTcpFrontend;
 use crate::frontend::ublk::UblkFrontend;
 use crate::frontend::{Frontend, FrontendKind};
+use crate::probe::ProbeHost;
 
 /// The CSI Node service over the kernel layer.
 #[derive(Clone)]

@@ -38,7 +38,7 @@ impl NodeService {
         let span = tracing::info_span!("stage", volume_id = %volume_id);
         async move {
             let _guard = self.locks.try_lock(&volume_id)?;
-            let spec = AttachSpec::from_publish_context(&req.publish_context)?;
+            let spec = AttachSpec::from_publish_context(&req.publish_context).map_err(crate::NodeError::from)?;
             if let Some(rec) = self.store.load(&volume_id)? {
                 if rec.staging_path != staging || rec.access.is_block() != cap.kind.is_block() {
                     return Err(incompatible(format!(

@@ -127,7 +127,7 @@ impl NodeService {
                     rec.staging_path.clone(),
                 );
                 blocking(move || {
-                    crate::device::resize_filesystem(runner.as_ref(), &dev, &mnt, fs_type)
+                    crate::resize::resize_filesystem(runner.as_ref(), &dev, &mnt, fs_type)
                 })
                 .await?;
             }

@@ -1,59 +1,20 @@
 //! Frontends turn a published volume into a local block device.
+//!
+//! What a frontend attaches ([`AttachSpec`]) and which frontend it is
+//! ([`FrontendKind`]) are the agent API's wire types, re-exported here.
 
 pub mod nvme_tcp;
-pub mod spec;
 pub mod ublk;
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
-pub use spec::{AttachSpec, NvmeTcpTarget, UblkTarget};
-
-/// The kinds of frontend the node knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FrontendKind {
-    /// Kernel NVMe/TCP initiator.
-    NvmeTcp,
-    /// ublk disk served by the local SPDK.
-    Ublk,
-}
-
-impl FrontendKind {
-    /// Stable name, as used in publish_context and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FrontendKind::NvmeTcp => "nvme-tcp",
-            FrontendKind::Ublk => "ublk",
-        }
-    }
-}
-
-impl fmt::Display for FrontendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for FrontendKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "nvme-tcp" => Ok(FrontendKind::NvmeTcp),
-            "ublk" => Ok(FrontendKind::Ublk),
-            other => Err(format!(
-                "unknown frontend {other:?} (expected nvme-tcp or ublk)"
-            )),
-        }
-    }
-}
+pub use agent_api::attach::{AttachSpec, NvmeTcpTarget, UblkTarget};
+pub use agent_api::frontend::FrontendKind;
 
 /// A block device a frontend made available.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::device::{block_device_size, is_block_device, wait_for_device};
 use crate::error::{NodeError, Result};
-use crate::frontend::spec::{AttachSpec, UblkTarget};
+use crate::frontend::{AttachSpec, UblkTarget};
 use crate::frontend::{AttachedDevice, Frontend, FrontendKind};
 
 /// Uses block devices served by SPDK's ublk target.

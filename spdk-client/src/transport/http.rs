@@ -11,15 +11,11 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::Transport;
 use crate::error::{Result, SpdkError};
 use crate::protocol::{Request, Response};
-use crate::tls::{check_endpoint, plain_connector, ClientTls};
+use crate::https::{check_endpoint, error_chain, ClientTls, HttpClient};
 
 /// Transport that POSTs each request to a URL with `Authorization: Bearer`.
 ///
@@ -28,27 +24,6 @@ pub struct HttpTransport {
     uri: Uri,
     authorization: HeaderValue,
     client: HttpClient,
-}
-
-/// The hyper client: plain HTTP, or HTTPS with a TLS setup.
-enum HttpClient {
-    Plain(Client<HttpConnector, Full<Bytes>>),
-    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
-}
-
-impl HttpClient {
-    async fn request(
-        &self,
-        request: http::Request<Full<Bytes>>,
-    ) -> std::result::Result<
-        http::Response<hyper::body::Incoming>,
-        hyper_util::client::legacy::Error,
-    > {
-        match self {
-            HttpClient::Plain(client) => client.request(request).await,
-            HttpClient::Tls(client) => client.request(request).await,
-        }
-    }
 }
 
 impl HttpTransport {
@@ -77,11 +52,7 @@ impl HttpTransport {
             })?;
         authorization.set_sensitive(true);
         check_endpoint(&uri, tls).map_err(SpdkError::InvalidEndpoint)?;
-        let builder = Client::builder(TokioExecutor::new());
-        let client = match tls {
-            Some(tls) => HttpClient::Tls(builder.build(tls.connector())),
-            None => HttpClient::Plain(builder.build(plain_connector())),
-        };
+        let client = HttpClient::new(tls);
         Ok(HttpTransport {
             uri,
             authorization,
@@ -102,18 +73,6 @@ impl fmt::Debug for HttpTransport {
             .field("token", &"<redacted>")
             .finish()
     }
-}
-
-/// Renders an error and its sources on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait]

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use crate::device::wait_for_path;
 use crate::error::{NodeError, Result};
-use crate::frontend::spec::{AttachSpec, NvmeTcpTarget};
+use crate::frontend::{AttachSpec, NvmeTcpTarget};
 use crate::frontend::{AttachedDevice, Frontend, FrontendKind};
 
 use attach::Connected;

@@ -1,37 +1,11 @@
 //! The options string written to `/dev/nvme-fabrics` to connect a controller.
 
+use agent_api::nqn::validate_nqn;
+#[cfg(test)]
+use agent_api::nqn::MAX_NQN_LEN;
+
 use crate::error::{NodeError, Result};
-use crate::frontend::spec::NvmeTcpTarget;
-
-/// Longest NQN the NVMe specification allows.
-pub const MAX_NQN_LEN: usize = 223;
-
-/// Why an NQN is unusable, or `Ok` when it is safe to put in an options string.
-pub fn validate_nqn(nqn: &str) -> Result<()> {
-    let reject = |reason| {
-        Err(NodeError::InvalidOption {
-            field: "nqn",
-            value: nqn.to_owned(),
-            reason,
-        })
-    };
-    if nqn.is_empty() {
-        return reject("empty");
-    }
-    if nqn.len() > MAX_NQN_LEN {
-        return reject("longer than 223 bytes");
-    }
-    if !nqn.starts_with("nqn.") {
-        return reject("does not start with `nqn.`");
-    }
-    if nqn
-        .chars()
-        .any(|c| c == ',' || c == '=' || c.is_whitespace() || c.is_control())
-    {
-        return reject("contains `,`, `=`, whitespace or a control character");
-    }
-    Ok(())
-}
+use crate::frontend::NvmeTcpTarget;
 
 /// Builds the fabrics connect options for `target`, validating each value.
 pub fn connect_options(target: &NvmeTcpTarget) -> Result<String> {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{NodeError, Result};
-use crate::frontend::spec::NvmeTcpTarget;
+use crate::frontend::NvmeTcpTarget;
 
 /// One kernel NVMe controller, as seen in `/sys/class/nvme/nvmeN`.
 #[derive(Debug, Clone, PartialEq, Eq)]

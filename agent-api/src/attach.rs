@@ -7,8 +7,31 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{NodeError, Result};
 use crate::frontend::FrontendKind;
+use crate::nqn::validate_nqn;
+
+/// A publish_context the node cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    /// A required publish_context key is absent.
+    #[error("publish_context is missing key `{key}`")]
+    MissingKey {
+        /// The missing key.
+        key: &'static str,
+    },
+    /// A publish_context value could not be parsed or validated.
+    #[error("publish_context key `{key}` has invalid value {value:?}: {reason}")]
+    InvalidValue {
+        /// The offending key.
+        key: &'static str,
+        /// The value as received.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+type Result<T, E = ContextError> = std::result::Result<T, E>;
 
 /// publish_context key: the frontend, `nvme-tcp` or `ublk`.
 pub const KEY_FRONTEND: &str = "frontend";
@@ -161,7 +184,7 @@ impl AttachSpec {
 fn get<'a>(ctx: &'a HashMap<String, String>, key: &'static str) -> Result<&'a str> {
     ctx.get(key)
         .map(String::as_str)
-        .ok_or(NodeError::MissingContextKey { key })
+        .ok_or(ContextError::MissingKey { key })
 }
 
 fn parse<T>(ctx: &HashMap<String, String>, key: &'static str) -> Result<T>
@@ -176,12 +199,11 @@ where
 }
 
 fn check_nqn(key: &'static str, value: &str) -> Result<()> {
-    crate::frontend::nvme_tcp::options::validate_nqn(value)
-        .map_err(|e| bad(key, value, &e.to_string()))
+    validate_nqn(value).map_err(|e| bad(key, value, &e.to_string()))
 }
 
-fn bad(key: &'static str, value: &str, reason: &str) -> NodeError {
-    NodeError::InvalidContextValue {
+fn bad(key: &'static str, value: &str, reason: &str) -> ContextError {
+    ContextError::InvalidValue {
         key,
         value: value.to_owned(),
         reason: reason.to_owned(),
@@ -231,7 +253,7 @@ mod tests {
         let mut ctx = nvme().to_publish_context();
         ctx.remove(KEY_NVME_HOSTID);
         let err = AttachSpec::from_publish_context(&ctx).unwrap_err();
-        assert!(matches!(err, NodeError::MissingContextKey { key } if key == KEY_NVME_HOSTID));
+        assert!(matches!(err, ContextError::MissingKey { key } if key == KEY_NVME_HOSTID));
         assert_eq!(
             err.to_string(),
             "publish_context is missing key `nvme.hostid`"
@@ -252,7 +274,7 @@ mod tests {
             let mut ctx = nvme().to_publish_context();
             ctx.insert(key.to_owned(), value.to_owned());
             match AttachSpec::from_publish_context(&ctx) {
-                Err(NodeError::InvalidContextValue {
+                Err(ContextError::InvalidValue {
                     key: k, value: v, ..
                 }) => {
                     assert_eq!((k, v.as_str()), (key, value));
@@ -270,7 +292,7 @@ mod tests {
         ctx.insert(KEY_UBLK_ID.to_owned(), "1".to_owned());
         assert!(matches!(
             AttachSpec::from_publish_context(&ctx),
-            Err(NodeError::InvalidContextValue { key, .. }) if key == KEY_UBLK_DEVICE
+            Err(ContextError::InvalidValue { key, .. }) if key == KEY_UBLK_DEVICE
         ));
     }
 }

@@ -1,6 +1,5 @@
-//! The client side of HTTPS to a node agent, shared by this crate's HTTP
-//! transport and by `agent-api`'s agent client, so that both trust servers
-//! the same way.
+//! HTTPS clients to a node agent, shared by this crate's HTTP transport and
+//! by `agent-api`'s agent client, so that both trust servers the same way.
 //!
 //! - [`ServerTrust`] says which servers to believe: those whose certificate
 //!   a CA in a PEM file signed, or exactly one pinned certificate.
@@ -9,15 +8,22 @@
 //! - [`check_endpoint`] is the one rule on URLs that carry a bearer token:
 //!   `https://` needs a [`ClientTls`]; plain `http://` is refused unless the
 //!   host is a loopback address, so a token never crosses a network in clear.
+//! - [`HttpClient`] is the pooled hyper client over either, and
+//!   [`error_chain`] / [`tls_failure`] describe what it reports.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::Uri;
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::client::danger::{
@@ -147,9 +153,76 @@ impl ClientTls {
     }
 }
 
-/// A connector for plain `http://` only (no TLS setup configured).
-pub fn plain_connector() -> HttpConnector {
-    HttpConnector::new()
+/// A pooled hyper HTTP/1 client: plain `http://` only, or HTTPS (and plain
+/// HTTP) with a [`ClientTls`]. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct HttpClient(Connector);
+
+#[derive(Clone)]
+enum Connector {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tls = matches!(self.0, Connector::Tls(_));
+        f.debug_struct("HttpClient").field("tls", &tls).finish()
+    }
+}
+
+impl HttpClient {
+    /// A client speaking HTTPS with `tls`, or plain HTTP only without it.
+    pub fn new(tls: Option<&ClientTls>) -> Self {
+        let builder = Client::builder(TokioExecutor::new());
+        HttpClient(match tls {
+            Some(tls) => Connector::Tls(builder.build(tls.connector())),
+            None => Connector::Plain(builder.build(HttpConnector::new())),
+        })
+    }
+
+    /// Sends one request.
+    pub async fn request(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
+        match &self.0 {
+            Connector::Plain(client) => client.request(request).await,
+            Connector::Tls(client) => client.request(request).await,
+        }
+    }
+}
+
+/// Renders an error and its sources on one line.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The TLS failure (certificate refused, handshake failed) behind a client
+/// error, if that is what it was.
+pub fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        if let Some(tls) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// The rule for a URL that will carry a bearer token: `https://` needs a TLS

@@ -1,0 +1,29 @@
+//! The agent's routes and its error body, shared by its server and client.
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `POST /jsonrpc` | one JSON-RPC 2.0 call | SPDK's reply, as-is |
+//! | `GET /identity` | | [`NodeIdentity`](crate::NodeIdentity) |
+//! | `POST /quiesce/suspend` | [`SuspendRequest`](crate::SuspendRequest) | [`SuspendResponse`](crate::SuspendResponse) |
+//! | `POST /quiesce/resume` | [`ResumeRequest`](crate::ResumeRequest) | [`ResumeResponse`](crate::ResumeResponse) |
+//! | `GET /healthz` (no token) | | `ok` |
+
+use serde::{Deserialize, Serialize};
+
+/// SPDK JSON-RPC, forwarded if the method is on the agent's allowlist.
+pub const JSONRPC: &str = "/jsonrpc";
+/// The node's identity.
+pub const IDENTITY: &str = "/identity";
+/// Hold a volume's I/O.
+pub const QUIESCE_SUSPEND: &str = "/quiesce/suspend";
+/// Let a volume's I/O flow again.
+pub const QUIESCE_RESUME: &str = "/quiesce/resume";
+/// Liveness, without a token.
+pub const HEALTHZ: &str = "/healthz";
+
+/// The body of every refusal: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What was refused and why.
+    pub error: String,
+}
