@@ -122,7 +122,10 @@ mod tests {
         let (kind, log) = logged_while(|| serde_json::from_str::<FrontendKind>("\"nvme_tcp\""));
         assert_eq!(kind.unwrap(), FrontendKind::NvmeTcp);
         assert!(log.contains("WARN"), "{log}");
-        assert!(log.contains("deprecated") && log.contains("nvme-tcp"), "{log}");
+        assert!(
+            log.contains("deprecated") && log.contains("nvme-tcp"),
+            "{log}"
+        );
         let (kind, log) = logged_while(|| "nvme_tcp".parse::<FrontendKind>());
         assert_eq!(kind, Ok(FrontendKind::NvmeTcp));
         assert!(log.contains("deprecated"), "{log}");
@@ -131,7 +134,10 @@ mod tests {
     #[test]
     fn unknown_spellings_are_refused_with_the_valid_ones() {
         let err = serde_json::from_str::<FrontendKind>("\"iscsi\"").unwrap_err();
-        assert!(err.to_string().contains("expected nvme-tcp or ublk"), "{err}");
+        assert!(
+            err.to_string().contains("expected nvme-tcp or ublk"),
+            "{err}"
+        );
         assert!("NVME-TCP".parse::<FrontendKind>().is_err());
     }
 }

@@ -48,10 +48,19 @@ mod tests {
     #[test]
     fn accepts_plain_nqns_and_refuses_injection() {
         assert!(validate_nqn("nqn.2014-08.org.nvmexpress:uuid:1").is_ok());
-        for bad in ["", "not-an-nqn", "nqn.a,traddr=6.6.6.6", "nqn.a b", "nqn.a\nb"] {
+        for bad in [
+            "",
+            "not-an-nqn",
+            "nqn.a,traddr=6.6.6.6",
+            "nqn.a b",
+            "nqn.a\nb",
+        ] {
             assert!(validate_nqn(bad).is_err(), "{bad:?} accepted");
         }
         let long = format!("nqn.{}", "x".repeat(MAX_NQN_LEN));
-        assert_eq!(validate_nqn(&long).unwrap_err().reason, "longer than 223 bytes");
+        assert_eq!(
+            validate_nqn(&long).unwrap_err().reason,
+            "longer than 223 bytes"
+        );
     }
 }

@@ -13,15 +13,17 @@ pub const DEFAULT_VOLUME_SIZE: u64 = 1024 * 1024 * 1024;
 /// result is at least `required`, at most `limit` when a limit is given.
 pub fn round_to_clusters(required: i64, limit: i64, granule: u64) -> Result<u64> {
     if required < 0 || limit < 0 {
-        return Err(ControllerError::OutOfRange(format!(
-            "capacity_range has a negative bound (required {required}, limit {limit})"
-        )));
+        return Err(ControllerError::CapacityOutOfRange {
+            reason: format!(
+                "capacity_range has a negative bound (required {required}, limit {limit})"
+            ),
+        });
     }
     let (required, limit) = (required as u64, limit as u64);
     if limit > 0 && required > limit {
-        return Err(ControllerError::OutOfRange(format!(
-            "required_bytes {required} exceeds limit_bytes {limit}"
-        )));
+        return Err(ControllerError::CapacityOutOfRange {
+            reason: format!("required_bytes {required} exceeds limit_bytes {limit}"),
+        });
     }
     let granule = granule.max(1);
     if required == 0 {
@@ -31,9 +33,9 @@ pub fn round_to_clusters(required: i64, limit: i64, granule: u64) -> Result<u64>
             DEFAULT_VOLUME_SIZE.min(limit) / granule * granule
         };
         if size == 0 {
-            return Err(ControllerError::OutOfRange(format!(
+            return Err(ControllerError::CapacityOutOfRange { reason: format!(
                 "limit_bytes {limit} is smaller than one cluster ({granule} bytes), the smallest volume Shorthorn can create"
-            )));
+            ) });
         }
         return Ok(size);
     }
@@ -41,13 +43,13 @@ pub fn round_to_clusters(required: i64, limit: i64, granule: u64) -> Result<u64>
         .div_ceil(granule)
         .checked_mul(granule)
         .filter(|s| i64::try_from(*s).is_ok())
-        .ok_or_else(|| {
-            ControllerError::OutOfRange(format!("required_bytes {required} is too large"))
+        .ok_or_else(|| ControllerError::CapacityOutOfRange {
+            reason: format!("required_bytes {required} is too large"),
         })?;
     if limit > 0 && size > limit {
-        return Err(ControllerError::OutOfRange(format!(
+        return Err(ControllerError::CapacityOutOfRange { reason: format!(
             "required_bytes {required} rounded up to whole {granule}-byte clusters is {size}, above limit_bytes {limit}; raise the limit or request a multiple of {granule}"
-        )));
+        ) });
     }
     Ok(size)
 }
@@ -126,13 +128,13 @@ mod tests {
     #[test]
     fn refuses_sizes_the_limit_cannot_hold() {
         let e = round_to_clusters(10, 5, MIB).unwrap_err();
-        assert!(matches!(e, ControllerError::OutOfRange(_)));
+        assert!(matches!(e, ControllerError::CapacityOutOfRange { .. }));
         let e = round_to_clusters(MIB as i64, (3 * MIB) as i64, 4 * MIB).unwrap_err();
         assert!(e.to_string().contains("above limit_bytes"), "{e}");
         let e = round_to_clusters(0, MIB as i64, 4 * MIB).unwrap_err();
-        assert!(matches!(e, ControllerError::OutOfRange(_)));
+        assert!(matches!(e, ControllerError::CapacityOutOfRange { .. }));
         let e = round_to_clusters(i64::MAX, 0, 4 * MIB).unwrap_err();
-        assert!(matches!(e, ControllerError::OutOfRange(_)));
+        assert!(matches!(e, ControllerError::CapacityOutOfRange { .. }));
     }
 
     #[test]

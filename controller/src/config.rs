@@ -27,6 +27,17 @@
 //! # agent_port = 9810
 //! # agent_token_file = "/var/run/secrets/shorthorn/agent-token"
 //!
+//! # HTTPS to node agents. Without this section agents are reached over plain
+//! # http://, which is allowed only to loopback addresses (the bearer token
+//! # must never cross a network in clear). With it, discovered agents are
+//! # reached at https://<address>:<agent_port>.
+//! # [agent_tls]
+//! # ca_file = "/var/run/secrets/shorthorn/agent-tls/ca.crt"  # PEM: the CA that signs the agents' certificates
+//! # # or: pinned_cert_file = "/etc/shorthorn/agent.crt"     # PEM: the one certificate every agent serves
+//! # # Name the agents' certificate must carry. Default: the host of each
+//! # # agent_url, and agent_dns for discovered agents (reached by address).
+//! # server_name = "shorthorn-node.shorthorn-system.svc.cluster.local"
+//!
 //! [[nodes]]
 //! name = "node-a"
 //! spdk_socket = "/var/tmp/spdk-a.sock"      # or agent_url + agent_token_file
@@ -36,13 +47,15 @@
 //! base_bdev = { aio_file = "/var/lib/shorthorn/a.img", block_size = 4096 }
 //! lvstore = "shorthorn"
 //! cluster_size = 4194304
-//! frontends = ["ublk"]
+//! frontends = ["ublk"]                     # and/or "nvme-tcp" ("nvme_tcp" is read, deprecated)
 //! ```
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use agent_api::client::{ClientTls, ServerTrust};
+use agent_api::FrontendKind;
 use serde::Deserialize;
 
 use crate::error::{ControllerError, Result};
@@ -82,6 +95,57 @@ pub struct ControllerConfig {
     /// Optional DNS discovery of node agents.
     #[serde(default)]
     pub discovery: Option<DiscoveryConfig>,
+    /// HTTPS to the node agents (`[agent_tls]`); without it only loopback
+    /// agents can be reached (plain http).
+    #[serde(default)]
+    pub agent_tls: Option<AgentTlsConfig>,
+}
+
+/// How the controller verifies node agents' HTTPS certificates.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTlsConfig {
+    /// PEM file of the CA that signs the agents' certificates.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the one certificate every agent serves (instead of a CA).
+    #[serde(default)]
+    pub pinned_cert_file: Option<PathBuf>,
+    /// Name the agents' certificate must carry; default: the host of each
+    /// agent URL, and `agent_dns` for discovered agents.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+impl AgentTlsConfig {
+    /// What to trust: exactly one of `ca_file` and `pinned_cert_file`.
+    pub fn trust(&self) -> Result<ServerTrust> {
+        match (&self.ca_file, &self.pinned_cert_file) {
+            (Some(ca), None) => Ok(ServerTrust::CaFile(ca.clone())),
+            (None, Some(pin)) => Ok(ServerTrust::PinnedCertFile(pin.clone())),
+            _ => Err(ControllerError::Config(
+                "[agent_tls] needs exactly one of ca_file or pinned_cert_file".into(),
+            )),
+        }
+    }
+
+    /// Reads the trust files: the TLS setup for agents named by `agent_url`,
+    /// and the one for agents discovered by address behind `agent_dns`.
+    pub fn load(&self, agent_dns: Option<&str>) -> Result<(ClientTls, ClientTls)> {
+        let bad = |e: agent_api::client::tls::TlsError| {
+            ControllerError::Config(format!("[agent_tls]: {e}"))
+        };
+        let tls = ClientTls::new(&self.trust()?).map_err(bad)?;
+        let named = match &self.server_name {
+            Some(name) => tls.clone().with_server_name(name).map_err(bad)?,
+            None => tls.clone(),
+        };
+        let discovered = match (&self.server_name, agent_dns) {
+            (None, Some(dns)) => tls.with_server_name(dns).map_err(bad)?,
+            _ => named.clone(),
+        };
+        Ok((named, discovered))
+    }
 }
 
 fn default_ratio() -> f64 {
@@ -177,26 +241,6 @@ fn default_block_size() -> u32 {
     4096
 }
 
-/// How a node's kernel reaches a published volume.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Frontend {
-    /// `ublk_start_disk`: `/dev/ublkbN`.
-    Ublk,
-    /// A loopback NVMe-oF TCP subsystem the kernel initiator connects to.
-    NvmeTcp,
-}
-
-impl Frontend {
-    /// The configuration spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Frontend::Ublk => "ublk",
-            Frontend::NvmeTcp => "nvme_tcp",
-        }
-    }
-}
-
 /// One storage node as written in the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,7 +260,7 @@ struct RawNodeConfig {
     #[serde(default = "default_cluster_size")]
     cluster_size: u64,
     #[serde(default)]
-    frontends: Vec<Frontend>,
+    frontends: Vec<FrontendKind>,
 }
 
 fn default_nvmf_port() -> u16 {
@@ -250,7 +294,7 @@ pub struct NodeConfig {
     /// Cluster size used when the controller creates the lvstore.
     pub cluster_size: u64,
     /// Kernel frontends this node's CSI node service supports; empty = storage only.
-    pub frontends: Vec<Frontend>,
+    pub frontends: Vec<FrontendKind>,
     /// The kernel initiator's NVMe host NQN and host id, when the node agent reported them.
     pub kernel_host: Option<KernelHost>,
 }
@@ -362,6 +406,9 @@ impl ControllerConfig {
                 )));
             }
         }
+        if let Some(tls) = &self.agent_tls {
+            tls.trust()?;
+        }
         if self.nodes.is_empty() && self.discovery.is_none() {
             return Err(ControllerError::Config(
                 "no storage nodes: list [[nodes]] or configure [discovery]".into(),
@@ -419,7 +466,7 @@ mod tests {
                 block_size: 4096
             })
         );
-        assert_eq!(a.frontends, vec![Frontend::Ublk, Frontend::NvmeTcp]);
+        assert_eq!(a.frontends, vec![FrontendKind::Ublk, FrontendKind::NvmeTcp]);
         let b = &config.nodes[1];
         assert!(matches!(b.endpoint, NodeEndpoint::Agent { .. }));
         assert_eq!(b.base_bdev, Some(BaseBdev::Existing("Nvme0n1".into())));
@@ -442,5 +489,45 @@ mod tests {
         let ratio = format!("overprovisioning_ratio = 0.0\n{SAMPLE}");
         let err = ControllerConfig::from_toml(&ratio).unwrap_err().to_string();
         assert!(err.contains("overprovisioning_ratio"), "{err}");
+    }
+
+    #[test]
+    fn frontends_take_the_one_spelling_and_the_old_one() {
+        let new = SAMPLE.replace("\"nvme_tcp\"", "\"nvme-tcp\"");
+        let config = ControllerConfig::from_toml(&new).unwrap();
+        assert_eq!(
+            config.nodes[0].frontends,
+            vec![FrontendKind::Ublk, FrontendKind::NvmeTcp]
+        );
+        let bad = SAMPLE.replace("\"nvme_tcp\"", "\"iscsi\"");
+        let err = ControllerConfig::from_toml(&bad).unwrap_err().to_string();
+        assert!(err.contains("expected nvme-tcp or ublk"), "{err}");
+    }
+
+    #[test]
+    fn agent_tls_names_exactly_one_trust_file() {
+        let ca = format!("{SAMPLE}\n[agent_tls]\nca_file = \"/etc/shorthorn/ca.crt\"\n");
+        let config = ControllerConfig::from_toml(&ca).unwrap();
+        let tls = config.agent_tls.unwrap();
+        assert_eq!(
+            tls.trust().unwrap(),
+            ServerTrust::CaFile("/etc/shorthorn/ca.crt".into())
+        );
+        let both = format!("{ca}pinned_cert_file = \"/x.crt\"\n");
+        let err = ControllerConfig::from_toml(&both).unwrap_err().to_string();
+        assert!(err.contains("exactly one of ca_file"), "{err}");
+        let neither = format!("{SAMPLE}\n[agent_tls]\nserver_name = \"a\"\n");
+        assert!(ControllerConfig::from_toml(&neither).is_err());
+        let missing = tls_for("/nonexistent/ca.crt");
+        let err = missing.load(None).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.crt"), "{err}");
+    }
+
+    fn tls_for(ca: &str) -> AgentTlsConfig {
+        AgentTlsConfig {
+            ca_file: Some(ca.into()),
+            pinned_cert_file: None,
+            server_name: None,
+        }
     }
 }

@@ -2,11 +2,10 @@
 //! `failed` (a replica that missed writes must never serve reads again until
 //! rebuilt), and builds the CSI VolumeCondition.
 
+use crate::context::Context;
 use crate::error::Result;
-use crate::journal::store_error;
 use crate::naming;
 use crate::nodes::primitives;
-use crate::ops::Context;
 use crate::store::{Expect, ReplicaHealth};
 
 /// The health of one volume as reported to the orchestrator.
@@ -22,11 +21,7 @@ pub struct Condition {
 /// whose leg is gone as failed. Returns the nodes newly marked.
 pub async fn mark_failed_legs(ctx: &Context, volume_id: &str) -> Result<Vec<String>> {
     let mut marked = Vec::new();
-    let publications = ctx
-        .store
-        .list_publications(volume_id)
-        .await
-        .map_err(store_error)?;
+    let publications = ctx.store.list_publications(volume_id).await?;
     for publication in publications {
         let node = publication.record.node;
         let Ok(target) = ctx.nodes.get(&node) else {
@@ -55,12 +50,7 @@ pub async fn mark_failed_legs(ctx: &Context, volume_id: &str) -> Result<Vec<Stri
             .filter(|c| c.ctrlrs.iter().all(|p| p.state == "failed"))
             .map(|c| c.name)
             .collect();
-        for replica in ctx
-            .store
-            .list_replicas(volume_id)
-            .await
-            .map_err(store_error)?
-        {
+        for replica in ctx.store.list_replicas(volume_id).await? {
             if replica.record.health != ReplicaHealth::Healthy {
                 continue;
             }
@@ -79,8 +69,7 @@ pub async fn mark_failed_legs(ctx: &Context, volume_id: &str) -> Result<Vec<Stri
                 tracing::warn!(volume = %volume_id, node = %record.node, "raid leg lost: replica marked failed; it will not serve reads until rebuilt");
                 ctx.store
                     .put_replica(&record, Expect::Revision(replica.revision))
-                    .await
-                    .map_err(store_error)?;
+                    .await?;
                 marked.push(record.node);
             }
         }

@@ -9,9 +9,8 @@ use csi_proto::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::context::Context;
 use crate::error::ControllerError;
-use crate::journal::store_error;
-use crate::ops::Context;
 
 /// The CSI driver name Shorthorn registers under.
 pub const DRIVER_NAME: &str = "shorthorn.csi.io";
@@ -32,7 +31,7 @@ impl IdentityService {
 
     /// Ready when the store answers and at least one storage node is usable.
     pub async fn ready(&self) -> Result<(), ControllerError> {
-        self.ctx.store.health().await.map_err(store_error)?;
+        self.ctx.store.health().await?;
         let nodes = self.ctx.nodes.refresh_all().await;
         if nodes.iter().any(|n| n.status().online) {
             Ok(())

@@ -55,16 +55,6 @@ fn maybe_crash(kind: OperationKind, step: &str) {
     }
 }
 
-/// Maps store failures into the crate error.
-pub fn store_error(err: StoreError) -> ControllerError {
-    match err {
-        StoreError::Conflict { key } => {
-            ControllerError::Aborted(format!("concurrent update of {key}; retry the request"))
-        }
-        other => ControllerError::Store(other.to_string()),
-    }
-}
-
 /// An operation in flight, journaled in the store.
 #[derive(Debug)]
 pub struct Journal {
@@ -102,11 +92,11 @@ impl Journal {
             started_at: SystemTime::now(),
         };
         let revision = store.begin_operation(&record).await.map_err(|e| match e {
-            StoreError::Conflict { .. } => ControllerError::Aborted(format!(
-                "a {} of volume {volume_id} is already in progress; retry later",
-                kind_name(kind)
-            )),
-            other => store_error(other),
+            StoreError::Conflict { .. } => ControllerError::OperationInProgress {
+                operation: kind_name(kind),
+                volume: volume_id.to_string(),
+            },
+            other => other.into(),
         })?;
         maybe_crash(kind, step);
         Ok(Self {
@@ -146,8 +136,7 @@ impl Journal {
         self.revision = self
             .store
             .update_operation_step(&self.record.id, step, payload.clone(), self.revision)
-            .await
-            .map_err(store_error)?;
+            .await?;
         self.record.step = step.to_string();
         self.record.payload = payload;
         maybe_crash(self.record.kind, step);
@@ -156,10 +145,7 @@ impl Journal {
 
     /// Removes the entry: the operation is complete (or fully rolled back).
     pub async fn finish(self) -> Result<()> {
-        self.store
-            .finish_operation(&self.record.id)
-            .await
-            .map_err(store_error)?;
+        self.store.finish_operation(&self.record.id).await?;
         Ok(())
     }
 }

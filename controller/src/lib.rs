@@ -4,6 +4,8 @@
 //! endpoint until a shutdown future resolves. Everything else is reachable
 //! for tests and tools:
 //! - [`config`]: the TOML configuration; [`discovery`]: DNS discovery of node agents.
+//! - [`context`]: the [`context::Context`] every operation works with;
+//!   [`endpoint`]: where servers listen.
 //! - [`nodes`]: the storage-node registry (SPDK clients, bootstrap, capacity).
 //! - [`placement`], [`capacity`], [`naming`]: pure decisions.
 //! - [`journal`]: the operation journal and the crash-test fault hook.
@@ -18,7 +20,9 @@
 pub mod admin;
 pub mod capacity;
 pub mod config;
+pub mod context;
 pub mod discovery;
+pub mod endpoint;
 pub mod error;
 pub mod fence;
 pub mod health;

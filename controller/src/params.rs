@@ -40,16 +40,17 @@ pub fn parse_volume_params(params: &HashMap<String, String>) -> Result<VolumePar
                     .parse::<u32>()
                     .ok()
                     .filter(|n| (1..=16).contains(n))
-                    .ok_or_else(|| {
-                        ControllerError::InvalidArgument(format!(
-                            "parameter {PARAM_REPLICAS}={value:?} must be a whole number from 1 to 16"
-                        ))
+                    .ok_or_else(|| ControllerError::InvalidParameter {
+                        name: PARAM_REPLICAS,
+                        value: value.clone(),
+                        expected: "a whole number from 1 to 16",
                     })?;
             }
             other => {
-                return Err(ControllerError::InvalidArgument(format!(
-                    "unknown parameter {other:?}; Shorthorn StorageClasses accept only {PARAM_REPLICAS}"
-                )))
+                return Err(ControllerError::UnknownParameter {
+                    name: other.to_string(),
+                    accepted: PARAM_REPLICAS,
+                })
             }
         }
         stored.insert(key.clone(), value.clone());
@@ -83,13 +84,13 @@ pub fn unsupported(cap: &VolumeCapability) -> Option<String> {
 /// Requires at least one capability and that all are supported.
 pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<()> {
     if caps.is_empty() {
-        return Err(ControllerError::InvalidArgument(
-            "volume_capabilities must not be empty".into(),
-        ));
+        return Err(ControllerError::MissingField {
+            field: "volume_capabilities".into(),
+        });
     }
     for cap in caps {
         if let Some(why) = unsupported(cap) {
-            return Err(ControllerError::InvalidArgument(why));
+            return Err(ControllerError::UnsupportedCapability { reason: why });
         }
     }
     Ok(())
@@ -98,9 +99,9 @@ pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<()> {
 /// Requires a non-empty id-like field.
 pub fn require(field: &str, value: &str) -> Result<()> {
     if value.is_empty() {
-        Err(ControllerError::InvalidArgument(format!(
-            "{field} is required"
-        )))
+        Err(ControllerError::MissingField {
+            field: field.to_string(),
+        })
     } else {
         Ok(())
     }
@@ -166,7 +167,7 @@ mod tests {
         }
         let e =
             parse_volume_params(&HashMap::from([("fsType".into(), "ext4".into())])).unwrap_err();
-        assert!(matches!(e, ControllerError::InvalidArgument(_)));
+        assert!(matches!(e, ControllerError::UnknownParameter { .. }));
     }
 
     #[test]

@@ -87,11 +87,13 @@ pub fn place(
         } else {
             format!("; rejected: {}", rejected.join(", "))
         };
-        return Err(ControllerError::ResourceExhausted(format!(
-            "{replicas} replicas need {replicas} distinct storage nodes with {size} bytes available, but only {} of {} qualify{why}; add nodes or space, or lower numberOfReplicas",
-            eligible.len(),
-            candidates.len()
-        )));
+        return Err(ControllerError::NotEnoughNodes {
+            replicas,
+            size,
+            eligible: eligible.len(),
+            candidates: candidates.len(),
+            why,
+        });
     }
     let preference = |c: &Candidate| {
         topology
@@ -185,7 +187,7 @@ mod tests {
             ..node("c", "z1", 900, 0)
         });
         let err = place(&nodes, 2, 20 * MIB, 1.0, &Default::default()).unwrap_err();
-        assert!(matches!(err, ControllerError::ResourceExhausted(_)));
+        assert!(matches!(err, ControllerError::NotEnoughNodes { .. }));
         let msg = err.to_string();
         assert!(msg.contains("a (only"), "{msg}");
         assert!(msg.contains("c (unreachable)"), "{msg}");

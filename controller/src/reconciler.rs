@@ -7,21 +7,18 @@ use std::time::Duration;
 
 use spdk_client::BdevLvolGetLvolsParams;
 
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
 use crate::health;
-use crate::journal::{store_error, Journal};
+use crate::journal::Journal;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
-use crate::ops::{self, Context};
+use crate::ops;
 use crate::store::OperationKind;
 
 /// Finishes or rolls back every journaled operation; returns how many.
 pub async fn recover_pending(ctx: &Context) -> Result<usize> {
-    let pending = ctx
-        .store
-        .list_pending_operations()
-        .await
-        .map_err(store_error)?;
+    let pending = ctx.store.list_pending_operations().await?;
     let mut done = 0;
     for op in pending {
         let (record, revision) = (op.record, op.revision);
@@ -56,8 +53,7 @@ pub async fn sweep_orphans(ctx: &Context) -> Result<()> {
     let busy: BTreeSet<String> = ctx
         .store
         .list_pending_operations()
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(|o| o.record.volume_id)
         .collect();
@@ -89,11 +85,7 @@ async fn wanted(ctx: &Context, volume_id: &str, node: &str) -> Result<Wanted> {
             published_anywhere: false,
         });
     };
-    let publications = ctx
-        .store
-        .list_publications(volume_id)
-        .await
-        .map_err(store_error)?;
+    let publications = ctx.store.list_publications(volume_id).await?;
     Ok(Wanted {
         volume: true,
         replica_here: replicas.iter().any(|r| r.node == node),
@@ -120,8 +112,7 @@ async fn orphan(
     let pending = ctx
         .store
         .list_pending_operations()
-        .await
-        .map_err(store_error)?
+        .await?
         .iter()
         .any(|o| o.record.volume_id == volume_id);
     if pending || keep(&wanted(ctx, volume_id, node).await?) {
@@ -206,11 +197,7 @@ async fn sweep_node(ctx: &Context, node: &NodeHandle, busy: &BTreeSet<String>) -
 pub async fn refresh_health(ctx: &Context) -> Result<()> {
     let mut start: Option<String> = None;
     loop {
-        let page = ctx
-            .store
-            .list_volumes(start.as_deref(), 100)
-            .await
-            .map_err(store_error)?;
+        let page = ctx.store.list_volumes(start.as_deref(), 100).await?;
         for v in &page.items {
             if let Err(e) = health::mark_failed_legs(ctx, &v.record.id).await {
                 tracing::warn!(volume = %v.record.id, error = %e, "health check failed");

@@ -11,9 +11,6 @@
 //! ```
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,63 +19,24 @@ use csi_proto::identity_server::IdentityServer;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 
 use crate::config::{ControllerConfig, StoreConfig};
+use crate::context::Context;
+pub use crate::endpoint::Endpoint;
 use crate::error::{ControllerError, Result};
 use crate::identity::IdentityService;
 use crate::nodes::NodeRegistry;
-use crate::ops::Context;
 use crate::reconciler;
 use crate::service::ControllerService;
 use crate::store::{EmbeddedStore, EtcdConfig, EtcdStore, KvStore, Store};
 
-/// Where the CSI gRPC services listen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A Unix socket path (`unix:///csi/csi.sock`); a stale socket file is replaced.
-    Unix(PathBuf),
-    /// A TCP address (`tcp://0.0.0.0:10000`).
-    Tcp(SocketAddr),
-}
-
-impl FromStr for Endpoint {
-    type Err = ControllerError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        if let Some(path) = s
-            .strip_prefix("unix://")
-            .or_else(|| s.strip_prefix("unix:"))
-        {
-            if path.is_empty() {
-                return Err(ControllerError::Config(format!(
-                    "endpoint {s:?} has no path"
-                )));
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        let addr = s.strip_prefix("tcp://").unwrap_or(s);
-        addr.parse().map(Endpoint::Tcp).map_err(|_| {
-            ControllerError::Config(format!(
-                "endpoint {s:?} must be unix:///path/to.sock or tcp://host:port"
-            ))
-        })
-    }
-}
-
 /// Opens the configured state store.
 pub async fn open_store(config: &StoreConfig) -> Result<Store> {
     let kv: Arc<dyn KvStore> = match config {
-        StoreConfig::Embedded(path) => Arc::new(
-            EmbeddedStore::open(path)
-                .await
-                .map_err(|e| ControllerError::Store(e.to_string()))?,
-        ),
-        StoreConfig::Etcd { endpoints, prefix } => Arc::new(
-            EtcdStore::new(EtcdConfig {
-                endpoints: endpoints.clone(),
-                prefix: prefix.clone(),
-                ..Default::default()
-            })
-            .map_err(|e| ControllerError::Store(e.to_string()))?,
-        ),
+        StoreConfig::Embedded(path) => Arc::new(EmbeddedStore::open(path).await?),
+        StoreConfig::Etcd { endpoints, prefix } => Arc::new(EtcdStore::new(EtcdConfig {
+            endpoints: endpoints.clone(),
+            prefix: prefix.clone(),
+            ..Default::default()
+        })?),
     };
     Ok(Store::new(kv))
 }
@@ -181,23 +139,4 @@ pub async fn serve_with_admin(
     };
     outcome.map_err(|e| ControllerError::Internal(format!("gRPC server failed: {e}")))?;
     admin_outcome
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_unix_and_tcp_endpoints() {
-        assert_eq!(
-            "unix:///csi/csi.sock".parse::<Endpoint>().unwrap(),
-            Endpoint::Unix("/csi/csi.sock".into())
-        );
-        assert_eq!(
-            "tcp://127.0.0.1:9000".parse::<Endpoint>().unwrap(),
-            Endpoint::Tcp("127.0.0.1:9000".parse().unwrap())
-        );
-        assert!("unix://".parse::<Endpoint>().is_err());
-        assert!("http://x".parse::<Endpoint>().is_err());
-    }
 }

@@ -10,10 +10,9 @@ use std::time::UNIX_EPOCH;
 
 use csi_proto::Snapshot;
 
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::store_error;
 use crate::naming;
-use crate::ops::Context;
 use crate::store::SnapshotRecord;
 
 /// Records fetched from the store per round trip while filling a page.
@@ -45,23 +44,18 @@ pub fn parse_token(token: &str) -> Result<Option<String>> {
     if naming::is_volume_id(token) {
         return Ok(Some(token.to_string()));
     }
-    Err(ControllerError::Aborted(format!(
-        "starting_token {token:?} was not issued by this plugin; restart the listing without a token"
-    )))
+    Err(ControllerError::UnknownStartingToken {
+        token: token.to_string(),
+    })
 }
 
 /// The visible snapshot `snapshot_id`, or NOT_FOUND.
 pub async fn get(ctx: &Context, snapshot_id: &str) -> Result<SnapshotRecord> {
-    match ctx
-        .store
-        .get_snapshot(snapshot_id)
-        .await
-        .map_err(store_error)?
-    {
+    match ctx.store.get_snapshot(snapshot_id).await? {
         Some(s) if !s.record.deleted => Ok(s.record),
-        _ => Err(ControllerError::NotFound(format!(
-            "snapshot {snapshot_id} does not exist"
-        ))),
+        _ => Err(ControllerError::SnapshotNotFound {
+            id: snapshot_id.to_string(),
+        }),
     }
 }
 
@@ -84,17 +78,13 @@ pub async fn list(
             && start_after.is_none_or(|after| s.id.as_str() > after)
     };
     if let Some(id) = &filter.snapshot_id {
-        if let Some(s) = ctx.store.get_snapshot(id).await.map_err(store_error)? {
+        if let Some(s) = ctx.store.get_snapshot(id).await? {
             if keep(&s.record) {
                 items.push(s.record);
             }
         }
     } else if let Some(volume) = &filter.source_volume_id {
-        let all = ctx
-            .store
-            .list_snapshots_of_volume(volume)
-            .await
-            .map_err(store_error)?;
+        let all = ctx.store.list_snapshots_of_volume(volume).await?;
         items.extend(
             all.into_iter()
                 .map(|s| s.record)
@@ -104,11 +94,7 @@ pub async fn list(
     } else {
         let mut cursor = start_after.map(str::to_string);
         loop {
-            let page = ctx
-                .store
-                .list_snapshots(cursor.as_deref(), FETCH)
-                .await
-                .map_err(store_error)?;
+            let page = ctx.store.list_snapshots(cursor.as_deref(), FETCH).await?;
             let last = page.items.last().map(|s| s.record.id.clone());
             items.extend(page.items.into_iter().map(|s| s.record).filter(|s| keep(s)));
             if items.len() >= wanted || page.next.is_none() {
@@ -154,7 +140,7 @@ mod tests {
         assert_eq!(parse_token(&id).ok(), Some(Some(id.clone())));
         assert!(matches!(
             parse_token("page-2"),
-            Err(ControllerError::Aborted(_))
+            Err(ControllerError::UnknownStartingToken { .. })
         ));
     }
 }

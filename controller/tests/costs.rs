@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use csi_proto::controller_server::Controller;
-use shorthorn_controller::ops::Context;
+use shorthorn_controller::context::Context;
 use shorthorn_controller::server;
 use shorthorn_controller::service::ControllerService;
 use support::*;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use csi_proto::ListSnapshotsRequest;
-use shorthorn_controller::config::Frontend;
+use agent_api::FrontendKind as Frontend;
 use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
 use shorthorn_controller::fence::Fencing;

@@ -6,7 +6,7 @@ mod support;
 use std::net::{Ipv4Addr, TcpListener as StdListener};
 
 use shorthorn_node::agent::{serve_agent, AgentConfig};
-use shorthorn_node::probe::KernelFeatures;
+use agent_api::KernelFeatures;
 use support::*;
 use testkit::nodes::TestCluster;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use csi_proto::volume_capability::{AccessMode, AccessType, MountVolume};
 use csi_proto::{CapacityRange, ControllerExpandVolumeRequest, VolumeCapability};
-use shorthorn_controller::config::Frontend;
+use agent_api::FrontendKind as Frontend;
 use shorthorn_controller::error::ControllerError;
 use shorthorn_controller::fence::Fencing;
 use shorthorn_controller::ops;
@@ -97,7 +97,7 @@ async fn a_published_volume_grows_on_every_replica_and_at_the_frontend() {
     );
     assert!(matches!(
         ops::expand::expand_volume(&ctx, &vol, 16 * MIB as u64).await,
-        Err(ControllerError::OutOfRange(_))
+        Err(ControllerError::ShrinkRefused { .. })
     ));
 
     detach_kernel(&kernel).await;

@@ -12,9 +12,9 @@ async fn nvme_tcp_publish_exports_the_raid_to_the_local_kernel_only() {
     let id = h.create_volume("pvc-nvme", 16 * MIB, Some(3)).await;
     let ctx = h.publish(&id, "node-0").await;
     // The node crate parses the context: both sides agree on the contract.
-    let spec = shorthorn_node::frontend::AttachSpec::from_publish_context(&ctx)
+    let spec = agent_api::AttachSpec::from_publish_context(&ctx)
         .expect("publish_context the node understands");
-    let shorthorn_node::frontend::AttachSpec::NvmeTcp(target) = spec else {
+    let agent_api::AttachSpec::NvmeTcp(target) = spec else {
         panic!("expected an nvme-tcp attach spec, got {spec:?}");
     };
     assert_eq!(target.ns_uuid.to_string(), id);

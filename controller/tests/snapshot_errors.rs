@@ -7,7 +7,7 @@ use csi_proto::{
     ControllerGetCapabilitiesRequest, GetPluginCapabilitiesRequest, GetSnapshotRequest,
     ListSnapshotsRequest,
 };
-use shorthorn_controller::config::Frontend;
+use agent_api::FrontendKind as Frontend;
 use shorthorn_controller::error::ControllerError;
 use shorthorn_controller::fence::Fencing;
 use shorthorn_controller::ops;
@@ -323,14 +323,14 @@ async fn revert_restores_the_snapshot_on_every_replica_and_refuses_while_publish
         .expect("publish");
     assert!(matches!(
         ops::revert::revert_to_snapshot(&ctx, &vol, &snap.id).await,
-        Err(ControllerError::FailedPrecondition(_))
+        Err(ControllerError::RevertWhilePublished { .. })
     ));
     ops::unpublish::unpublish(&ctx, &vol, None)
         .await
         .expect("unpublish");
     assert!(matches!(
         ops::revert::revert_to_snapshot(&ctx, &vol, UNKNOWN).await,
-        Err(ControllerError::NotFound(_))
+        Err(ControllerError::SnapshotNotFound { .. })
     ));
 
     ops::revert::revert_to_snapshot(&ctx, &vol, &snap.id)

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use agent_api::FrontendKind;
+
 use shorthorn_controller::store::{
-    EmbeddedStore, EtcdConfig, EtcdStore, Expect, FrontendKind, KvStore, OperationKind,
+    EmbeddedStore, EtcdConfig, EtcdStore, Expect, KvStore, OperationKind,
     OperationRecord, Page, PublicationRecord, ReplicaHealth, ReplicaRecord, ReplicaSnapshot,
     Revision, SnapshotRecord, Store, StoreError, TxnOp, VolumeRecord, SCHEMA_VERSION,
 };

@@ -9,11 +9,11 @@ use std::time::Duration;
 use common::{sparse_file, LoopDevice, MountGuard, MIB};
 use shorthorn_node::command::SystemRunner;
 use shorthorn_node::device::block_device_size;
-use shorthorn_node::resize::resize_filesystem;
 use shorthorn_node::format::{format, FsType};
 use shorthorn_node::frontend::ublk::UblkFrontend;
 use shorthorn_node::frontend::{AttachSpec, Frontend, FrontendKind, UblkTarget};
 use shorthorn_node::mount::{mount, prepare_target, TargetKind};
+use shorthorn_node::resize::resize_filesystem;
 use shorthorn_node::stats::{volume_stats, VolumeStats};
 use shorthorn_node::NodeError;
 

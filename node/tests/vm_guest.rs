@@ -23,17 +23,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use agent_api::attach::*;
 use common::{MountGuard, MIB};
 use shorthorn_node::command::SystemRunner;
 use shorthorn_node::device::{block_device_size, is_block_device};
-use shorthorn_node::resize::resize_filesystem;
 use shorthorn_node::dm::{dm_name, DmLinear};
 use shorthorn_node::format::{format, probe_filesystem, FsType};
 use shorthorn_node::frontend::nvme_tcp::{detach, sysfs, NvmeTcpFrontend};
-use agent_api::attach::*;
 use shorthorn_node::frontend::{AttachSpec, AttachedDevice, Frontend, NvmeTcpTarget};
 use shorthorn_node::mount::{mount, prepare_target, unmount, TargetKind};
 use shorthorn_node::quiesce::{QuiesceTarget, Quiescer};
+use shorthorn_node::resize::resize_filesystem;
 use shorthorn_node::stats::{volume_stats, VolumeStats};
 use shorthorn_node::NodeError;
 

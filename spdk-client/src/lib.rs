@@ -11,9 +11,9 @@
 
 mod client;
 mod error;
+pub mod https;
 pub mod methods;
 mod protocol;
-pub mod https;
 mod transport;
 
 pub use client::{wire_params, SpdkClient, DEFAULT_TIMEOUT};

@@ -282,7 +282,10 @@ mod tests {
         let client = AgentClient::new("http://127.0.0.1:9810/", "s3cret", None).unwrap();
         assert_eq!(client.url(), "http://127.0.0.1:9810");
         let shown = format!("{client:?}");
-        assert!(!shown.contains("s3cret") && shown.contains("127.0.0.1"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("127.0.0.1"),
+            "{shown}"
+        );
         let err = AgentClient::new("http://127.0.0.1:1", "bad\ntoken", None).unwrap_err();
         assert!(!err.to_string().contains("token\n") && !err.to_string().contains("bad\n"));
     }
@@ -302,6 +305,10 @@ mod tests {
         assert!(matches!(err, AgentError::Unreachable { .. }), "{err}");
         assert!(err.to_string().contains("node-x"), "{err}");
         // Two pauses (200 ms, 400 ms) between three tries.
-        assert!(started.elapsed() >= RETRY_PAUSE * 3, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= RETRY_PAUSE * 3,
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -15,7 +15,7 @@
 //! when the store or a node is unavailable.
 //!
 //! ```no_run
-//! # async fn run(ctx: shorthorn_controller::ops::Context) -> shorthorn_controller::error::Result<()> {
+//! # async fn run(ctx: shorthorn_controller::context::Context) -> shorthorn_controller::error::Result<()> {
 //! use shorthorn_controller::admin;
 //! let endpoint = "unix:///run/shorthorn/ctl.sock".parse()?;
 //! admin::serve(ctx, endpoint, async { let _ = tokio::signal::ctrl_c().await; }).await
@@ -44,9 +44,9 @@ pub use model::{
 pub use routes::{handle, http_status};
 pub use views::{nodes, rebuilds, snapshots, volume, volumes};
 
+use crate::context::Context;
+use crate::endpoint::Endpoint;
 use crate::error::{ControllerError, Result};
-use crate::ops::Context;
-use crate::server::Endpoint;
 
 /// How long open connections may finish their request after shutdown.
 const DRAIN: Duration = Duration::from_secs(5);

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ContentSource, FrontendKind, ReplicaHealth};
+use crate::store::{ContentSource, ReplicaHealth};
+use agent_api::FrontendKind;
 
 /// `GET /v1/nodes`: one storage node as the controller sees it, refreshed
 /// (bootstrap if needed, then lvstore space) for the request.

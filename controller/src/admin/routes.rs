@@ -10,8 +10,9 @@ use tonic::Code;
 
 use super::model::{ErrorBody, RevertRequest};
 use super::views;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::ops::{self, Context};
+use crate::ops;
 
 /// Largest request body accepted (the revert request is a few bytes).
 const MAX_BODY: usize = 64 * 1024;
@@ -86,13 +87,14 @@ where
     let bytes = Limited::new(body, MAX_BODY)
         .collect()
         .await
-        .map_err(|e| ControllerError::InvalidArgument(format!("reading the request body: {e}")))?
+        .map_err(|e| ControllerError::BadRequestBody {
+            reason: format!("reading it: {e}"),
+        })?
         .to_bytes();
-    let request: RevertRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ControllerError::InvalidArgument(format!(
-            "the body must be {{\"snapshot_id\": \"...\"}}: {e}"
-        ))
-    })?;
+    let request: RevertRequest =
+        serde_json::from_slice(&bytes).map_err(|e| ControllerError::BadRequestBody {
+            reason: format!("it must be {{\"snapshot_id\": \"...\"}}: {e}"),
+        })?;
     ops::revert::revert_to_snapshot(ctx, id, &request.snapshot_id).await?;
     views::volume(ctx, id).await
 }
@@ -132,11 +134,13 @@ mod tests {
     fn errors_map_to_the_status_an_operator_expects() {
         let status = |e| http_status(&e);
         assert_eq!(
-            status(ControllerError::NotFound("volume x".into())),
+            status(ControllerError::VolumeNotFound { id: "x".into() }),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            status(ControllerError::Store("etcd down".into())),
+            status(ControllerError::Store(crate::store::StoreError::Backend(
+                "etcd down".into()
+            ))),
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
@@ -147,7 +151,7 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            status(ControllerError::InvalidArgument("x".into())),
+            status(ControllerError::MissingField { field: "x".into() }),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(

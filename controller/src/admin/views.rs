@@ -7,12 +7,11 @@ use super::model::{
     ConditionView, NodeView, PublicationView, RebuildView, ReplicaSnapshotView, ReplicaView,
     SnapshotView, VolumeView,
 };
-use crate::error::{ControllerError, Result};
+use crate::context::Context;
+use crate::error::Result;
 use crate::health;
-use crate::journal::store_error;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
-use crate::ops::Context;
 use crate::store::{ReplicaHealth, ReplicaRecord, SnapshotRecord, VolumeRecord};
 
 /// Every storage node, refreshed now, in name order.
@@ -58,7 +57,7 @@ fn node_view(ctx: &Context, node: &NodeHandle) -> NodeView {
 /// Every volume in id order, with a condition judged from stored state and
 /// the nodes' last known status (no SPDK calls).
 pub async fn volumes(ctx: &Context) -> Result<Vec<VolumeView>> {
-    let page = ctx.store.list_volumes(None, 0).await.map_err(store_error)?;
+    let page = ctx.store.list_volumes(None, 0).await?;
     let mut out = Vec::with_capacity(page.items.len());
     for volume in page.items {
         let volume = volume.record;
@@ -73,12 +72,9 @@ pub async fn volumes(ctx: &Context) -> Result<Vec<VolumeView>> {
 /// SPDK dropped are marked failed, as CSI `ControllerGetVolume` does).
 /// `NotFound` when no volume has this id.
 pub async fn volume(ctx: &Context, id: &str) -> Result<VolumeView> {
-    let unknown = || ControllerError::NotFound(format!("volume {id} does not exist"));
-    if ctx.volume(id).await?.is_none() {
-        return Err(unknown());
-    }
+    ctx.existing_volume(id).await?;
     let condition = health::condition(ctx, id).await?;
-    let (volume, replicas) = ctx.volume(id).await?.ok_or_else(unknown)?;
+    let (volume, replicas) = ctx.existing_volume(id).await?;
     let condition = ConditionView {
         abnormal: condition.abnormal,
         message: condition.message,
@@ -90,8 +86,7 @@ async fn replicas_of(ctx: &Context, volume_id: &str) -> Result<Vec<ReplicaRecord
     Ok(ctx
         .store
         .list_replicas(volume_id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(|r| r.record)
         .collect())
@@ -106,8 +101,7 @@ async fn volume_view(
     let published = ctx
         .store
         .list_publications(&volume.id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(|p| PublicationView {
             node: p.record.node,
@@ -185,11 +179,7 @@ fn stored_condition(
 
 /// Every snapshot in id order.
 pub async fn snapshots(ctx: &Context) -> Result<Vec<SnapshotView>> {
-    let page = ctx
-        .store
-        .list_snapshots(None, 0)
-        .await
-        .map_err(store_error)?;
+    let page = ctx.store.list_snapshots(None, 0).await?;
     Ok(page
         .items
         .into_iter()
@@ -223,15 +213,10 @@ fn snapshot_view(s: SnapshotRecord) -> SnapshotView {
 /// published to, in volume order. A node that cannot be asked is skipped
 /// with a warning in the log.
 pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
-    let page = ctx.store.list_volumes(None, 0).await.map_err(store_error)?;
+    let page = ctx.store.list_volumes(None, 0).await?;
     let mut publishing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for volume in page.items {
-        for p in ctx
-            .store
-            .list_publications(&volume.record.id)
-            .await
-            .map_err(store_error)?
-        {
+        for p in ctx.store.list_publications(&volume.record.id).await? {
             publishing
                 .entry(p.record.node)
                 .or_default()

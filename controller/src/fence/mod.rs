@@ -24,7 +24,9 @@ use async_trait::async_trait;
 
 use crate::error::{ControllerError, Result};
 use crate::nodes::NodeHandle;
-use crate::store::{FrontendKind, PublicationRecord};
+use agent_api::FrontendKind;
+
+use crate::store::PublicationRecord;
 use node_quiesce::{AgentQuiesce, NodeQuiesce, NodeQuiesceFence};
 
 /// Longest time a fence may hold a volume's I/O before it lifts by itself.
@@ -157,10 +159,10 @@ impl Fencing {
             [] => return Ok(None),
             [one] => *one,
             _ => {
-                return Err(ControllerError::FailedPrecondition(format!(
-                    "volume {volume_id} is published read-write on {} nodes; a consistent snapshot needs a single writer",
-                    writers.len()
-                )))
+                return Err(ControllerError::MultipleWriters {
+                    volume: volume_id.to_string(),
+                    writers: writers.len(),
+                })
             }
         };
         let node = node_of(&publication.node)?;
@@ -170,10 +172,10 @@ impl Fencing {
                 let quiesce: Arc<dyn NodeQuiesce> = match &self.node_quiesce {
                     Some(q) => q.clone(),
                     None => Arc::new(AgentQuiesce::for_node(&node).ok_or_else(|| {
-                        ControllerError::FailedPrecondition(format!(
-                            "volume {volume_id} is published read-write on node {} through ublk, and that node is reached only through its local SPDK socket (no node agent), so its I/O cannot be quiesced; unpublish the volume (stop the pod) to snapshot it, or run the node agent",
-                            node.name()
-                        ))
+                        ControllerError::Unfenceable {
+                            volume: volume_id.to_string(),
+                            node: node.name().to_string(),
+                        }
                     })?),
                 };
                 Ok(Some(Arc::new(NodeQuiesceFence::new(

@@ -73,11 +73,10 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
             }
             Some(BaseBdev::Existing(name)) => name.clone(),
             None => {
-                return Err(ControllerError::FailedPrecondition(format!(
-                    "node {} has no lvstore {} and no base_bdev is configured to create it on",
-                    node.name(),
-                    node.config.lvstore
-                )))
+                return Err(ControllerError::NoBaseBdev {
+                    node: node.name().to_string(),
+                    lvstore: node.config.lvstore.clone(),
+                })
             }
         };
         if find_lvstore(node).await?.is_none() {
@@ -130,13 +129,12 @@ async fn find_lvstore(node: &NodeHandle) -> Result<Option<spdk_client::Lvstore>>
 /// The lvstore's uuid, its space (provisioned = sum of the sizes of every
 /// lvol on it) and the number of Shorthorn replicas on it.
 pub async fn read_space(node: &NodeHandle) -> Result<(String, LvstoreSpace, usize)> {
-    let lvs = find_lvstore(node).await?.ok_or_else(|| {
-        ControllerError::FailedPrecondition(format!(
-            "lvstore {} disappeared from node {}",
-            node.config.lvstore,
-            node.name()
-        ))
-    })?;
+    let lvs = find_lvstore(node)
+        .await?
+        .ok_or_else(|| ControllerError::LvstoreMissing {
+            node: node.name().to_string(),
+            lvstore: node.config.lvstore.clone(),
+        })?;
     let bdevs = node
         .client
         .bdev_get_bdevs(&BdevGetBdevsParams::default())

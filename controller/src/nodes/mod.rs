@@ -15,10 +15,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use agent_api::client::{AgentClient, ClientTls};
+use agent_api::FrontendKind;
 use spdk_client::{SpdkClient, SpdkError};
 
 use crate::capacity::LvstoreSpace;
-use crate::config::{ControllerConfig, DiscoveryConfig, Frontend, NodeConfig, NodeEndpoint};
+use crate::config::{ControllerConfig, DiscoveryConfig, NodeConfig, NodeEndpoint};
 use crate::error::{ControllerError, Result};
 use crate::naming::TOPOLOGY_NODE_KEY;
 use crate::placement::{Candidate, Segments};
@@ -79,16 +81,19 @@ pub struct NodeHandle {
     pub config: NodeConfig,
     /// Its SPDK JSON-RPC client (socket or node agent).
     pub client: SpdkClient,
+    /// Its node agent, when it is reached through one (quiesce, identity).
+    pub agent: Option<AgentClient>,
     status: Mutex<NodeStatus>,
     /// Serialises bootstrap and ublk id allocation on this node.
     pub(crate) lock: tokio::sync::Mutex<()>,
 }
 
 impl NodeHandle {
-    /// Builds the handle and its client (reading the agent token if any).
-    pub fn new(config: NodeConfig) -> Result<Self> {
-        let client = match &config.endpoint {
-            NodeEndpoint::Socket(path) => SpdkClient::unix(path.clone()),
+    /// Builds the handle and its clients (reading the agent token if any);
+    /// `tls` verifies an agent reached over HTTPS.
+    pub fn new(config: NodeConfig, tls: Option<&ClientTls>) -> Result<Self> {
+        let (client, agent) = match &config.endpoint {
+            NodeEndpoint::Socket(path) => (SpdkClient::unix(path.clone()), None),
             NodeEndpoint::Agent { url, token_file } => {
                 let token = std::fs::read_to_string(token_file).map_err(|e| {
                     ControllerError::io(
@@ -100,16 +105,19 @@ impl NodeHandle {
                         e,
                     )
                 })?;
-                SpdkClient::http(
-                    &format!("{}/jsonrpc", url.trim_end_matches('/')),
-                    token.trim(),
-                )
-                .map_err(|e| ControllerError::Config(format!("node {}: {e}", config.name)))?
+                let config_error = |e: agent_api::client::AgentError| {
+                    ControllerError::Config(format!("node {}: {e}", config.name))
+                };
+                let agent = AgentClient::new(url, &token, tls.cloned())
+                    .map_err(config_error)?
+                    .for_node(&config.name);
+                (agent.spdk().map_err(config_error)?, Some(agent))
             }
         };
         Ok(Self {
             config,
             client,
+            agent,
             status: Mutex::new(NodeStatus::default()),
             lock: tokio::sync::Mutex::new(()),
         })
@@ -128,7 +136,7 @@ impl NodeHandle {
     }
 
     /// The frontend used to publish volumes on this node, if it runs a CSI node service.
-    pub fn frontend(&self) -> Option<Frontend> {
+    pub fn frontend(&self) -> Option<FrontendKind> {
         self.config.frontends.first().copied()
     }
 
@@ -202,6 +210,10 @@ pub struct NodeRegistry {
     /// Age under which CreateVolume places on a node's cached view
     /// (`node_refresh_max_age_ms`; zero refreshes on every call).
     pub max_age: Duration,
+    /// HTTPS to agents named by URL, when `[agent_tls]` is configured.
+    agent_tls: Option<ClientTls>,
+    /// HTTPS to agents found by DNS discovery (verified as `agent_dns`).
+    discovered_tls: Option<ClientTls>,
     /// Makes "read the views, place, reserve" one step across placements.
     placement: Mutex<()>,
 }
@@ -209,16 +221,26 @@ pub struct NodeRegistry {
 impl NodeRegistry {
     /// Registers every statically configured node.
     pub fn from_config(config: &ControllerConfig) -> Result<Self> {
+        let agent_dns = config.discovery.as_ref().map(|d| d.agent_dns.as_str());
+        let (agent_tls, discovered_tls) = match &config.agent_tls {
+            Some(tls) => {
+                let (named, discovered) = tls.load(agent_dns)?;
+                (Some(named), Some(discovered))
+            }
+            None => (None, None),
+        };
         let registry = Self {
             nodes: RwLock::default(),
             ratio: config.overprovisioning_ratio,
             warn_percent: config.lvstore_free_warning_percent,
             discovery: config.discovery.clone(),
             max_age: Duration::from_millis(config.node_refresh_max_age_ms),
+            agent_tls,
+            discovered_tls,
             placement: Mutex::default(),
         };
         for node in &config.nodes {
-            registry.insert(NodeHandle::new(node.clone())?);
+            registry.insert(NodeHandle::new(node.clone(), registry.agent_tls.as_ref())?);
         }
         Ok(registry)
     }
@@ -239,7 +261,8 @@ impl NodeRegistry {
             return Ok(0);
         };
         let mut changed = 0;
-        for node in crate::discovery::discover(discovery).await? {
+        let tls = self.discovered_tls.as_ref();
+        for node in crate::discovery::discover(discovery, tls).await? {
             let known = self
                 .nodes
                 .read()
@@ -248,7 +271,7 @@ impl NodeRegistry {
                 .map(|n| n.config == node);
             if known != Some(true) {
                 tracing::info!(node = %node.name, "registering discovered storage node");
-                self.insert(NodeHandle::new(node)?);
+                self.insert(NodeHandle::new(node, tls)?);
                 changed += 1;
             }
         }
@@ -262,10 +285,8 @@ impl NodeRegistry {
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .cloned()
-            .ok_or_else(|| {
-                ControllerError::NotFound(format!(
-                    "storage node {name} is not in the controller configuration (nor discovered)"
-                ))
+            .ok_or_else(|| ControllerError::NodeNotFound {
+                node: name.to_string(),
             })
     }
 
@@ -313,7 +334,7 @@ impl NodeRegistry {
     ) -> Result<(Vec<String>, Reservations)> {
         let nodes = self.refresh_stale().await;
         match self.reserve(&nodes, size, &place) {
-            Err(ControllerError::ResourceExhausted(_)) => {
+            Err(ControllerError::NotEnoughNodes { .. }) => {
                 let nodes = self.refresh_all().await;
                 self.reserve(&nodes, size, &place)
             }

@@ -22,9 +22,8 @@ use tracing::Instrument;
 
 use super::create_volume::{accessible_topology, create_journaled, CreateRequest};
 use super::snapshot_create::{snapshot_lock, take_snapshot};
-use super::Context;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::store_error;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
 use crate::store::{ContentSource, SnapshotRecord, VolumeRecord};
@@ -63,9 +62,9 @@ pub async fn create_from_volume(
         return Ok(existing);
     }
     let Some((volume, _)) = ctx.volume(source_id).await? else {
-        return Err(ControllerError::NotFound(format!(
-            "source volume {source_id} does not exist"
-        )));
+        return Err(ControllerError::SourceVolumeNotFound {
+            id: source_id.to_string(),
+        });
     };
     check_size(&req, volume.capacity_bytes, "source volume", source_id)?;
     let snapshot_id = naming::new_snapshot_id();
@@ -87,12 +86,7 @@ async fn existing(
     req: &CreateRequest,
     source: &ContentSource,
 ) -> Result<Option<VolumeRecord>> {
-    let Some(existing) = ctx
-        .store
-        .get_volume_by_name(&req.name)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some(existing) = ctx.store.get_volume_by_name(&req.name).await? else {
         return Ok(None);
     };
     let v = existing.record;
@@ -101,20 +95,22 @@ async fn existing(
         || v.parameters != req.parameters
         || v.replica_count != req.replicas
     {
-        return Err(ControllerError::AlreadyExists(format!(
-            "volume {} exists with a different content source, size or parameters; use another name",
-            req.name
-        )));
+        return Err(ControllerError::VolumeNameTaken {
+            name: req.name.clone(),
+            difference: "a different content source, size or parameters".into(),
+        });
     }
     Ok(Some(v))
 }
 
-fn check_size(req: &CreateRequest, source_size: u64, what: &str, id: &str) -> Result<()> {
+fn check_size(req: &CreateRequest, source_size: u64, what: &'static str, id: &str) -> Result<()> {
     if req.size < source_size {
-        return Err(ControllerError::OutOfRange(format!(
-            "the requested {} bytes are smaller than {what} {id} ({source_size} bytes); request at least its size",
-            req.size
-        )));
+        return Err(ControllerError::CloneTooSmall {
+            requested: req.size,
+            source_kind: what,
+            source_id: id.to_string(),
+            source_size,
+        });
     }
     Ok(())
 }
@@ -134,13 +130,11 @@ async fn clone_locked(
         .collect();
     let wanted = req.replicas as usize;
     if available.len() < wanted {
-        return Err(ControllerError::ResourceExhausted(format!(
-            "snapshot {} has replica lvols on {} node(s) ({}); a clone is made on those nodes, so ask for at most {} replicas (numberOfReplicas)",
-            snapshot.id,
-            available.len(),
-            available.join(", "),
-            available.len()
-        )));
+        return Err(ControllerError::CloneReplicasUnavailable {
+            snapshot: snapshot.id.clone(),
+            count: available.len(),
+            nodes: available.join(", "),
+        });
     }
     let chosen: Vec<String> = available.into_iter().take(wanted).collect();
     let volume_id = naming::new_volume_id();

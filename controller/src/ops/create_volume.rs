@@ -12,9 +12,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::Context;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::{store_error, Journal};
+use crate::journal::Journal;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
 use crate::placement::{self, TopologyRequirement};
@@ -76,12 +76,7 @@ pub struct CreatePayload {
 /// Creates the volume, or returns the existing one with the same name and properties.
 pub async fn create_volume(ctx: &Context, req: CreateRequest) -> Result<VolumeRecord> {
     let _name_guard = ctx.lock(&format!("name:{}", req.name)).await;
-    if let Some(existing) = ctx
-        .store
-        .get_volume_by_name(&req.name)
-        .await
-        .map_err(store_error)?
-    {
+    if let Some(existing) = ctx.store.get_volume_by_name(&req.name).await? {
         return same_or_conflict(existing.record, &req);
     }
     let accessible = accessible_topology(ctx, &req.topology)?;
@@ -198,11 +193,10 @@ where
         .create_volume(volume, &replicas)
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::Conflict { .. } => ControllerError::Aborted(format!(
-                "volume name {} was taken concurrently; retry",
-                volume.name
-            )),
-            other => store_error(other),
+            crate::store::StoreError::Conflict { .. } => ControllerError::NameTakenConcurrently {
+                name: volume.name.clone(),
+            },
+            other => other.into(),
         })?;
     journal.step("recorded", payload).await
 }
@@ -237,27 +231,28 @@ pub fn accessible_topology(
         })
         .collect();
     if reachable.is_empty() {
-        return Err(ControllerError::ResourceExhausted(format!(
-            "no node running the Shorthorn CSI node service lies in the requisite topology {:?}; \
-             the volume could not be used there",
-            topology.requisite
-        )));
+        return Err(ControllerError::NoNodeInTopology {
+            requisite: format!("{:?}", topology.requisite),
+        });
     }
     Ok(reachable)
 }
 
 fn same_or_conflict(existing: VolumeRecord, req: &CreateRequest) -> Result<VolumeRecord> {
     if existing.capacity_bytes != req.size {
-        return Err(ControllerError::AlreadyExists(format!(
-            "volume {} exists with {} bytes, not the {} requested; use another name or the same size",
-            req.name, existing.capacity_bytes, req.size
-        )));
+        return Err(ControllerError::VolumeNameTaken {
+            name: req.name.clone(),
+            difference: format!(
+                "{} bytes, not the {} requested (or request the same size)",
+                existing.capacity_bytes, req.size
+            ),
+        });
     }
     if existing.parameters != req.parameters || existing.replica_count != req.replicas {
-        return Err(ControllerError::AlreadyExists(format!(
-            "volume {} exists with different parameters ({:?}); use another name",
-            req.name, existing.parameters
-        )));
+        return Err(ControllerError::VolumeNameTaken {
+            name: req.name.clone(),
+            difference: format!("different parameters ({:?})", existing.parameters),
+        });
     }
     Ok(existing)
 }
@@ -282,13 +277,7 @@ pub async fn rollback(ctx: &Context, volume_id: &str, nodes: &[String]) -> Resul
 pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
     let guard = ctx.lock(&volume_id).await;
-    if ctx
-        .store
-        .get_volume(&volume_id)
-        .await
-        .map_err(store_error)?
-        .is_some()
-    {
+    if ctx.store.get_volume(&volume_id).await?.is_some() {
         tracing::info!(volume = %volume_id, "interrupted create had completed");
         return journal.finish().await;
     }

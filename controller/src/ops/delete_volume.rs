@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::Context;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::{store_error, Journal};
+use crate::journal::Journal;
 use crate::naming;
 use crate::nodes::primitives;
 use crate::store::OperationKind;
@@ -27,17 +27,13 @@ pub async fn delete_volume(ctx: &Context, volume_id: &str) -> Result<()> {
         let Some((_, replicas)) = ctx.volume(volume_id).await? else {
             return Ok(());
         };
-        let publications = ctx
-            .store
-            .list_publications(volume_id)
-            .await
-            .map_err(store_error)?;
+        let publications = ctx.store.list_publications(volume_id).await?;
         if !publications.is_empty() {
             let nodes: Vec<_> = publications.iter().map(|p| p.record.node.clone()).collect();
-            return Err(ControllerError::FailedPrecondition(format!(
-                "volume {volume_id} is still published on {}; unpublish it (delete the pods / VolumeAttachments) first",
-                nodes.join(", ")
-            )));
+            return Err(ControllerError::StillPublished {
+                volume: volume_id.to_string(),
+                nodes: nodes.join(", "),
+            });
         }
         let payload = DeletePayload {
             nodes: replicas.into_iter().map(|r| r.node).collect(),
@@ -78,10 +74,7 @@ async fn finish(ctx: &Context, volume_id: &str, mut journal: Journal) -> Result<
         }
     }
     journal.step("replicas-removed", &payload).await?;
-    ctx.store
-        .delete_volume(volume_id)
-        .await
-        .map_err(store_error)?;
+    ctx.store.delete_volume(volume_id).await?;
     tracing::info!("volume deleted");
     journal.finish().await
 }

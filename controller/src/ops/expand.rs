@@ -18,11 +18,12 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::clone::resize_lvol;
-use super::Context;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::{store_error, Journal};
+use crate::journal::Journal;
 use crate::naming;
-use crate::store::{FrontendKind, OperationKind, ReplicaHealth};
+use crate::store::{OperationKind, ReplicaHealth};
+use agent_api::FrontendKind;
 
 /// How long to wait for a published raid1 to report the new size.
 const RAID_GROW_WAIT: Duration = Duration::from_secs(5);
@@ -43,24 +44,26 @@ pub async fn expand_volume(ctx: &Context, volume_id: &str, size: u64) -> Result<
     let span = tracing::info_span!("expand_volume", volume = %volume_id, size);
     async {
         let _guard = ctx.lock(volume_id).await;
-        let Some((volume, replicas)) = ctx.volume(volume_id).await? else {
-            return Err(ControllerError::NotFound(format!("volume {volume_id} does not exist")));
-        };
+        let (volume, replicas) = ctx.existing_volume(volume_id).await?;
         if size < volume.capacity_bytes {
-            return Err(ControllerError::OutOfRange(format!(
-                "volume {volume_id} has {} bytes; shrinking to {size} is not supported",
-                volume.capacity_bytes
-            )));
+            return Err(ControllerError::ShrinkRefused {
+                volume: volume_id.to_string(),
+                current: volume.capacity_bytes,
+                requested: size,
+            });
         }
         if size == volume.capacity_bytes {
             return Ok(size);
         }
-        let publications = ctx.store.list_publications(volume_id).await.map_err(store_error)?;
-        if let Some(p) = publications.iter().find(|p| p.record.frontend == FrontendKind::Ublk) {
-            return Err(ControllerError::FailedPrecondition(format!(
-                "volume {volume_id} is published on node {} through ublk, which cannot change a device's size online; unpublish it (stop the pod) and expand again",
-                p.record.node
-            )));
+        let publications = ctx.store.list_publications(volume_id).await?;
+        if let Some(p) = publications
+            .iter()
+            .find(|p| p.record.frontend == FrontendKind::Ublk)
+        {
+            return Err(ControllerError::ExpandWhilePublishedUblk {
+                volume: volume_id.to_string(),
+                node: p.record.node.clone(),
+            });
         }
         let payload = ExpandPayload {
             size,
@@ -70,7 +73,15 @@ pub async fn expand_volume(ctx: &Context, volume_id: &str, size: u64) -> Result<
                 .map(|r| r.node.clone())
                 .collect(),
         };
-        let journal = Journal::begin(&ctx.store, OperationKind::ExpandVolume, volume_id, None, "started", &payload).await?;
+        let journal = Journal::begin(
+            &ctx.store,
+            OperationKind::ExpandVolume,
+            volume_id,
+            None,
+            "started",
+            &payload,
+        )
+        .await?;
         finish(ctx, volume_id, journal).await?;
         for p in &publications {
             wait_for_raid(ctx, volume_id, &p.record.node, size).await;
@@ -94,14 +105,11 @@ async fn finish(ctx: &Context, volume_id: &str, mut journal: Journal) -> Result<
     )
     .await?;
     journal.step("resized", &payload).await?;
-    if let Some(current) = ctx.store.get_volume(volume_id).await.map_err(store_error)? {
+    if let Some(current) = ctx.store.get_volume(volume_id).await? {
         if current.record.capacity_bytes < payload.size {
             let mut record = current.record;
             record.capacity_bytes = payload.size;
-            ctx.store
-                .update_volume(&record, current.revision)
-                .await
-                .map_err(store_error)?;
+            ctx.store.update_volume(&record, current.revision).await?;
         }
     }
     tracing::info!(size = payload.size, "volume expanded");

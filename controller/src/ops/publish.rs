@@ -9,20 +9,17 @@
 
 use std::collections::BTreeMap;
 
+use agent_api::{AttachSpec, FrontendKind, NvmeTcpTarget, UblkTarget};
 use serde::{Deserialize, Serialize};
-use shorthorn_node::frontend::{AttachSpec, NvmeTcpTarget, UblkTarget};
 use tracing::Instrument;
 
 use super::teardown::teardown;
-use super::Context;
-use crate::config::Frontend;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::{store_error, Journal};
+use crate::journal::Journal;
 use crate::naming;
 use crate::nodes::{bootstrap, primitives, NodeHandle};
-use crate::store::{
-    Expect, FrontendKind, OperationKind, PublicationRecord, ReplicaHealth, SCHEMA_VERSION,
-};
+use crate::store::{Expect, OperationKind, PublicationRecord, ReplicaHealth, SCHEMA_VERSION};
 
 /// Kernel NVMe/TCP: never give up on the loopback controller.
 const KERNEL_CTRL_LOSS_TMO: i32 = -1;
@@ -50,30 +47,27 @@ pub async fn publish(
     let span = tracing::info_span!("publish", volume = %volume_id, node = %node);
     async {
         let _guard = ctx.lock(volume_id).await;
-        let Some((_, replicas)) = ctx.volume(volume_id).await? else {
-            return Err(ControllerError::NotFound(format!("volume {volume_id} does not exist")));
-        };
+        let (_, replicas) = ctx.existing_volume(volume_id).await?;
         let target = ctx.nodes.get(node)?;
-        let publications = ctx.store.list_publications(volume_id).await.map_err(store_error)?;
+        let publications = ctx.store.list_publications(volume_id).await?;
         if let Some(p) = publications.iter().find(|p| p.record.node == node) {
             if p.record.readonly != readonly {
-                return Err(ControllerError::AlreadyExists(format!(
-                    "volume {volume_id} is already published on {node} with readonly={}; unpublish it first",
-                    p.record.readonly
-                )));
+                return Err(ControllerError::PublishedOtherwise {
+                    volume: volume_id.to_string(),
+                    node: node.to_string(),
+                    readonly: p.record.readonly,
+                });
             }
             return Ok(p.record.publish_context.clone());
         }
         if let Some(p) = publications.first() {
-            return Err(ControllerError::FailedPrecondition(format!(
-                "volume {volume_id} is published on node {}; a Shorthorn volume is used by one node at a time, unpublish it there first",
-                p.record.node
-            )));
+            return Err(ControllerError::PublishedElsewhere {
+                volume: volume_id.to_string(),
+                node: p.record.node.clone(),
+            });
         }
-        let frontend = target.frontend().ok_or_else(|| {
-            ControllerError::FailedPrecondition(format!(
-                "node {node} has no frontend configured (ublk or nvme_tcp): it runs no CSI node service"
-            ))
+        let frontend = target.frontend().ok_or_else(|| ControllerError::NoFrontend {
+            node: node.to_string(),
         })?;
         let healthy: Vec<String> = replicas
             .iter()
@@ -81,9 +75,10 @@ pub async fn publish(
             .map(|r| r.node.clone())
             .collect();
         if healthy.is_empty() {
-            return Err(ControllerError::FailedPrecondition(format!(
-                "volume {volume_id} has no healthy replica left; it cannot be published until a replica is rebuilt"
-            )));
+            return Err(ControllerError::NoHealthyReplica {
+                volume: volume_id.to_string(),
+                purpose: "left; it cannot be published until a replica is rebuilt",
+            });
         }
         if healthy.len() < replicas.len() {
             tracing::warn!(healthy = healthy.len(), total = replicas.len(), "publishing degraded: failed replicas are left out until rebuilt");
@@ -121,7 +116,7 @@ async fn assemble(
     ctx: &Context,
     volume_id: &str,
     target: &NodeHandle,
-    frontend: Frontend,
+    frontend: FrontendKind,
     readonly: bool,
     payload: &PublishPayload,
     journal: &mut Journal,
@@ -177,14 +172,14 @@ async fn assemble(
     journal.step("assembled", payload).await?;
 
     let spec = match frontend {
-        Frontend::Ublk => {
+        FrontendKind::Ublk => {
             let (id, device) = primitives::ensure_ublk(target, &raid).await?;
             AttachSpec::Ublk(UblkTarget {
                 device: device.into(),
                 id,
             })
         }
-        Frontend::NvmeTcp => {
+        FrontendKind::NvmeTcp => {
             let nqn = naming::volume_nqn(volume_id);
             // The kernel's own identity when its agent reported it, else a stable derived one.
             let (kernel_nqn, kernel_id) = match &target.config.kernel_host {
@@ -228,17 +223,11 @@ async fn assemble(
         version: SCHEMA_VERSION,
         volume_id: volume_id.to_string(),
         node: node.to_string(),
-        frontend: match frontend {
-            Frontend::Ublk => FrontendKind::Ublk,
-            Frontend::NvmeTcp => FrontendKind::NvmeTcp,
-        },
+        frontend,
         publish_context: context.clone(),
         readonly,
     };
-    ctx.store
-        .put_publication(&record, Expect::Absent)
-        .await
-        .map_err(store_error)?;
+    ctx.store.put_publication(&record, Expect::Absent).await?;
     journal.step("recorded", payload).await?;
     tracing::info!(frontend = frontend.as_str(), "volume published");
     Ok(context)
@@ -252,8 +241,7 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     if ctx
         .store
         .get_publication(&volume_id, &payload.node)
-        .await
-        .map_err(store_error)?
+        .await?
         .is_some()
     {
         return journal.finish().await;

@@ -20,9 +20,9 @@ use tracing::Instrument;
 
 use super::clone::resize_lvol;
 use super::snapshot_create::snapshot_lock;
-use super::Context;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::{store_error, Journal};
+use crate::journal::Journal;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
 use crate::store::{Expect, OperationKind, ReplicaHealth};
@@ -48,22 +48,21 @@ pub async fn revert_to_snapshot(ctx: &Context, volume_id: &str, snapshot_id: &st
     async {
         let _snap_guard = ctx.lock(&snapshot_lock(snapshot_id)).await;
         let _guard = ctx.lock(volume_id).await;
-        let Some((volume, replicas)) = ctx.volume(volume_id).await? else {
-            return Err(ControllerError::NotFound(format!("volume {volume_id} does not exist")));
-        };
+        let (volume, replicas) = ctx.existing_volume(volume_id).await?;
         let snapshot = crate::snapshots::get(ctx, snapshot_id).await?;
         if snapshot.source_volume_id != volume_id {
-            return Err(ControllerError::FailedPrecondition(format!(
-                "snapshot {snapshot_id} was taken of volume {}, not {volume_id}; create a new volume from it instead",
-                snapshot.source_volume_id
-            )));
+            return Err(ControllerError::SnapshotOfAnotherVolume {
+                snapshot: snapshot_id.to_string(),
+                taken_of: snapshot.source_volume_id,
+                volume: volume_id.to_string(),
+            });
         }
-        let publications = ctx.store.list_publications(volume_id).await.map_err(store_error)?;
+        let publications = ctx.store.list_publications(volume_id).await?;
         if let Some(p) = publications.first() {
-            return Err(ControllerError::FailedPrecondition(format!(
-                "volume {volume_id} is published on node {}; unpublish it (stop the pod) before reverting it",
-                p.record.node
-            )));
+            return Err(ControllerError::RevertWhilePublished {
+                volume: volume_id.to_string(),
+                node: p.record.node.clone(),
+            });
         }
         let nodes: Vec<String> = replicas
             .iter()
@@ -74,14 +73,17 @@ pub async fn revert_to_snapshot(ctx: &Context, volume_id: &str, snapshot_id: &st
             .iter()
             .find(|n| !snapshot.replica_snapshots.iter().any(|s| &s.node == *n))
         {
-            return Err(ControllerError::FailedPrecondition(format!(
-                "snapshot {snapshot_id} has no lvol on node {missing}, which holds a replica of volume {volume_id}; it cannot be reverted there"
-            )));
+            return Err(ControllerError::SnapshotMissingOnNode {
+                snapshot: snapshot_id.to_string(),
+                node: missing.clone(),
+                volume: volume_id.to_string(),
+            });
         }
         if nodes.is_empty() {
-            return Err(ControllerError::FailedPrecondition(format!(
-                "volume {volume_id} has no healthy replica to revert"
-            )));
+            return Err(ControllerError::NoHealthyReplica {
+                volume: volume_id.to_string(),
+                purpose: "to revert",
+            });
         }
         let payload = RevertPayload {
             snapshot_id: snapshot_id.to_string(),
@@ -191,20 +193,14 @@ async fn roll_forward(ctx: &Context, volume_id: &str, mut journal: Journal) -> R
         }
     }
     journal.step("reverted", &payload).await?;
-    for replica in ctx
-        .store
-        .list_replicas(volume_id)
-        .await
-        .map_err(store_error)?
-    {
+    for replica in ctx.store.list_replicas(volume_id).await? {
         if let Some(uuid) = uuids.get(&replica.record.node) {
             if *uuid != replica.record.lvol_uuid {
                 let mut record = replica.record;
                 record.lvol_uuid = uuid.clone();
                 ctx.store
                     .put_replica(&record, Expect::Revision(replica.revision))
-                    .await
-                    .map_err(store_error)?;
+                    .await?;
             }
         }
     }

@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use spdk_client::{BdevLvolDeleteParams, BdevLvolGetLvstoresParams, BdevLvolSnapshotParams};
 use tracing::Instrument;
 
-use super::Context;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::{store_error, Journal};
+use crate::journal::Journal;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
 use crate::store::{
@@ -60,18 +60,14 @@ pub async fn create_snapshot(
     source_volume_id: &str,
 ) -> Result<SnapshotRecord> {
     let _name_guard = ctx.lock(&format!("snapshot-name:{name}")).await;
-    if let Some(existing) = ctx
-        .store
-        .get_snapshot_by_name(name)
-        .await
-        .map_err(store_error)?
-    {
+    if let Some(existing) = ctx.store.get_snapshot_by_name(name).await? {
         let existing = existing.record;
         if existing.source_volume_id != source_volume_id {
-            return Err(ControllerError::AlreadyExists(format!(
-                "snapshot name {name} is taken by snapshot {} of volume {}; use another name",
-                existing.id, existing.source_volume_id
-            )));
+            return Err(ControllerError::SnapshotNameTaken {
+                name: name.to_string(),
+                snapshot: existing.id,
+                volume: existing.source_volume_id,
+            });
         }
         return Ok(existing);
     }
@@ -99,18 +95,19 @@ pub async fn take_snapshot(
     async {
         let _guard = ctx.lock(volume_id).await;
         let Some((volume, replicas)) = ctx.volume(volume_id).await? else {
-            return Err(ControllerError::NotFound(format!(
-                "source volume {volume_id} does not exist"
-            )));
+            return Err(ControllerError::SourceVolumeNotFound {
+                id: volume_id.to_string(),
+            });
         };
         let healthy: Vec<ReplicaRecord> = replicas
             .into_iter()
             .filter(|r| r.health == ReplicaHealth::Healthy)
             .collect();
         if healthy.is_empty() {
-            return Err(ControllerError::FailedPrecondition(format!(
-                "volume {volume_id} has no healthy replica to snapshot"
-            )));
+            return Err(ControllerError::NoHealthyReplica {
+                volume: volume_id.to_string(),
+                purpose: "to snapshot",
+            });
         }
         let mut nodes = Vec::with_capacity(healthy.len());
         for r in &healthy {
@@ -167,8 +164,7 @@ pub async fn take_snapshot(
         };
         ctx.store
             .create_snapshot(&record)
-            .await
-            .map_err(store_error)?;
+            .await?;
         journal.step("recorded", &payload).await?;
         journal.finish().await?;
         tracing::info!(replicas = record.replica_snapshots.len(), "snapshot taken");
@@ -187,8 +183,7 @@ async fn fence_of(
     let publications: Vec<_> = ctx
         .store
         .list_publications(volume_id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(|p| p.record)
         .collect();
@@ -222,10 +217,9 @@ async fn snapshot_all(
     if let Some(guard) = guard {
         guard.release().await?;
     }
-    let results = outcome.map_err(|_| {
-        ControllerError::Aborted(format!(
-            "the replica snapshots of volume {volume_id} did not complete within the {deadline:?} fence deadline; retry"
-        ))
+    let results = outcome.map_err(|_| ControllerError::FenceDeadlinePassed {
+        volume: volume_id.to_string(),
+        deadline,
     })?;
     let mut lvols = BTreeMap::new();
     for (node, result) in nodes.iter().zip(results) {
@@ -262,13 +256,13 @@ pub async fn check_space(node: &NodeHandle, volume_id: &str) -> Result<()> {
         })
         .await
         .map_err(|e| node.spdk_error("bdev_lvol_get_lvstores", e))?;
-    let lvs = lvstores.into_iter().next().ok_or_else(|| {
-        ControllerError::FailedPrecondition(format!(
-            "lvstore {} is missing on node {}",
-            node.config.lvstore,
-            node.name()
-        ))
-    })?;
+    let lvs = lvstores
+        .into_iter()
+        .next()
+        .ok_or_else(|| ControllerError::LvstoreMissing {
+            node: node.name().to_string(),
+            lvstore: node.config.lvstore.clone(),
+        })?;
     let alias = node.lvol_alias(volume_id);
     let allocated = node
         .client
@@ -280,12 +274,15 @@ pub async fn check_space(node: &NodeHandle, volume_id: &str) -> Result<()> {
     let reserve = (lvs.total_data_clusters / RESERVE_DIVISOR).max(1);
     let needed = allocated + reserve;
     if lvs.free_clusters < needed {
-        return Err(ControllerError::ResourceExhausted(format!(
-            "lvstore {} on node {} has {} free clusters; a snapshot of volume {volume_id} needs {needed} ({allocated} the replica holds, which later writes must copy, plus a reserve of {reserve}); free space on that node (delete snapshots or volumes) first",
-            lvs.name,
-            node.name(),
-            lvs.free_clusters
-        )));
+        return Err(ControllerError::SnapshotSpace {
+            lvstore: lvs.name,
+            node: node.name().to_string(),
+            free: lvs.free_clusters,
+            volume: volume_id.to_string(),
+            needed,
+            allocated,
+            reserve,
+        });
     }
     Ok(())
 }
@@ -349,12 +346,7 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
         // No writer, or one that cannot be fenced: nothing to lift.
         Ok(None) | Err(_) => {}
     }
-    if let Some(recorded) = ctx
-        .store
-        .get_snapshot(&payload.snapshot_id)
-        .await
-        .map_err(store_error)?
-    {
+    if let Some(recorded) = ctx.store.get_snapshot(&payload.snapshot_id).await? {
         if recorded.record.deleted {
             // An internal snapshot (the source of a copy of a volume) whose
             // clone was never made: nothing reads it, so merge it back now

@@ -13,16 +13,15 @@
 use tracing::Instrument;
 
 use super::snapshot_create::{remove_snapshot_lvol, snapshot_lock};
-use super::Context;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::store_error;
 
 /// CSI DeleteSnapshot; unknown ids succeed (idempotent).
 pub async fn delete_snapshot(ctx: &Context, snapshot_id: &str) -> Result<()> {
     let span = tracing::info_span!("delete_snapshot", snapshot = %snapshot_id);
     async {
         let _guard = ctx.lock(&snapshot_lock(snapshot_id)).await;
-        let Some(current) = ctx.store.get_snapshot(snapshot_id).await.map_err(store_error)? else {
+        let Some(current) = ctx.store.get_snapshot(snapshot_id).await? else {
             return Ok(());
         };
         if !current.record.deleted {
@@ -30,8 +29,7 @@ pub async fn delete_snapshot(ctx: &Context, snapshot_id: &str) -> Result<()> {
             record.deleted = true;
             ctx.store
                 .update_snapshot(&record, current.revision)
-                .await
-                .map_err(store_error)?;
+                .await?;
         }
         match reclaim_one(ctx, snapshot_id).await {
             Ok(_) => Ok(()),
@@ -50,12 +48,7 @@ pub async fn delete_snapshot(ctx: &Context, snapshot_id: &str) -> Result<()> {
 /// Deletes what SPDK allows of a `deleted` snapshot; returns whether it is
 /// entirely gone. The caller holds the snapshot's lock.
 pub(crate) async fn reclaim_one(ctx: &Context, snapshot_id: &str) -> Result<bool> {
-    let Some(current) = ctx
-        .store
-        .get_snapshot(snapshot_id)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some(current) = ctx.store.get_snapshot(snapshot_id).await? else {
         return Ok(true);
     };
     let mut record = current.record;
@@ -84,18 +77,12 @@ pub(crate) async fn reclaim_one(ctx: &Context, snapshot_id: &str) -> Result<bool
     }
     record.replica_snapshots = kept;
     if record.replica_snapshots.is_empty() {
-        ctx.store
-            .delete_snapshot(snapshot_id)
-            .await
-            .map_err(store_error)?;
+        ctx.store.delete_snapshot(snapshot_id).await?;
         tracing::info!(snapshot = %snapshot_id, "snapshot reclaimed");
         return Ok(true);
     }
     if record.replica_snapshots.len() != before {
-        ctx.store
-            .update_snapshot(&record, current.revision)
-            .await
-            .map_err(store_error)?;
+        ctx.store.update_snapshot(&record, current.revision).await?;
     }
     match unreachable {
         Some(e) => Err(e),
@@ -108,11 +95,7 @@ pub async fn reclaim(ctx: &Context) -> Result<usize> {
     let mut reclaimed = 0;
     let mut cursor: Option<String> = None;
     loop {
-        let page = ctx
-            .store
-            .list_snapshots(cursor.as_deref(), 100)
-            .await
-            .map_err(store_error)?;
+        let page = ctx.store.list_snapshots(cursor.as_deref(), 100).await?;
         for s in &page.items {
             if !s.record.deleted {
                 continue;

@@ -8,9 +8,8 @@
 //! is marked failed and never serves again until rebuilt. What is left on the
 //! unreachable node is removed by the orphan sweep when it returns.
 
-use super::Context;
+use crate::context::Context;
 use crate::error::{ControllerError, Result};
-use crate::journal::store_error;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
 use crate::store::{Expect, ReplicaHealth};
@@ -65,12 +64,7 @@ async fn remove_local(target: &NodeHandle, volume_id: &str) -> Result<()> {
 }
 
 async fn fail_local_replica(ctx: &Context, volume_id: &str, node: &str) -> Result<()> {
-    let Some(replica) = ctx
-        .store
-        .get_replica(volume_id, node)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some(replica) = ctx.store.get_replica(volume_id, node).await? else {
         return Ok(());
     };
     if replica.record.health == ReplicaHealth::Failed {
@@ -81,7 +75,6 @@ async fn fail_local_replica(ctx: &Context, volume_id: &str, node: &str) -> Resul
     tracing::warn!(volume = %volume_id, node = %node, "local replica of an unreachable publishing node marked failed: it may hold writes the others missed");
     ctx.store
         .put_replica(&record, Expect::Revision(replica.revision))
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(())
 }

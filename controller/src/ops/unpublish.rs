@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::teardown::teardown;
-use super::Context;
+use crate::context::Context;
 use crate::error::Result;
-use crate::journal::{store_error, Journal};
+use crate::journal::Journal;
 use crate::store::{Expect, OperationKind};
 
 /// Journal payload.
@@ -28,11 +28,7 @@ pub async fn unpublish(ctx: &Context, volume_id: &str, node: Option<&str>) -> Re
         let Some((_, replicas)) = ctx.volume(volume_id).await? else {
             return Ok(());
         };
-        let publications = ctx
-            .store
-            .list_publications(volume_id)
-            .await
-            .map_err(store_error)?;
+        let publications = ctx.store.list_publications(volume_id).await?;
         let replica_nodes: Vec<String> = replicas.into_iter().map(|r| r.node).collect();
         for p in publications {
             if node.is_some_and(|n| n != p.record.node) {
@@ -65,8 +61,7 @@ async fn finish(ctx: &Context, volume_id: &str, mut journal: Journal) -> Result<
     journal.step("torn-down", &payload).await?;
     ctx.store
         .delete_publication(volume_id, &payload.node, Expect::Any)
-        .await
-        .map_err(store_error)?;
+        .await?;
     tracing::info!(node = %payload.node, "volume unpublished");
     journal.finish().await
 }

@@ -20,8 +20,8 @@ pub use embedded::EmbeddedStore;
 pub use error::{Result, StoreError};
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use records::{
-    ContentSource, FrontendKind, OperationKind, OperationRecord, PublicationRecord, ReplicaHealth,
-    ReplicaRecord, ReplicaSnapshot, SnapshotRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,
+    ContentSource, OperationKind, OperationRecord, PublicationRecord, ReplicaHealth, ReplicaRecord,
+    ReplicaSnapshot, SnapshotRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,
 };
 pub use typed::{Page, Store, Versioned};
 

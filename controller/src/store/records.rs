@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use agent_api::FrontendKind;
 use serde::{Deserialize, Serialize};
 
 /// Schema version written by this build; records with a higher version are
@@ -86,16 +87,6 @@ pub struct ReplicaRecord {
     pub health: ReplicaHealth,
     /// Bumped whenever the replica set changes, to fence stale writers.
     pub generation: u64,
-}
-
-/// How a volume is presented on the node that uses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FrontendKind {
-    /// Local NVMe-oF TCP loopback of the RAID1 bdev.
-    NvmeTcp,
-    /// Linux ublk block device.
-    Ublk,
 }
 
 /// A volume published to a node.

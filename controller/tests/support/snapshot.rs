@@ -118,9 +118,9 @@ pub fn replicas_param(n: u32) -> HashMap<String, String> {
 /// with every node using `frontend`.
 pub async fn own_context(
     mut config: shorthorn_controller::config::ControllerConfig,
-    frontend: shorthorn_controller::config::Frontend,
+    frontend: agent_api::FrontendKind,
     fencing: shorthorn_controller::fence::Fencing,
-) -> shorthorn_controller::ops::Context {
+) -> shorthorn_controller::context::Context {
     for n in &mut config.nodes {
         n.frontends = vec![frontend];
     }
@@ -131,12 +131,12 @@ pub async fn own_context(
         shorthorn_controller::nodes::NodeRegistry::from_config(&config).expect("registry"),
     );
     nodes.refresh_all().await;
-    shorthorn_controller::ops::Context::new(store, nodes).with_fencing(fencing)
+    shorthorn_controller::context::Context::new(store, nodes).with_fencing(fencing)
 }
 
 /// Creates a volume of `mib` MiB with `replicas` through the operation layer.
 pub async fn own_volume(
-    ctx: &shorthorn_controller::ops::Context,
+    ctx: &shorthorn_controller::context::Context,
     name: &str,
     mib: u64,
     replicas: u32,
@@ -209,7 +209,7 @@ pub async fn assert_ana_optimized(h: &super::Harness, volume_id: &str, when: &st
 /// lvol its node holds now; `when` says at what point.
 pub async fn assert_replica_records_follow_lvols(
     h: &super::Harness,
-    ctx: &shorthorn_controller::ops::Context,
+    ctx: &shorthorn_controller::context::Context,
     volume_id: &str,
     when: &str,
 ) {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use shorthorn_controller::ops::Context;
+use shorthorn_controller::context::Context;
 
 use super::stats::Samples;
 

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use shorthorn_controller::admin::{NodeView, RebuildView, SnapshotView, VolumeView};
 use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
-use shorthorn_controller::store::{FrontendKind, ReplicaHealth};
+use shorthorn_controller::store::ReplicaHealth;
 
 use super::client::AdminClient;
 use super::table::{human_age, human_bytes, Cell, Table, Tone};
@@ -153,13 +153,6 @@ fn condition(v: &VolumeView) -> Cell {
     }
 }
 
-fn frontend(f: FrontendKind) -> &'static str {
-    match f {
-        FrontendKind::Ublk => "ublk",
-        FrontendKind::NvmeTcp => "nvme-tcp",
-    }
-}
-
 /// The `ctl volumes` table.
 pub fn volumes(volumes: &[VolumeView], colour: bool) -> String {
     if volumes.is_empty() {
@@ -245,7 +238,7 @@ pub fn volume(v: &VolumeView, colour: bool) -> String {
         for p in &v.published {
             t.row(vec![
                 p.node.clone().into(),
-                frontend(p.frontend).into(),
+                p.frontend.as_str().into(),
                 if p.readonly {
                     "read-only"
                 } else {

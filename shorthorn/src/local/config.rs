@@ -63,7 +63,7 @@ pub fn render(
     }
     let frontends: Vec<String> = frontends
         .iter()
-        .map(|f| quote(controller_frontend_name(f)))
+        .map(|f| quote(f.as_str()))
         .collect();
     for i in 1..=nodes {
         let name = node_name(i);
@@ -111,13 +111,6 @@ pub fn nvmf_port(i: usize) -> u16 {
 /// The name of local storage node `i` (1-based).
 pub fn node_name(i: usize) -> String {
     format!("node-{i}")
-}
-
-fn controller_frontend_name(kind: &FrontendKind) -> &'static str {
-    match kind {
-        FrontendKind::NvmeTcp => "nvme_tcp",
-        FrontendKind::Ublk => "ublk",
-    }
 }
 
 fn quote(s: &str) -> String {

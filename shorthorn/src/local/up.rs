@@ -12,13 +12,13 @@ use shorthorn_controller::admin;
 use shorthorn_controller::config::ControllerConfig;
 use shorthorn_controller::identity::{IdentityService, DRIVER_NAME};
 use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
-use shorthorn_controller::ops::Context;
+use shorthorn_controller::context::Context;
 use shorthorn_controller::reconciler;
 use shorthorn_controller::server::Endpoint;
 use shorthorn_controller::service::ControllerService;
 use shorthorn_node::csi::{NodeService, NodeServiceConfig};
 use shorthorn_node::frontend::FrontendKind;
-use shorthorn_node::probe::KernelFeatures;
+use shorthorn_node::probe::{KernelFeatures, ProbeHost};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 

@@ -14,8 +14,8 @@ use http_body_util::{BodyExt, Full};
 
 use super::Transport;
 use crate::error::{Result, SpdkError};
-use crate::protocol::{Request, Response};
 use crate::https::{check_endpoint, error_chain, ClientTls, HttpClient};
+use crate::protocol::{Request, Response};
 
 /// Transport that POSTs each request to a URL with `Authorization: Bearer`.
 ///

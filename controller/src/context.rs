@@ -1,0 +1,82 @@
+//! [`Context`]: what every operation, service and view works with (the
+//! store, the node registry, fencing, per-volume locks).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::error::{ControllerError, Result};
+use crate::fence::Fencing;
+use crate::nodes::NodeRegistry;
+use crate::store::{ReplicaRecord, Store, VolumeRecord};
+
+/// Everything an operation needs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Durable state.
+    pub store: Store,
+    /// Storage nodes.
+    pub nodes: Arc<NodeRegistry>,
+    /// How published volumes are fenced for snapshots, and hold statistics.
+    pub fencing: Arc<Fencing>,
+    locks: Arc<KeyedLocks>,
+}
+
+impl Context {
+    /// Bundles the store and the node registry.
+    pub fn new(store: Store, nodes: Arc<NodeRegistry>) -> Self {
+        Self {
+            store,
+            nodes,
+            fencing: Arc::default(),
+            locks: Arc::default(),
+        }
+    }
+
+    /// The same context with another fencing policy.
+    #[must_use]
+    pub fn with_fencing(mut self, fencing: Fencing) -> Self {
+        self.fencing = Arc::new(fencing);
+        self
+    }
+
+    /// Serialises operations on one key (a volume id or name) in this process.
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let mutex = {
+            let mut map = self
+                .locks
+                .map
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+            map.entry(key.to_string()).or_default().clone()
+        };
+        mutex.lock_owned().await
+    }
+
+    /// The volume and its replicas, or [`ControllerError::VolumeNotFound`].
+    pub async fn existing_volume(&self, id: &str) -> Result<(VolumeRecord, Vec<ReplicaRecord>)> {
+        self.volume(id)
+            .await?
+            .ok_or_else(|| ControllerError::VolumeNotFound { id: id.to_string() })
+    }
+
+    /// The volume and its replicas, or `None`.
+    pub async fn volume(&self, id: &str) -> Result<Option<(VolumeRecord, Vec<ReplicaRecord>)>> {
+        let Some(volume) = self.store.get_volume(id).await? else {
+            return Ok(None);
+        };
+        let replicas = self
+            .store
+            .list_replicas(id)
+            .await?
+            .into_iter()
+            .map(|r| r.record)
+            .collect();
+        Ok(Some((volume.record, replicas)))
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyedLocks {
+    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
