@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_api::FrontendKind as Frontend;
 use async_trait::async_trait;
 use csi_proto::ListSnapshotsRequest;
-use agent_api::FrontendKind as Frontend;
 use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
 use shorthorn_controller::fence::Fencing;

@@ -5,8 +5,8 @@ mod support;
 
 use std::net::{Ipv4Addr, TcpListener as StdListener};
 
-use shorthorn_node::agent::{serve_agent, AgentConfig};
 use agent_api::KernelFeatures;
+use shorthorn_node::agent::{serve_agent, AgentConfig};
 use support::*;
 use testkit::nodes::TestCluster;
 

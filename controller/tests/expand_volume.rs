@@ -6,9 +6,9 @@ mod support;
 
 use std::time::Duration;
 
+use agent_api::FrontendKind as Frontend;
 use csi_proto::volume_capability::{AccessMode, AccessType, MountVolume};
 use csi_proto::{CapacityRange, ControllerExpandVolumeRequest, VolumeCapability};
-use agent_api::FrontendKind as Frontend;
 use shorthorn_controller::error::ControllerError;
 use shorthorn_controller::fence::Fencing;
 use shorthorn_controller::ops;

@@ -3,11 +3,11 @@
 
 mod support;
 
+use agent_api::FrontendKind as Frontend;
 use csi_proto::{
     ControllerGetCapabilitiesRequest, GetPluginCapabilitiesRequest, GetSnapshotRequest,
     ListSnapshotsRequest,
 };
-use agent_api::FrontendKind as Frontend;
 use shorthorn_controller::error::ControllerError;
 use shorthorn_controller::fence::Fencing;
 use shorthorn_controller::ops;

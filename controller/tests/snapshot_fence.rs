@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use agent_api::FrontendKind as Frontend;
+use async_trait::async_trait;
+use shorthorn_controller::context::Context;
 use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
 use shorthorn_controller::fence::{ana::AnaFence, Fence, FenceKind, Fencing};
-use shorthorn_controller::context::Context;
 use shorthorn_controller::ops;
 use spdk_client::{BdevNvmeAttachControllerParams, SpdkClient};
 use support::*;

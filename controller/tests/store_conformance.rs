@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 use agent_api::FrontendKind;
 
 use shorthorn_controller::store::{
-    EmbeddedStore, EtcdConfig, EtcdStore, Expect, KvStore, OperationKind,
-    OperationRecord, Page, PublicationRecord, ReplicaHealth, ReplicaRecord, ReplicaSnapshot,
-    Revision, SnapshotRecord, Store, StoreError, TxnOp, VolumeRecord, SCHEMA_VERSION,
+    EmbeddedStore, EtcdConfig, EtcdStore, Expect, KvStore, OperationKind, OperationRecord, Page,
+    PublicationRecord, ReplicaHealth, ReplicaRecord, ReplicaSnapshot, Revision, SnapshotRecord,
+    Store, StoreError, TxnOp, VolumeRecord, SCHEMA_VERSION,
 };
 
 /// A backend plus whatever must stay alive while it is used.

@@ -4,7 +4,7 @@
 //! - [`ServerTrust`] says which servers to believe: those whose certificate
 //!   a CA in a PEM file signed, or exactly one pinned certificate.
 //! - [`ClientTls`] is that trust built once (rustls with the ring provider,
-//!   TLS 1.2 and 1.3, HTTP/1.1 ALPN) and cheap to clone.
+//!   TLS 1.2 and 1.3; the connector offers HTTP/1.1 by ALPN), cheap to clone.
 //! - [`check_endpoint`] is the one rule on URLs that carry a bearer token:
 //!   `https://` needs a [`ClientTls`]; plain `http://` is refused unless the
 //!   host is a loopback address, so a token never crosses a network in clear.
@@ -94,7 +94,7 @@ impl ClientTls {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Setup(e.to_string()))?;
-        let mut config = match trust {
+        let config = match trust {
             ServerTrust::CaFile(path) => {
                 let mut roots = RootCertStore::empty();
                 for cert in read_certs(path)? {
@@ -113,7 +113,7 @@ impl ClientTls {
                     .with_no_client_auth()
             }
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // ALPN (http/1.1) is set by the connector.
         Ok(Self {
             config: Arc::new(config),
             trust: trust.clone(),
@@ -206,18 +206,19 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The TLS failure (certificate refused, handshake failed) behind a client
-/// error, if that is what it was.
+/// error, if that is what it was. rustls errors reach hyper inside (possibly
+/// nested) `io::Error`s.
 pub fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current = Some(error);
     while let Some(e) = current {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        if let Some(tls) = e
+        let mut inner: &(dyn std::error::Error + 'static) = e;
+        while let Some(wrapped) = inner
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
+            inner = wrapped;
+        }
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
         current = e.source();

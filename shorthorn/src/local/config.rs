@@ -61,10 +61,7 @@ pub fn render(
             let _ = writeln!(out, "prefix = \"/shorthorn-local\"");
         }
     }
-    let frontends: Vec<String> = frontends
-        .iter()
-        .map(|f| quote(f.as_str()))
-        .collect();
+    let frontends: Vec<String> = frontends.iter().map(|f| quote(f.as_str())).collect();
     for i in 1..=nodes {
         let name = node_name(i);
         let _ = writeln!(out);
