@@ -5,12 +5,14 @@
 //! exist, a node that cannot be reached, a publication in the way); which
 //! gRPC code an orchestrator sees for each is decided in one place,
 //! [`ControllerError::code`], and the CSI services convert through the one
-//! `From` impl below. Store and agent failures convert with `?`.
+//! `From` impl below. Store, storage-node and agent failures convert with `?`.
 
 use std::time::Duration;
 
 use agent_api::client::AgentError;
 use tonic::{Code, Status};
+
+use spdk_client::SpdkError;
 
 use crate::store::StoreError;
 
@@ -398,6 +400,41 @@ impl From<StoreError> for ControllerError {
         match err {
             StoreError::Conflict { key } => ControllerError::ConcurrentUpdate { key },
             other => ControllerError::Store(other),
+        }
+    }
+}
+
+/// An SPDK call that failed on one storage node. Converts into
+/// [`ControllerError`] (`Spdk` when spdk_tgt refused, `NodeUnreachable`
+/// otherwise) with `?`.
+#[derive(Debug)]
+pub struct NodeError {
+    /// The node.
+    pub node: String,
+    /// The JSON-RPC method.
+    pub method: &'static str,
+    /// What the SPDK client reported.
+    pub source: SpdkError,
+}
+
+impl From<NodeError> for ControllerError {
+    fn from(err: NodeError) -> Self {
+        match err.source {
+            SpdkError::Rpc {
+                code,
+                message,
+                kind,
+            } => ControllerError::Spdk {
+                node: err.node,
+                method: err.method.to_string(),
+                code: i64::from(code),
+                message,
+                kind,
+            },
+            other => ControllerError::NodeUnreachable {
+                node: err.node,
+                reason: format!("{}: {other}", err.method),
+            },
         }
     }
 }

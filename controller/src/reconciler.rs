@@ -178,7 +178,7 @@ async fn sweep_node(ctx: &Context, node: &NodeHandle, busy: &BTreeSet<String>) -
             ..Default::default()
         })
         .await
-        .map_err(|e| node.spdk_error("bdev_lvol_get_lvols", e))?;
+        .map_err(|e| node.call_failed("bdev_lvol_get_lvols", e))?;
     for lvol in lvols {
         let Some(v) = naming::volume_of_lvol(&lvol.name) else {
             continue;

@@ -1,5 +1,7 @@
-//! Reading snapshots for ListSnapshots and GetSnapshot: filters, pagination
-//! tokens and the CSI view of a [`SnapshotRecord`].
+//! The snapshot helpers every snapshot operation shares: reading snapshots
+//! (for ListSnapshots, GetSnapshot and the operations; filters, pagination
+//! tokens and the CSI view of a [`SnapshotRecord`]), the per-snapshot lock
+//! key, and removing snapshot lvols from the nodes.
 //!
 //! Snapshots marked `deleted` (deleted while other volumes still read from
 //! them, or internal to a volume clone) are never shown. Pages are in
@@ -9,10 +11,12 @@
 use std::time::UNIX_EPOCH;
 
 use csi_proto::Snapshot;
+use spdk_client::BdevLvolDeleteParams;
 
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
 use crate::naming;
+use crate::nodes::NodeHandle;
 use crate::store::SnapshotRecord;
 
 /// Records fetched from the store per round trip while filling a page.
@@ -126,6 +130,53 @@ pub fn to_csi(s: &SnapshotRecord) -> Snapshot {
         }),
         ready_to_use: true,
         group_snapshot_id: String::new(),
+    }
+}
+
+/// Lock key serialising operations on one snapshot.
+pub fn snapshot_lock(snapshot_id: &str) -> String {
+    format!("snapshot:{snapshot_id}")
+}
+
+/// Deletes the snapshot lvol of `snapshot_id` on every node (absent ones are fine).
+pub async fn remove_snapshot_lvols(
+    ctx: &Context,
+    nodes: &[String],
+    snapshot_id: &str,
+) -> Result<()> {
+    for name in nodes {
+        let node = ctx.nodes.get(name)?;
+        match remove_snapshot_lvol(&node, snapshot_id).await {
+            Ok(_) => {}
+            Err(ControllerError::NodeUnreachable { .. }) => {
+                tracing::warn!(node = %name, snapshot = %snapshot_id, "node unreachable; its snapshot lvol is left for the reconciler");
+                return Err(ControllerError::NodeUnreachable {
+                    node: name.clone(),
+                    reason: "removing a snapshot lvol".into(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the snapshot lvol of `snapshot_id` on `node`. `Ok(true)` when it
+/// is gone (or was), `Ok(false)` when SPDK refuses because two or more lvols
+/// still depend on it.
+pub async fn remove_snapshot_lvol(node: &NodeHandle, snapshot_id: &str) -> Result<bool> {
+    let params = BdevLvolDeleteParams {
+        name: format!(
+            "{}/{}",
+            node.config.lvstore,
+            naming::snapshot_lvol(snapshot_id)
+        ),
+    };
+    match node.client.bdev_lvol_delete(&params).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(true),
+        Err(e) if e.is_not_permitted() => Ok(false),
+        Err(e) => Err(node.call_failed("bdev_lvol_delete", e).into()),
     }
 }
 

@@ -75,7 +75,10 @@ impl AnaFence {
         node.client
             .nvmf_subsystem_listener_set_ana_state(&params)
             .await
-            .map_err(|e| node.spdk_error("nvmf_subsystem_listener_set_ana_state", e))
+            .map_err(|e| {
+                node.call_failed("nvmf_subsystem_listener_set_ana_state", e)
+                    .into()
+            })
     }
 
     fn cancel_guard(&self) {
@@ -138,7 +141,11 @@ impl Fence for AnaFence {
             .client
             .nvmf_subsystem_set_ns_ana_group(&params)
             .await
-            .map_err(|e| self.node.spdk_error("nvmf_subsystem_set_ns_ana_group", e))
+            .map_err(|e| {
+                self.node
+                    .call_failed("nvmf_subsystem_set_ns_ana_group", e)
+                    .into()
+            })
     }
 
     async fn resume(&self) -> Result<()> {

@@ -41,7 +41,7 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
     let c = &node.client;
     c.spdk_get_version()
         .await
-        .map_err(|e| node.spdk_error("spdk_get_version", e))?;
+        .map_err(|e| node.call_failed("spdk_get_version", e))?;
     if find_lvstore(node).await?.is_none() {
         let base = match &node.config.base_bdev {
             Some(BaseBdev::Aio {
@@ -52,7 +52,7 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
                 let present = c
                     .bdev_get(&name)
                     .await
-                    .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
+                    .map_err(|e| node.call_failed("bdev_get_bdevs", e))?;
                 if present.is_none() {
                     let params = BdevAioCreateParams {
                         name: name.clone(),
@@ -63,11 +63,11 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
                     match c.bdev_aio_create(&params).await {
                         Ok(_) => {}
                         Err(e) if e.is_already_exists() => {}
-                        Err(e) => return Err(node.spdk_error("bdev_aio_create", e)),
+                        Err(e) => return Err(node.call_failed("bdev_aio_create", e).into()),
                     }
                     c.bdev_wait_for_examine()
                         .await
-                        .map_err(|e| node.spdk_error("bdev_wait_for_examine", e))?;
+                        .map_err(|e| node.call_failed("bdev_wait_for_examine", e))?;
                 }
                 name
             }
@@ -89,13 +89,13 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
             };
             c.bdev_lvol_create_lvstore(&params)
                 .await
-                .map_err(|e| node.spdk_error("bdev_lvol_create_lvstore", e))?;
+                .map_err(|e| node.call_failed("bdev_lvol_create_lvstore", e))?;
         }
     }
     let transports = c
         .nvmf_get_transports(&NvmfGetTransportsParams::default())
         .await
-        .map_err(|e| node.spdk_error("nvmf_get_transports", e))?;
+        .map_err(|e| node.call_failed("nvmf_get_transports", e))?;
     if !transports
         .iter()
         .any(|t| t.trtype.eq_ignore_ascii_case("tcp"))
@@ -107,7 +107,7 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
         match c.nvmf_create_transport(&params).await {
             Ok(()) => {}
             Err(e) if e.is_already_exists() => {}
-            Err(e) => return Err(node.spdk_error("nvmf_create_transport", e)),
+            Err(e) => return Err(node.call_failed("nvmf_create_transport", e).into()),
         }
     }
     node.update_status(|s| {
@@ -122,7 +122,7 @@ async fn find_lvstore(node: &NodeHandle) -> Result<Option<spdk_client::Lvstore>>
         .client
         .bdev_lvol_get_lvstores(&BdevLvolGetLvstoresParams::default())
         .await
-        .map_err(|e| node.spdk_error("bdev_lvol_get_lvstores", e))?;
+        .map_err(|e| node.call_failed("bdev_lvol_get_lvstores", e))?;
     Ok(all.into_iter().find(|l| l.name == node.config.lvstore))
 }
 
@@ -139,7 +139,7 @@ pub async fn read_space(node: &NodeHandle) -> Result<(String, LvstoreSpace, usiz
         .client
         .bdev_get_bdevs(&BdevGetBdevsParams::default())
         .await
-        .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
+        .map_err(|e| node.call_failed("bdev_get_bdevs", e))?;
     let prefix = format!("{}/{LVOL_PREFIX}", lvs.name);
     let mut provisioned = 0u64;
     let mut replicas = 0usize;

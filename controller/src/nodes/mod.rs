@@ -21,7 +21,7 @@ use spdk_client::{SpdkClient, SpdkError};
 
 use crate::capacity::LvstoreSpace;
 use crate::config::{ControllerConfig, DiscoveryConfig, NodeConfig, NodeEndpoint};
-use crate::error::{ControllerError, Result};
+use crate::error::{ControllerError, NodeError, Result};
 use crate::naming::TOPOLOGY_NODE_KEY;
 use crate::placement::{Candidate, Segments};
 use ledger::{Ledger, ReservationId};
@@ -158,32 +158,21 @@ impl NodeHandle {
         self.update_status(|s| s.ledger.removed(bytes, replicas));
     }
 
-    /// Converts an SPDK failure of `method` on this node into the crate error,
-    /// marking the node offline when it could not be reached at all.
-    pub fn spdk_error(&self, method: &str, err: SpdkError) -> ControllerError {
-        match err {
-            SpdkError::Rpc {
-                code,
-                message,
-                kind,
-            } => ControllerError::Spdk {
-                node: self.config.name.clone(),
-                method: method.to_string(),
-                code: i64::from(code),
-                message,
-                kind,
-            },
-            other => {
-                self.update_status(|s| {
-                    s.online = false;
-                    s.bootstrapped = false;
-                    s.last_error = Some(other.to_string());
-                });
-                ControllerError::NodeUnreachable {
-                    node: self.config.name.clone(),
-                    reason: format!("{method}: {other}"),
-                }
-            }
+    /// Records that `method` failed on this node (a node that could not be
+    /// reached at all is marked offline) and names the failure; `?` turns it
+    /// into the crate error.
+    pub fn call_failed(&self, method: &'static str, source: SpdkError) -> NodeError {
+        if !matches!(source, SpdkError::Rpc { .. }) {
+            self.update_status(|s| {
+                s.online = false;
+                s.bootstrapped = false;
+                s.last_error = Some(source.to_string());
+            });
+        }
+        NodeError {
+            node: self.config.name.clone(),
+            method,
+            source,
         }
     }
 

@@ -5,11 +5,11 @@
 use std::net::IpAddr;
 
 use spdk_client::{
-    BdevLvolCreateParams, BdevLvolDeleteParams, BdevNvmeAttachControllerParams,
-    BdevNvmeDetachControllerParams, BdevNvmeGetControllersParams, BdevRaidCreateParams,
-    BdevRaidDeleteParams, BdevRaidGetBdevsParams, ListenAddress, NvmeController,
-    NvmfCreateSubsystemParams, NvmfDeleteSubsystemParams, NvmfGetSubsystemsParams, NvmfNamespace,
-    NvmfSubsystem, NvmfSubsystemAddHostParams, NvmfSubsystemAddListenerParams,
+    BdevLvolCreateParams, BdevLvolDeleteParams, BdevLvolResizeParams,
+    BdevNvmeAttachControllerParams, BdevNvmeDetachControllerParams, BdevNvmeGetControllersParams,
+    BdevRaidCreateParams, BdevRaidDeleteParams, BdevRaidGetBdevsParams, ListenAddress,
+    NvmeController, NvmfCreateSubsystemParams, NvmfDeleteSubsystemParams, NvmfGetSubsystemsParams,
+    NvmfNamespace, NvmfSubsystem, NvmfSubsystemAddHostParams, NvmfSubsystemAddListenerParams,
     NvmfSubsystemAddNsParams, RaidBdev, RaidCategory, RaidLevel, UblkCreateTargetParams, UblkDisk,
     UblkGetDisksParams, UblkStartDiskParams, UblkStopDiskParams,
 };
@@ -47,7 +47,7 @@ pub async fn ensure_replica(node: &NodeHandle, volume_id: &str, size_bytes: u64)
         Err(e) if e.is_already_exists() => {
             existing_lvol_uuid(node, &node.lvol_alias(volume_id), "lvol").await
         }
-        Err(e) => Err(node.spdk_error("bdev_lvol_create", e)),
+        Err(e) => Err(node.call_failed("bdev_lvol_create", e).into()),
     }
 }
 
@@ -58,7 +58,7 @@ pub async fn existing_lvol_uuid(node: &NodeHandle, alias: &str, what: &str) -> R
         .client
         .bdev_get(alias)
         .await
-        .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?;
+        .map_err(|e| node.call_failed("bdev_get_bdevs", e))?;
     bdev.map(|b| b.name).ok_or_else(|| {
         ControllerError::Internal(format!(
             "{what} {alias} on {} both exists and does not",
@@ -75,7 +75,7 @@ pub async fn remove_replica(node: &NodeHandle, volume_id: &str) -> Result<()> {
     match node.client.bdev_lvol_delete(&params).await {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(node.spdk_error("bdev_lvol_delete", e)),
+        Err(e) => Err(node.call_failed("bdev_lvol_delete", e).into()),
     }
 }
 
@@ -84,7 +84,7 @@ pub async fn subsystems(node: &NodeHandle) -> Result<Vec<NvmfSubsystem>> {
     node.client
         .nvmf_get_subsystems(&NvmfGetSubsystemsParams::default())
         .await
-        .map_err(|e| node.spdk_error("nvmf_get_subsystems", e))
+        .map_err(|e| node.call_failed("nvmf_get_subsystems", e).into())
 }
 
 /// What an NVMe-oF export should look like.
@@ -129,7 +129,7 @@ pub async fn ensure_export(node: &NodeHandle, export: &Export<'_>) -> Result<()>
             };
             c.nvmf_create_subsystem(&params)
                 .await
-                .map_err(|e| node.spdk_error("nvmf_create_subsystem", e))?;
+                .map_err(|e| node.call_failed("nvmf_create_subsystem", e))?;
             NvmfSubsystem::default()
         }
     };
@@ -146,7 +146,7 @@ pub async fn ensure_export(node: &NodeHandle, export: &Export<'_>) -> Result<()>
         };
         c.nvmf_subsystem_add_ns(&params)
             .await
-            .map_err(|e| node.spdk_error("nvmf_subsystem_add_ns", e))?;
+            .map_err(|e| node.call_failed("nvmf_subsystem_add_ns", e))?;
     }
     if !existing.hosts.iter().any(|h| h.nqn == export.host_nqn) {
         let params = NvmfSubsystemAddHostParams {
@@ -156,7 +156,7 @@ pub async fn ensure_export(node: &NodeHandle, export: &Export<'_>) -> Result<()>
         };
         c.nvmf_subsystem_add_host(&params)
             .await
-            .map_err(|e| node.spdk_error("nvmf_subsystem_add_host", e))?;
+            .map_err(|e| node.call_failed("nvmf_subsystem_add_host", e))?;
     }
     let port = export.port.to_string();
     let address = export.address.to_string();
@@ -177,7 +177,7 @@ pub async fn ensure_export(node: &NodeHandle, export: &Export<'_>) -> Result<()>
         };
         c.nvmf_subsystem_add_listener(&params)
             .await
-            .map_err(|e| node.spdk_error("nvmf_subsystem_add_listener", e))?;
+            .map_err(|e| node.call_failed("nvmf_subsystem_add_listener", e))?;
     }
     Ok(())
 }
@@ -194,7 +194,7 @@ pub async fn remove_export(node: &NodeHandle, nqn: &str) -> Result<bool> {
     match node.client.nvmf_delete_subsystem(&params).await {
         Ok(()) => Ok(true),
         Err(e) if e.is_not_found() || e.is_invalid_params() => Ok(false),
-        Err(e) => Err(node.spdk_error("nvmf_delete_subsystem", e)),
+        Err(e) => Err(node.call_failed("nvmf_delete_subsystem", e).into()),
     }
 }
 
@@ -203,7 +203,7 @@ pub async fn controllers(node: &NodeHandle) -> Result<Vec<NvmeController>> {
     node.client
         .bdev_nvme_get_controllers(&BdevNvmeGetControllersParams::default())
         .await
-        .map_err(|e| node.spdk_error("bdev_nvme_get_controllers", e))
+        .map_err(|e| node.call_failed("bdev_nvme_get_controllers", e).into())
 }
 
 /// Attaches the remote export `subnqn` at `address:port` as controller
@@ -236,7 +236,7 @@ pub async fn ensure_attached(
         .client
         .bdev_nvme_attach_controller(&params)
         .await
-        .map_err(|e| node.spdk_error("bdev_nvme_attach_controller", e))?;
+        .map_err(|e| node.call_failed("bdev_nvme_attach_controller", e))?;
     Ok(bdevs
         .into_iter()
         .next()
@@ -252,7 +252,7 @@ pub async fn remove_attachment(node: &NodeHandle, name: &str) -> Result<()> {
     match node.client.bdev_nvme_detach_controller(&params).await {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(node.spdk_error("bdev_nvme_detach_controller", e)),
+        Err(e) => Err(node.call_failed("bdev_nvme_detach_controller", e).into()),
     }
 }
 
@@ -263,7 +263,7 @@ pub async fn raids(node: &NodeHandle) -> Result<Vec<RaidBdev>> {
             category: RaidCategory::All,
         })
         .await
-        .map_err(|e| node.spdk_error("bdev_raid_get_bdevs", e))
+        .map_err(|e| node.call_failed("bdev_raid_get_bdevs", e).into())
 }
 
 /// Creates raid1 `name` over `bases` without superblock (1:1 block mapping).
@@ -286,7 +286,7 @@ pub async fn ensure_raid1(node: &NodeHandle, name: &str, bases: &[String]) -> Re
     node.client
         .bdev_raid_create(&params)
         .await
-        .map_err(|e| node.spdk_error("bdev_raid_create", e))
+        .map_err(|e| node.call_failed("bdev_raid_create", e).into())
 }
 
 /// Deletes raid `name` if present.
@@ -297,7 +297,7 @@ pub async fn remove_raid(node: &NodeHandle, name: &str) -> Result<()> {
     match node.client.bdev_raid_delete(&params).await {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(node.spdk_error("bdev_raid_delete", e)),
+        Err(e) => Err(node.call_failed("bdev_raid_delete", e).into()),
     }
 }
 
@@ -306,7 +306,7 @@ pub async fn ublk_disks(node: &NodeHandle) -> Result<Vec<UblkDisk>> {
     node.client
         .ublk_get_disks(&UblkGetDisksParams::default())
         .await
-        .map_err(|e| node.spdk_error("ublk_get_disks", e))
+        .map_err(|e| node.call_failed("ublk_get_disks", e).into())
 }
 
 /// Exposes `bdev` as a ublk disk (creating the ublk target once per node);
@@ -325,7 +325,7 @@ pub async fn ensure_ublk(node: &NodeHandle, bdev: &str) -> Result<(u32, String)>
         Ok(()) => {}
         // SPDK answers EBUSY ("Device or resource busy") when the target exists.
         Err(e) if e.is_already_exists() || e.is_busy() => {}
-        Err(e) => return Err(node.spdk_error("ublk_create_target", e)),
+        Err(e) => return Err(node.call_failed("ublk_create_target", e).into()),
     }
     let id = (0u32..)
         .find(|id| !disks.iter().any(|d| d.id == *id))
@@ -339,7 +339,7 @@ pub async fn ensure_ublk(node: &NodeHandle, bdev: &str) -> Result<(u32, String)>
         .client
         .ublk_start_disk(&params)
         .await
-        .map_err(|e| node.spdk_error("ublk_start_disk", e))?;
+        .map_err(|e| node.call_failed("ublk_start_disk", e))?;
     let disks = ublk_disks(node).await?;
     let device = disks
         .into_iter()
@@ -360,9 +360,21 @@ pub async fn remove_ublk(node: &NodeHandle, bdev: &str) -> Result<()> {
             {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(node.spdk_error("ublk_stop_disk", e)),
+                Err(e) => return Err(node.call_failed("ublk_stop_disk", e).into()),
             }
         }
     }
     Ok(())
+}
+
+/// Grows lvol `name` on `node` to `size` bytes.
+pub async fn resize_lvol(node: &NodeHandle, name: &str, size: u64) -> Result<()> {
+    let params = BdevLvolResizeParams {
+        name: name.to_string(),
+        size_in_mib: size.div_ceil(1024 * 1024),
+    };
+    node.client
+        .bdev_lvol_resize(&params)
+        .await
+        .map_err(|e| node.call_failed("bdev_lvol_resize", e).into())
 }

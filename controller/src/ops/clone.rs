@@ -17,15 +17,17 @@
 //! the steps [`create_journaled`] shares with an empty volume), whose
 //! recovery removes the clone lvols when no volume record exists.
 
-use spdk_client::{BdevLvolCloneParams, BdevLvolResizeParams};
+use spdk_client::BdevLvolCloneParams;
 use tracing::Instrument;
 
 use super::create_volume::{accessible_topology, create_journaled, CreateRequest};
-use super::snapshot_create::{snapshot_lock, take_snapshot};
+use super::snapshot_create::take_snapshot;
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
 use crate::naming;
+use crate::nodes::primitives::resize_lvol;
 use crate::nodes::{primitives, NodeHandle};
+use crate::snapshots::snapshot_lock;
 use crate::store::{ContentSource, SnapshotRecord, VolumeRecord};
 
 /// Creates volume `req` from snapshot `snapshot_id`, or returns the
@@ -175,22 +177,10 @@ async fn clone_one(
         Err(e) if e.is_already_exists() => {
             primitives::existing_lvol_uuid(node, &node.lvol_alias(volume_id), "clone").await?
         }
-        Err(e) => return Err(node.spdk_error("bdev_lvol_clone", e)),
+        Err(e) => return Err(node.call_failed("bdev_lvol_clone", e).into()),
     };
     if size > snapshot_size {
         resize_lvol(node, &node.lvol_alias(volume_id), size).await?;
     }
     Ok(uuid)
-}
-
-/// Grows lvol `name` on `node` to `size` bytes.
-pub async fn resize_lvol(node: &NodeHandle, name: &str, size: u64) -> Result<()> {
-    let params = BdevLvolResizeParams {
-        name: name.to_string(),
-        size_in_mib: size.div_ceil(1024 * 1024),
-    };
-    node.client
-        .bdev_lvol_resize(&params)
-        .await
-        .map_err(|e| node.spdk_error("bdev_lvol_resize", e))
 }

@@ -17,11 +17,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::clone::resize_lvol;
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
 use crate::journal::Journal;
 use crate::naming;
+use crate::nodes::primitives::resize_lvol;
 use crate::store::{OperationKind, ReplicaHealth};
 use agent_api::FrontendKind;
 

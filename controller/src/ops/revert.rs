@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 use spdk_client::{BdevLvolCloneParams, BdevLvolDeleteParams, BdevLvolRenameParams};
 use tracing::Instrument;
 
-use super::clone::resize_lvol;
-use super::snapshot_create::snapshot_lock;
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
 use crate::journal::Journal;
 use crate::naming;
+use crate::nodes::primitives::resize_lvol;
 use crate::nodes::{primitives, NodeHandle};
+use crate::snapshots::snapshot_lock;
 use crate::store::{Expect, OperationKind, ReplicaHealth};
 
 /// Journal payload.
@@ -133,7 +133,7 @@ async fn clone_temp(
     match node.client.bdev_lvol_clone(&params).await {
         Ok(_) => {}
         Err(e) if e.is_already_exists() => {}
-        Err(e) => return Err(node.spdk_error("bdev_lvol_clone", e)),
+        Err(e) => return Err(node.call_failed("bdev_lvol_clone", e).into()),
     }
     resize_lvol(node, &format!("{}/{temp}", node.config.lvstore), size).await
 }
@@ -153,7 +153,7 @@ async fn delete_lvol(node: &NodeHandle, lvol_name: &str) -> Result<()> {
     match node.client.bdev_lvol_delete(&params).await {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(node.spdk_error("bdev_lvol_delete", e)),
+        Err(e) => Err(node.call_failed("bdev_lvol_delete", e).into()),
     }
 }
 
@@ -170,7 +170,7 @@ async fn roll_forward(ctx: &Context, volume_id: &str, mut journal: Journal) -> R
             .client
             .bdev_get(&temp_alias)
             .await
-            .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?
+            .map_err(|e| node.call_failed("bdev_get_bdevs", e))?
             .is_some()
         {
             primitives::remove_replica(&node, volume_id).await?;
@@ -181,13 +181,13 @@ async fn roll_forward(ctx: &Context, volume_id: &str, mut journal: Journal) -> R
             node.client
                 .bdev_lvol_rename(&params)
                 .await
-                .map_err(|e| node.spdk_error("bdev_lvol_rename", e))?;
+                .map_err(|e| node.call_failed("bdev_lvol_rename", e))?;
         }
         if let Some(b) = node
             .client
             .bdev_get(&node.lvol_alias(volume_id))
             .await
-            .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?
+            .map_err(|e| node.call_failed("bdev_get_bdevs", e))?
         {
             uuids.insert(name.clone(), b.name);
         }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use spdk_client::{BdevLvolDeleteParams, BdevLvolGetLvstoresParams, BdevLvolSnapshotParams};
+use spdk_client::{BdevLvolGetLvstoresParams, BdevLvolSnapshotParams};
 use tracing::Instrument;
 
 use crate::context::Context;
@@ -29,6 +29,7 @@ use crate::error::{ControllerError, Result};
 use crate::journal::Journal;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
+use crate::snapshots::{remove_snapshot_lvols, snapshot_lock};
 use crate::store::{
     OperationKind, ReplicaHealth, ReplicaRecord, ReplicaSnapshot, SnapshotRecord, SCHEMA_VERSION,
 };
@@ -74,11 +75,6 @@ pub async fn create_snapshot(
     let snapshot_id = naming::new_snapshot_id();
     let _snap_guard = ctx.lock(&snapshot_lock(&snapshot_id)).await;
     take_snapshot(ctx, source_volume_id, &snapshot_id, name, false).await
-}
-
-/// Lock key serialising operations on one snapshot.
-pub fn snapshot_lock(snapshot_id: &str) -> String {
-    format!("snapshot:{snapshot_id}")
 }
 
 /// Takes snapshot `snapshot_id` of `volume_id` and records it (as already
@@ -241,7 +237,7 @@ async fn snapshot_one(node: &NodeHandle, volume_id: &str, snapshot_id: &str) -> 
             let alias = format!("{}/{snapshot_name}", node.config.lvstore);
             primitives::existing_lvol_uuid(node, &alias, "snapshot lvol").await
         }
-        Err(e) => Err(node.spdk_error("bdev_lvol_snapshot", e)),
+        Err(e) => Err(node.call_failed("bdev_lvol_snapshot", e).into()),
     }
 }
 
@@ -255,7 +251,7 @@ pub async fn check_space(node: &NodeHandle, volume_id: &str) -> Result<()> {
             ..Default::default()
         })
         .await
-        .map_err(|e| node.spdk_error("bdev_lvol_get_lvstores", e))?;
+        .map_err(|e| node.call_failed("bdev_lvol_get_lvstores", e))?;
     let lvs = lvstores
         .into_iter()
         .next()
@@ -268,7 +264,7 @@ pub async fn check_space(node: &NodeHandle, volume_id: &str) -> Result<()> {
         .client
         .bdev_get(&alias)
         .await
-        .map_err(|e| node.spdk_error("bdev_get_bdevs", e))?
+        .map_err(|e| node.call_failed("bdev_get_bdevs", e))?
         .and_then(|b| b.driver_specific.lvol)
         .map_or(0, |l| l.num_allocated_clusters);
     let reserve = (lvs.total_data_clusters / RESERVE_DIVISOR).max(1);
@@ -285,48 +281,6 @@ pub async fn check_space(node: &NodeHandle, volume_id: &str) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Deletes the snapshot lvol of `snapshot_id` on every node (absent ones are fine).
-pub async fn remove_snapshot_lvols(
-    ctx: &Context,
-    nodes: &[String],
-    snapshot_id: &str,
-) -> Result<()> {
-    for name in nodes {
-        let node = ctx.nodes.get(name)?;
-        match remove_snapshot_lvol(&node, snapshot_id).await {
-            Ok(_) => {}
-            Err(ControllerError::NodeUnreachable { .. }) => {
-                tracing::warn!(node = %name, snapshot = %snapshot_id, "node unreachable; its snapshot lvol is left for the reconciler");
-                return Err(ControllerError::NodeUnreachable {
-                    node: name.clone(),
-                    reason: "removing a snapshot lvol".into(),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Deletes the snapshot lvol of `snapshot_id` on `node`. `Ok(true)` when it
-/// is gone (or was), `Ok(false)` when SPDK refuses because two or more lvols
-/// still depend on it.
-pub async fn remove_snapshot_lvol(node: &NodeHandle, snapshot_id: &str) -> Result<bool> {
-    let params = BdevLvolDeleteParams {
-        name: format!(
-            "{}/{}",
-            node.config.lvstore,
-            naming::snapshot_lvol(snapshot_id)
-        ),
-    };
-    match node.client.bdev_lvol_delete(&params).await {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(true),
-        Err(e) if e.is_not_permitted() => Ok(false),
-        Err(e) => Err(node.spdk_error("bdev_lvol_delete", e)),
-    }
 }
 
 /// Completes or rolls back an interrupted CreateSnapshot.

@@ -12,9 +12,9 @@
 
 use tracing::Instrument;
 
-use super::snapshot_create::{remove_snapshot_lvol, snapshot_lock};
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
+use crate::snapshots::{remove_snapshot_lvol, snapshot_lock};
 
 /// CSI DeleteSnapshot; unknown ids succeed (idempotent).
 pub async fn delete_snapshot(ctx: &Context, snapshot_id: &str) -> Result<()> {
