@@ -63,23 +63,21 @@ struct Agent {
 
 impl Agent {
     fn start(node: &StorageNode, dir: &Path, name: &str, token_file: &Path, tls: TlsFiles) -> Self {
-        let listener = StdListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        let mut config = AgentConfig::new(
-            name,
-            token_file.to_path_buf(),
-            node.rpc_socket.clone(),
-            dir.join(format!("{name}-state")),
-        );
-        config.nvmf_port = node.nvmf_port;
-        config.nvme_etc_dir = dir.join("no-etc-nvme");
-        config.tls = Some(tls);
-        config.kernel = Some(KernelFeatures {
-            ublk: true,
-            ..Default::default()
-        });
+        let std_listener = StdListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("addr").port();
+        let state_dir = dir.join(format!("{name}-state"));
+        let config = AgentConfig {
+            nvmf_port: node.nvmf_port,
+            nvme_etc_dir: dir.join("no-etc-nvme"),
+            tls: Some(tls),
+            kernel: Some(KernelFeatures {
+                ublk: true,
+                ..KernelFeatures::default()
+            }),
+            ..AgentConfig::new(name, token_file.into(), node.rpc_socket.clone(), state_dir)
+        };
+        let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve_agent(config, listener, async move {
             let _ = stopped.await;
@@ -105,14 +103,12 @@ impl Agent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_drives_an_https_agent_and_refuses_a_wrong_certificate() {
-    let cluster = tokio::task::spawn_blocking(|| TestCluster::start(1))
-        .await
-        .expect("join")
-        .expect("start node");
-    let node = cluster.node(0);
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token");
+    let started = tokio::task::spawn_blocking(|| TestCluster::start(1)).await;
+    let cluster = started.expect("join").expect("start node");
+    let node = cluster.node(0);
     let trusted = TestCa::new("shorthorn test CA");
     let (ca_file, good_files) = trusted.write(dir.path(), "good");
     let stranger = TestCa::new("some other CA");

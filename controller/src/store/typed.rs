@@ -96,6 +96,19 @@ impl Store {
         }
     }
 
+    /// The record whose id is stored at the name index `name_key`; `key_of`
+    /// turns the id into the record's key.
+    async fn get_by_name<T: DeserializeOwned + SchemaVersioned>(
+        &self,
+        name_key: &str,
+        key_of: impl Fn(&str) -> String,
+    ) -> Result<Option<Versioned<T>>> {
+        match self.kv.get(name_key).await? {
+            Some((raw, _)) => self.get_record(&key_of(&text(name_key, raw)?)).await,
+            None => Ok(None),
+        }
+    }
+
     async fn list_records<T: DeserializeOwned + SchemaVersioned>(
         &self,
         prefix: &str,
@@ -192,11 +205,8 @@ impl Store {
 
     /// The volume with this CSI name.
     pub async fn get_volume_by_name(&self, name: &str) -> Result<Option<Versioned<VolumeRecord>>> {
-        let key = keys::volume_name(name);
-        match self.kv.get(&key).await? {
-            Some((raw, _)) => self.get_volume(&text(&key, raw)?).await,
-            None => Ok(None),
-        }
+        self.get_by_name(&keys::volume_name(name), keys::volume)
+            .await
     }
 
     /// Volumes in id order, after `start_after` (an id), at most `limit`
@@ -354,11 +364,8 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<Versioned<SnapshotRecord>>> {
-        let key = keys::snapshot_name(name);
-        match self.kv.get(&key).await? {
-            Some((raw, _)) => self.get_snapshot(&text(&key, raw)?).await,
-            None => Ok(None),
-        }
+        self.get_by_name(&keys::snapshot_name(name), keys::snapshot)
+            .await
     }
 
     /// Snapshots in id order, after `start_after` (an id), at most `limit`
