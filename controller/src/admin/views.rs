@@ -74,6 +74,7 @@ pub async fn volumes(ctx: &Context) -> Result<Vec<VolumeView>> {
 pub async fn volume(ctx: &Context, id: &str) -> Result<VolumeView> {
     ctx.existing_volume(id).await?;
     let condition = health::condition(ctx, id).await?;
+    // Read after the check: it may have marked replicas failed.
     let (volume, replicas) = ctx.existing_volume(id).await?;
     let condition = ConditionView {
         abnormal: condition.abnormal,
