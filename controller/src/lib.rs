@@ -6,12 +6,18 @@
 //! - [`config`]: the TOML configuration; [`discovery`]: DNS discovery of node agents.
 //! - [`context`]: the [`context::Context`] every operation works with;
 //!   [`endpoint`]: where servers listen.
-//! - [`nodes`]: the storage-node registry (SPDK clients, bootstrap, capacity).
+//! - [`nodes`]: the storage-node registry (SPDK and agent clients, bootstrap, capacity).
 //! - [`placement`], [`capacity`], [`naming`]: pure decisions.
 //! - [`journal`]: the operation journal and the crash-test fault hook.
 //! - [`ops`]: the multi-step operations; [`reconciler`]: crash recovery and cleanup.
-//! - [`fence`]: holding a published volume's I/O still for snapshots; [`snapshots`]: listing them.
-//! - [`identity`], [`service`]: the tonic services; [`error`]: the one error type.
+//! - [`fence`]: holding a published volume's I/O still for snapshots;
+//!   [`snapshots`]: the shared snapshot helpers (reading, locking, lvol removal).
+//! - [`identity`], [`service`]: the tonic services; [`error`]: the one error
+//!   type, its gRPC mapping and the `From` conversions of store, node and agent errors.
+//!
+//! Nodes are reached only through `agent-api` (identity, quiesce, and SPDK
+//! JSON-RPC through the agent) or a local SPDK socket; this crate never links
+//! the node crate (see `docs/architecture.md`).
 //! - [`store`]: durable state (etcd or embedded redb).
 //! - [`admin`]: the read-only HTTP/JSON admin API `shorthorn ctl` talks to.
 

@@ -2,9 +2,9 @@
 //! in [`crate::ops`], and maps errors to gRPC statuses (via
 //! `From<ControllerError> for Status`).
 //!
-//! - [`volumes`]: create (and clone), publish, validate, list, capacity,
+//! - `volumes`: create (and clone), publish, validate, list, capacity,
 //!   get and expand, and the CSI shape of a volume.
-//! - [`snapshots`]: create, delete, list and get snapshots.
+//! - `snapshots`: create, delete, list and get snapshots.
 
 use csi_proto::controller_server::Controller;
 use csi_proto::controller_service_capability::rpc::Type as Rpc;
