@@ -447,6 +447,80 @@ async fn unreadable_records_are_reported_not_misread(kv: Arc<dyn KvStore>) {
     kv.health().await.expect("healthy");
 }
 
+async fn cluster_identity_is_made_once_and_shared(kv: Arc<dyn KvStore>) {
+    let store = Store::new(kv.clone());
+    assert_eq!(store.get_cluster().await.expect("get"), None);
+    let other = Store::new(kv);
+    let (a, b) = tokio::join!(store.ensure_cluster(), other.ensure_cluster());
+    let (a, b) = (a.expect("ensure"), b.expect("ensure"));
+    assert_eq!(a.id, b.id, "two controllers racing agree on one identity");
+    let again = store.ensure_cluster().await.expect("ensure again");
+    assert_eq!(again, a, "an existing identity is never replaced");
+    let stored = store.get_cluster().await.expect("get").expect("present");
+    assert_eq!(stored.record, a);
+}
+
+async fn deleting_a_volume_leaves_a_tombstone_until_it_is_dropped(kv: Arc<dyn KvStore>) {
+    let store = Store::new(kv);
+    let before = SystemTime::now();
+    store
+        .create_volume(&volume("v1", "pvc-1"), &[replica("v1", "n1")])
+        .await
+        .expect("create");
+    assert_eq!(store.get_tombstone("v1").await.expect("get"), None);
+    assert!(store.delete_volume("v1").await.expect("delete"));
+    let t = store
+        .get_tombstone("v1")
+        .await
+        .expect("get")
+        .expect("tombstone");
+    assert_eq!(t.record.volume_id, "v1");
+    assert!(t.record.deleted_at >= before, "{:?}", t.record);
+    store
+        .put_tombstone("v2")
+        .await
+        .expect("tombstone a rolled-back create");
+    let listed: Vec<String> = store
+        .list_tombstones()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.record.volume_id)
+        .collect();
+    assert_eq!(listed, ["v1", "v2"]);
+    let first = store
+        .get_tombstone("v2")
+        .await
+        .expect("get")
+        .expect("present");
+    store.put_tombstone("v2").await.expect("again");
+    let second = store
+        .get_tombstone("v2")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(
+        first, second,
+        "a second tombstone keeps the first deletion time"
+    );
+
+    // A volume created with a tombstoned id clears the tombstone.
+    store
+        .create_volume(&volume("v2", "pvc-2"), &[])
+        .await
+        .expect("create v2");
+    assert_eq!(store.get_tombstone("v2").await.expect("get"), None);
+
+    let stale = Expect::Revision(Revision(t.revision.0 - 1));
+    let refused = store.delete_tombstone("v1", stale).await;
+    assert!(is_conflict_on(&refused, "tombstones/v1"), "{refused:?}");
+    let dropped = store
+        .delete_tombstone("v1", Expect::Revision(t.revision))
+        .await;
+    assert!(dropped.expect("drop"));
+    assert!(store.list_tombstones().await.expect("list").is_empty());
+}
+
 macro_rules! suite {
     ($backend:ident: $($case:ident),* $(,)?) => {
         mod $backend {
@@ -473,6 +547,8 @@ macro_rules! conformance {
             snapshots_round_trip,
             operation_journal_round_trip,
             unreadable_records_are_reported_not_misread,
+            cluster_identity_is_made_once_and_shared,
+            deleting_a_volume_leaves_a_tombstone_until_it_is_dropped,
         );
     )*};
 }

@@ -17,6 +17,10 @@ pub(crate) const SNAPSHOT_NAMES: &str = "snapshot-names/";
 pub(crate) const VOLUME_SNAPSHOTS: &str = "volume-snapshots/";
 /// Prefix of the operation journal: `ops/<op-id>`.
 pub(crate) const OPS: &str = "ops/";
+/// The cluster record (one key): the identity stamped on the nodes.
+pub(crate) const CLUSTER: &str = "cluster";
+/// Prefix of tombstones of deleted volumes: `tombstones/<volume>`.
+pub(crate) const TOMBSTONES: &str = "tombstones/";
 
 /// Escapes `raw` into a single key segment.
 pub(crate) fn segment(raw: &str) -> String {
@@ -73,6 +77,10 @@ pub(crate) fn volume_snapshot(volume_id: &str, snapshot_id: &str) -> String {
 
 pub(crate) fn operation(id: &str) -> String {
     format!("{OPS}{}", segment(id))
+}
+
+pub(crate) fn tombstone(volume_id: &str) -> String {
+    format!("{TOMBSTONES}{}", segment(volume_id))
 }
 
 #[cfg(test)]

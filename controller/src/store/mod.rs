@@ -3,19 +3,24 @@
 //!
 //! [`KvStore`] is the small key/value seam with revisions for optimistic
 //! concurrency; [`EtcdStore`] and [`EmbeddedStore`] implement it. [`Store`]
-//! layers typed records and the key layout on top.
+//! layers typed records and the key layout on top. Beside the records of
+//! `records`, the cluster identity ([`ClusterRecord`]) and the tombstones of
+//! deleted volumes ([`TombstoneRecord`]) each live in their own module.
 
+mod cluster;
 mod embedded;
 mod error;
 mod etcd;
 mod keys;
 mod records;
+mod tombstones;
 mod typed;
 
 use std::collections::HashSet;
 
 use async_trait::async_trait;
 
+pub use cluster::ClusterRecord;
 pub use embedded::EmbeddedStore;
 pub use error::{Result, StoreError};
 pub use etcd::{EtcdConfig, EtcdStore};
@@ -23,6 +28,7 @@ pub use records::{
     ContentSource, OperationKind, OperationRecord, PublicationRecord, ReplicaHealth, ReplicaRecord,
     ReplicaSnapshot, SnapshotRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,
 };
+pub use tombstones::TombstoneRecord;
 pub use typed::{Page, Store, Versioned};
 
 /// Revision at which a key was last modified. Revisions only grow; every

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::keys;
 use super::records::{
     OperationRecord, PublicationRecord, ReplicaRecord, SchemaVersioned, SnapshotRecord,
     VolumeRecord, SCHEMA_VERSION,
 };
-use super::{Expect, KvStore, Result, Revision, StoreError, TxnOp};
+use super::{keys, tombstones, Expect, KvStore, Result, Revision, StoreError, TxnOp};
 
 /// A record together with the revision it was read at (for CAS updates).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +35,7 @@ pub struct Store {
     kv: Arc<dyn KvStore>,
 }
 
-fn encode<T: Serialize>(key: &str, record: &T) -> Result<Vec<u8>> {
+pub(super) fn encode<T: Serialize>(key: &str, record: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(record).map_err(|err| StoreError::Invalid(format!("encoding {key}: {err}")))
 }
 
@@ -55,9 +54,20 @@ fn decode<T: DeserializeOwned + SchemaVersioned>(key: &str, raw: &[u8]) -> Resul
     Ok(record)
 }
 
-fn put_op<T: Serialize>(key: String, record: &T, expect: Expect) -> Result<TxnOp> {
+pub(super) fn put_op<T: Serialize>(key: String, record: &T, expect: Expect) -> Result<TxnOp> {
     let value = encode(&key, record)?;
     Ok(TxnOp::Put { key, value, expect })
+}
+
+/// Deletions of every key listed, each expected at the revision it was read at.
+fn deletes(entries: Vec<(String, Revision)>) -> Vec<TxnOp> {
+    entries
+        .into_iter()
+        .map(|(key, revision)| TxnOp::Delete {
+            key,
+            expect: Expect::Revision(revision),
+        })
+        .collect()
 }
 
 fn text(key: &str, raw: Vec<u8>) -> Result<String> {
@@ -83,7 +93,7 @@ impl Store {
         self.kv.health().await
     }
 
-    async fn get_record<T: DeserializeOwned + SchemaVersioned>(
+    pub(super) async fn get_record<T: DeserializeOwned + SchemaVersioned>(
         &self,
         key: &str,
     ) -> Result<Option<Versioned<T>>> {
@@ -109,7 +119,7 @@ impl Store {
         }
     }
 
-    async fn list_records<T: DeserializeOwned + SchemaVersioned>(
+    pub(super) async fn list_records<T: DeserializeOwned + SchemaVersioned>(
         &self,
         prefix: &str,
     ) -> Result<Vec<Versioned<T>>> {
@@ -155,14 +165,7 @@ impl Store {
 
     /// Deletes every key listed with the revision it was read at.
     async fn delete_all(&self, entries: Vec<(String, Revision)>) -> Result<Revision> {
-        let ops = entries
-            .into_iter()
-            .map(|(key, revision)| TxnOp::Delete {
-                key,
-                expect: Expect::Revision(revision),
-            })
-            .collect();
-        self.kv.txn(ops).await
+        self.kv.txn(deletes(entries)).await
     }
 
     // ----- volumes -----
@@ -181,6 +184,7 @@ impl Store {
                 value: volume.id.clone().into_bytes(),
                 expect: Expect::Absent,
             },
+            tombstones::delete_tombstone_op(&volume.id),
         ];
         for replica in replicas {
             if replica.volume_id != volume.id {
@@ -236,9 +240,9 @@ impl Store {
             .await
     }
 
-    /// Deletes a volume with its name index, replicas and publications in one
-    /// transaction. Returns `false` if the volume did not exist. Conflicts if
-    /// any of those keys changed meanwhile.
+    /// Deletes a volume with its name index, replicas and publications, and
+    /// writes its tombstone, in one transaction. Returns `false` if the
+    /// volume did not exist. Conflicts if any of those keys changed meanwhile.
     pub async fn delete_volume(&self, id: &str) -> Result<bool> {
         let Some(volume) = self.get_volume(id).await? else {
             return Ok(false);
@@ -253,7 +257,9 @@ impl Store {
                 doomed.push((key, revision));
             }
         }
-        self.delete_all(doomed).await?;
+        let mut ops = deletes(doomed);
+        ops.push(tombstones::put_tombstone_op(id)?);
+        self.kv.txn(ops).await?;
         Ok(true)
     }
 
