@@ -16,6 +16,22 @@
 //! # for lack of space always re-reads every node first. 0 = always re-read.
 //! node_refresh_max_age_ms = 1000
 //!
+//! # The orphan sweep (every reconciler pass) deletes Shorthorn objects no
+//! # record explains, only on nodes stamped with this store's cluster id.
+//! [sweep]
+//! # An lvol nothing explains (no volume record, no journal entry) is deleted
+//! # only after it stayed unexplained this long; a deleted volume's lvols
+//! # (tombstoned) go at once. Remembered in memory: a controller restart
+//! # starts the wait again.
+//! grace_secs = 600
+//! # A tombstone is dropped once no node holds anything of its volume, or
+//! # after this long (a node that never returns); 30 days.
+//! tombstone_ttl_secs = 2592000
+//! # Nodes stamped by these other clusters are taken over (re-stamped) at
+//! # bootstrap. Only for a node that must really move to this cluster: the
+//! # old cluster's volumes on it become orphans here.
+//! adopt_clusters = []
+//!
 //! [store]
 //! embedded = "/var/lib/shorthorn/controller.redb"
 //! # or: etcd = { endpoints = ["http://etcd:2379"], prefix = "/shorthorn" }
@@ -99,6 +115,39 @@ pub struct ControllerConfig {
     /// agents can be reached (plain http).
     #[serde(default)]
     pub agent_tls: Option<AgentTlsConfig>,
+    /// The orphan sweep (`[sweep]`).
+    #[serde(default)]
+    pub sweep: SweepConfig,
+}
+
+/// Default grace period of an unexplained lvol: 10 minutes, far longer than
+/// any journaled operation takes to write its first record, short enough to
+/// give space back the same hour.
+pub const DEFAULT_SWEEP_GRACE_SECS: u64 = 600;
+/// Default lifetime of a tombstone whose volume's lvols are not all gone: 30 days.
+pub const DEFAULT_TOMBSTONE_TTL_SECS: u64 = 30 * 24 * 3600;
+
+/// How the orphan sweep treats what no record explains.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepConfig {
+    /// Seconds an lvol must stay unexplained before it is deleted.
+    pub grace_secs: u64,
+    /// Seconds after which a tombstone is dropped even if a node still
+    /// holds (or may hold) that volume's lvols.
+    pub tombstone_ttl_secs: u64,
+    /// Ids of other clusters whose nodes this one takes over at bootstrap.
+    pub adopt_clusters: Vec<String>,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self {
+            grace_secs: DEFAULT_SWEEP_GRACE_SECS,
+            tombstone_ttl_secs: DEFAULT_TOMBSTONE_TTL_SECS,
+            adopt_clusters: Vec::new(),
+        }
+    }
 }
 
 /// How the controller verifies node agents' HTTPS certificates.

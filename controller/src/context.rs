@@ -1,5 +1,6 @@
 //! [`Context`]: what every operation, service and view works with (the
-//! store, the node registry, fencing, per-volume locks).
+//! store, the node registry, fencing, per-volume locks, the orphan sweep's
+//! memory).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::error::{ControllerError, Result};
 use crate::fence::Fencing;
 use crate::nodes::NodeRegistry;
+use crate::reconciler::sweep::{SweepPolicy, Sweeper};
 use crate::store::{ReplicaRecord, Store, VolumeRecord};
 
 /// Everything an operation needs. Cheap to clone.
@@ -18,6 +20,8 @@ pub struct Context {
     pub nodes: Arc<NodeRegistry>,
     /// How published volumes are fenced for snapshots, and hold statistics.
     pub fencing: Arc<Fencing>,
+    /// The orphan sweep's policy and what it remembers between passes.
+    pub sweeper: Arc<Sweeper>,
     locks: Arc<KeyedLocks>,
 }
 
@@ -28,8 +32,16 @@ impl Context {
             store,
             nodes,
             fencing: Arc::default(),
+            sweeper: Arc::default(),
             locks: Arc::default(),
         }
+    }
+
+    /// The same context with another orphan-sweep policy (and a fresh memory).
+    #[must_use]
+    pub fn with_sweep_policy(mut self, policy: SweepPolicy) -> Self {
+        self.sweeper = Arc::new(Sweeper::new(policy));
+        self
     }
 
     /// The same context with another fencing policy.

@@ -258,6 +258,18 @@ pub enum ControllerError {
         /// The lvstore name.
         lvstore: String,
     },
+    /// The node's lvstore carries another cluster's stamp.
+    #[error("node {node}: lvstore {lvstore} is stamped by Shorthorn cluster {stamps}, but this controller's store belongs to cluster {cluster}, so the node is neither used nor cleaned. If the store was replaced (a new etcd endpoint or prefix, a wiped or restored embedded file), point the controller back at the store that owns the node; only if the node must really join this cluster, list {stamps} under [sweep] adopt_clusters (its old volumes are then this cluster's orphans)")]
+    ForeignNode {
+        /// The node.
+        node: String,
+        /// The lvstore name.
+        lvstore: String,
+        /// The other clusters' ids, comma-separated.
+        stamps: String,
+        /// This controller's cluster id.
+        cluster: String,
+    },
     /// The node's lvstore is gone.
     #[error("lvstore {lvstore} is missing on node {node}")]
     LvstoreMissing {
@@ -480,6 +492,7 @@ impl ControllerError {
             | E::SnapshotOfAnotherVolume { .. }
             | E::SnapshotMissingOnNode { .. }
             | E::NoBaseBdev { .. }
+            | E::ForeignNode { .. }
             | E::LvstoreMissing { .. } => Code::FailedPrecondition,
             E::NotEnoughNodes { .. }
             | E::NoNodeInTopology { .. }

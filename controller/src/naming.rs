@@ -14,6 +14,10 @@ pub const SNAPSHOT_PREFIX: &str = "shs-";
 pub const RAID_PREFIX: &str = "shr-";
 /// Prefix of NVMe-oF initiator controller names.
 pub const NVME_CTRLR_PREFIX: &str = "shn-";
+/// Prefix of the lvol that stamps a node's lvstore with its cluster's id.
+pub const CLUSTER_STAMP_PREFIX: &str = "shorthorn-cluster-";
+/// Suffix of the temporary lvol a revert clones a snapshot into.
+pub const REVERT_SUFFIX: &str = "-rv";
 /// Topology key every node carries, with the node name as value.
 pub const TOPOLOGY_NODE_KEY: &str = "topology.shorthorn.csi.io/node";
 
@@ -59,7 +63,34 @@ pub fn snapshot_lvol(snapshot_id: &str) -> String {
 
 /// Temporary name of the lvol that replaces `volume_id`'s replica during a revert.
 pub fn revert_lvol(volume_id: &str) -> String {
-    format!("{LVOL_PREFIX}{volume_id}-rv")
+    format!("{LVOL_PREFIX}{volume_id}{REVERT_SUFFIX}")
+}
+
+/// The volume id a temporary revert lvol name belongs to.
+pub fn volume_of_revert_lvol(lvol_name: &str) -> Option<&str> {
+    lvol_name
+        .strip_prefix(LVOL_PREFIX)?
+        .strip_suffix(REVERT_SUFFIX)
+        .filter(|id| is_volume_id(id))
+}
+
+/// Name of the lvol stamping a node as a member of cluster `cluster_id`.
+pub fn cluster_stamp_lvol(cluster_id: &str) -> String {
+    format!("{CLUSTER_STAMP_PREFIX}{cluster_id}")
+}
+
+/// The cluster id a stamp lvol name carries (any non-empty text: a stamp
+/// of a cluster this build cannot parse is still somebody else's).
+pub fn cluster_of_stamp(lvol_name: &str) -> Option<&str> {
+    lvol_name
+        .strip_prefix(CLUSTER_STAMP_PREFIX)
+        .filter(|id| !id.is_empty())
+}
+
+/// Whether an lvol name is one Shorthorn gives to volume data: a replica,
+/// a temporary revert clone or a snapshot (not the cluster stamp).
+pub fn is_data_lvol(lvol_name: &str) -> bool {
+    lvol_name.starts_with(LVOL_PREFIX) || lvol_name.starts_with(SNAPSHOT_PREFIX)
 }
 
 /// NQN of the NVMe-oF subsystem exporting the replica of `volume_id` on `node`.
@@ -174,6 +205,14 @@ mod tests {
             volume_of_nvme_controller(&nvme_controller(VOL, "node-b")),
             Some(VOL)
         );
+        assert_eq!(volume_of_revert_lvol(&revert_lvol(VOL)), Some(VOL));
+        assert_eq!(volume_of_lvol(&revert_lvol(VOL)), None);
+        assert_eq!(volume_of_revert_lvol(&replica_lvol(VOL)), None);
+        assert_eq!(cluster_of_stamp(&cluster_stamp_lvol(VOL)), Some(VOL));
+        assert_eq!(cluster_of_stamp(CLUSTER_STAMP_PREFIX), None);
+        assert!(!is_data_lvol(&cluster_stamp_lvol(VOL)));
+        assert!(is_data_lvol(&revert_lvol(VOL)) && is_data_lvol(&snapshot_lvol(VOL)));
+        assert!(cluster_stamp_lvol(VOL).len() <= MAX_LVOL_NAME);
         assert_eq!(volume_of_lvol("pvc-foreign"), None);
         assert_eq!(volume_of_nqn("nqn.2016-06.io.spdk:cnode1"), None);
     }

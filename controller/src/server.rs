@@ -23,8 +23,10 @@ use crate::context::Context;
 pub use crate::endpoint::Endpoint;
 use crate::error::{ControllerError, Result};
 use crate::identity::IdentityService;
+use crate::nodes::stamp::ClusterIdentity;
 use crate::nodes::NodeRegistry;
 use crate::reconciler;
+use crate::reconciler::sweep::SweepPolicy;
 use crate::service::ControllerService;
 use crate::store::{EmbeddedStore, EtcdConfig, EtcdStore, KvStore, Store};
 
@@ -41,12 +43,19 @@ pub async fn open_store(config: &StoreConfig) -> Result<Store> {
     Ok(Store::new(kv))
 }
 
-/// Opens the store, registers the nodes and resumes interrupted operations:
+/// Opens the store, reads (or creates) its cluster identity, registers the
+/// nodes (stamped with it at bootstrap) and resumes interrupted operations:
 /// everything [`serve`] does before it starts listening.
 pub async fn start(config: &ControllerConfig) -> Result<Context> {
     let store = open_store(&config.store).await?;
     let nodes = Arc::new(NodeRegistry::from_config(config)?);
-    let ctx = Context::new(store, nodes);
+    let cluster = store.ensure_cluster().await?;
+    tracing::info!(cluster = %cluster.id, "cluster identity");
+    nodes.set_cluster(ClusterIdentity {
+        id: cluster.id,
+        adopt: config.sweep.adopt_clusters.clone(),
+    });
+    let ctx = Context::new(store, nodes).with_sweep_policy(SweepPolicy::from(&config.sweep));
     if let Err(e) = ctx.nodes.rediscover().await {
         tracing::warn!(error = %e, "node agent discovery failed; retrying on the next reconciler pass");
     }

@@ -173,10 +173,7 @@ async fn the_controller_drives_an_https_agent_and_refuses_a_wrong_certificate() 
         .volume
         .expect("volume");
     let sim = spdk_client::SpdkClient::unix(node.rpc_socket.clone());
-    let lvols = sim
-        .bdev_lvol_get_lvols(&Default::default())
-        .await
-        .expect("lvols");
+    let lvols = data_lvols(&sim).await;
     assert_eq!(lvols.len(), 1, "the replica lvol exists on the node");
     service
         .delete_volume(Request::new(delete_req(&volume.volume_id)))
@@ -241,12 +238,6 @@ async fn the_controller_drives_an_https_agent_and_refuses_a_wrong_certificate() 
     drop((ctx, refused));
     good.stop().await;
     bad.stop().await;
-    assert!(
-        sim.bdev_lvol_get_lvols(&Default::default())
-            .await
-            .expect("lvols")
-            .is_empty(),
-        "nothing left behind"
-    );
+    assert!(data_lvols(&sim).await.is_empty(), "nothing left behind");
     drop(cluster);
 }

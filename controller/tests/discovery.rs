@@ -95,10 +95,7 @@ async fn a_discovered_agent_node_serves_a_volume_end_to_end() {
         "the discovered node is driven through its agent, not a socket"
     );
     let sim = spdk_client::SpdkClient::unix(node.rpc_socket.clone());
-    let lvols = sim
-        .bdev_lvol_get_lvols(&Default::default())
-        .await
-        .expect("lvols");
+    let lvols = data_lvols(&sim).await;
     assert!(lvols.is_empty(), "left behind: {lvols:?}");
     let disks = sim
         .ublk_get_disks(&Default::default())

@@ -3,7 +3,8 @@
 //! Bootstrap is idempotent and runs on first use and after a node was found
 //! unreachable: create the aio base bdev if configured and missing (SPDK then
 //! examines it and finds an existing lvstore), create the lvstore if still
-//! missing, and create the NVMe-oF TCP transport if missing.
+//! missing, create the NVMe-oF TCP transport if missing, and check (or
+//! set) the node's cluster stamp (`stamp::ensure`).
 
 use spdk_client::{
     BdevAioCreateParams, BdevGetBdevsParams, BdevLvolCreateLvstoreParams,
@@ -16,7 +17,7 @@ use super::NodeHandle;
 use crate::capacity::LvstoreSpace;
 use crate::config::BaseBdev;
 use crate::error::{ControllerError, Result};
-use crate::naming::LVOL_PREFIX;
+use crate::naming::{CLUSTER_STAMP_PREFIX, LVOL_PREFIX};
 
 /// Name of the aio bdev the controller creates over a configured file.
 pub fn aio_bdev_name(lvstore: &str) -> String {
@@ -110,6 +111,9 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
             Err(e) => return Err(node.call_failed("nvmf_create_transport", e).into()),
         }
     }
+    if let Some(cluster) = node.cluster() {
+        super::stamp::ensure(node, cluster).await?;
+    }
     node.update_status(|s| {
         s.bootstrapped = true;
         s.online = true;
@@ -141,6 +145,7 @@ pub async fn read_space(node: &NodeHandle) -> Result<(String, LvstoreSpace, usiz
         .await
         .map_err(|e| node.call_failed("bdev_get_bdevs", e))?;
     let prefix = format!("{}/{LVOL_PREFIX}", lvs.name);
+    let stamp = format!("{}/{CLUSTER_STAMP_PREFIX}", lvs.name);
     let mut provisioned = 0u64;
     let mut replicas = 0usize;
     for bdev in &bdevs {
@@ -149,7 +154,9 @@ pub async fn read_space(node: &NodeHandle) -> Result<(String, LvstoreSpace, usiz
             .lvol
             .as_ref()
             .is_some_and(|l| l.lvol_store_uuid == lvs.uuid);
-        if on_store {
+        // The cluster stamp never holds data (see `stamp`).
+        let is_stamp = bdev.aliases.iter().any(|a| a.starts_with(&stamp));
+        if on_store && !is_stamp {
             provisioned += bdev.size_bytes();
             if bdev.aliases.iter().any(|a| a.starts_with(&prefix)) {
                 replicas += 1;

@@ -3,6 +3,7 @@
 //!
 //! - [`bootstrap`]: makes a node usable (base bdev, lvstore, TCP transport).
 //! - [`primitives`]: idempotent SPDK building blocks the operations use.
+//! - [`stamp`]: the cluster stamp on a node's lvstore (whose node it is).
 //! - [`ledger`]: what this controller changed on a node since its last
 //!   refresh, so CreateVolume can place on a cached view (refreshed only
 //!   when older than `node_refresh_max_age_ms`) without double-booking.
@@ -10,9 +11,10 @@
 pub mod bootstrap;
 pub mod ledger;
 pub mod primitives;
+pub mod stamp;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use agent_api::client::{AgentClient, ClientTls};
@@ -25,6 +27,7 @@ use crate::error::{ControllerError, NodeError, Result};
 use crate::naming::TOPOLOGY_NODE_KEY;
 use crate::placement::{Candidate, Segments};
 use ledger::{Ledger, ReservationId};
+use stamp::{ClusterIdentity, Stamp};
 
 /// What the controller last learned about a node.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +48,8 @@ pub struct NodeStatus {
     pub refreshed_at: Option<Instant>,
     /// This controller's changes since the refresh `space` comes from.
     pub ledger: Ledger,
+    /// Whose node its lvstore's cluster stamp says it is, when last read.
+    pub stamp: Option<Stamp>,
 }
 
 impl NodeStatus {
@@ -86,6 +91,9 @@ pub struct NodeHandle {
     status: Mutex<NodeStatus>,
     /// Serialises bootstrap and ublk id allocation on this node.
     pub(crate) lock: tokio::sync::Mutex<()>,
+    /// The cluster identity bootstrap stamps the node with, shared with the
+    /// registry (unset until the controller read it from its store).
+    cluster: Arc<OnceLock<ClusterIdentity>>,
 }
 
 impl NodeHandle {
@@ -120,7 +128,13 @@ impl NodeHandle {
             agent,
             status: Mutex::new(NodeStatus::default()),
             lock: tokio::sync::Mutex::new(()),
+            cluster: Arc::default(),
         })
+    }
+
+    /// The cluster this node is stamped with at bootstrap, once known.
+    pub fn cluster(&self) -> Option<&ClusterIdentity> {
+        self.cluster.get()
     }
 
     /// The node name.
@@ -205,6 +219,8 @@ pub struct NodeRegistry {
     discovered_tls: Option<ClientTls>,
     /// Makes "read the views, place, reserve" one step across placements.
     placement: Mutex<()>,
+    /// This controller's cluster identity, shared with every node handle.
+    cluster: Arc<OnceLock<ClusterIdentity>>,
 }
 
 impl NodeRegistry {
@@ -227,6 +243,7 @@ impl NodeRegistry {
             agent_tls,
             discovered_tls,
             placement: Mutex::default(),
+            cluster: Arc::default(),
         };
         for node in &config.nodes {
             registry.insert(NodeHandle::new(node.clone(), registry.agent_tls.as_ref())?);
@@ -234,8 +251,20 @@ impl NodeRegistry {
         Ok(registry)
     }
 
+    /// Sets the cluster identity every node is stamped with at bootstrap
+    /// (once; `false` if another was set before).
+    pub fn set_cluster(&self, cluster: ClusterIdentity) -> bool {
+        self.cluster.set(cluster).is_ok()
+    }
+
+    /// This controller's cluster identity, once set.
+    pub fn cluster(&self) -> Option<&ClusterIdentity> {
+        self.cluster.get()
+    }
+
     /// Adds or replaces a node (DNS discovery).
-    pub fn insert(&self, node: NodeHandle) {
+    pub fn insert(&self, mut node: NodeHandle) {
+        node.cluster = self.cluster.clone();
         self.nodes
             .write()
             .unwrap_or_else(PoisonError::into_inner)

@@ -79,6 +79,18 @@ pub async fn remove_replica(node: &NodeHandle, volume_id: &str) -> Result<()> {
     }
 }
 
+/// Deletes the lvol `name` (its uuid or its `lvstore/name` alias) if present.
+pub async fn remove_lvol(node: &NodeHandle, name: &str) -> Result<()> {
+    let params = BdevLvolDeleteParams {
+        name: name.to_string(),
+    };
+    match node.client.bdev_lvol_delete(&params).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(node.call_failed("bdev_lvol_delete", e).into()),
+    }
+}
+
 /// Every NVMe-oF subsystem on the node.
 pub async fn subsystems(node: &NodeHandle) -> Result<Vec<NvmfSubsystem>> {
     node.client

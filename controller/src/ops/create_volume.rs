@@ -258,8 +258,15 @@ fn same_or_conflict(existing: VolumeRecord, req: &CreateRequest) -> Result<Volum
 }
 
 /// Removes every replica lvol of `volume_id` on `nodes` (unreachable nodes
-/// are left to the orphan sweep).
+/// are left to the orphan sweep), after tombstoning the volume so the sweep
+/// removes those at once. Does nothing if the volume record was written:
+/// then the create completed, and its replicas are the volume's.
 pub async fn rollback(ctx: &Context, volume_id: &str, nodes: &[String]) -> Result<()> {
+    if ctx.store.get_volume(volume_id).await?.is_some() {
+        tracing::warn!(volume = %volume_id, "the volume record exists: nothing to roll back");
+        return Ok(());
+    }
+    ctx.store.put_tombstone(volume_id).await?;
     for name in nodes {
         let node = ctx.nodes.get(name)?;
         match primitives::remove_replica(&node, volume_id).await {

@@ -1,6 +1,10 @@
 //! DeleteVolume: refuse while published, remove replica exports and lvols,
-//! then the records. Steps: `deleting`, `replicas-removed`. Recovery redoes
-//! the whole operation (every step is idempotent).
+//! then the records, writing the volume's tombstone in the same store
+//! transaction ([`crate::store::Store::delete_volume`]): the lvol of a node
+//! that was unreachable is deleted by the orphan sweep as soon as the node
+//! returns, without the grace period unexplained lvols wait out.
+//! Steps: `deleting`, `replicas-removed`. Recovery redoes the whole
+//! operation (every step is idempotent).
 
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -68,7 +72,7 @@ async fn finish(ctx: &Context, volume_id: &str, mut journal: Journal) -> Result<
             Ok(()) => {}
             Err(ControllerError::NodeUnreachable { .. }) => tracing::warn!(
                 node = %name,
-                "node unreachable; its replica lvol will be removed by the orphan sweep when it returns"
+                "node unreachable; the volume is tombstoned, so the orphan sweep deletes its replica lvol when the node returns"
             ),
             Err(e) => return Err(e),
         }

@@ -21,6 +21,7 @@ use csi_proto::{
     CreateVolumeRequest, DeleteVolumeRequest, VolumeCapability,
 };
 use shorthorn_controller::config::ControllerConfig;
+use shorthorn_controller::naming;
 use shorthorn_controller::server::{self, Endpoint};
 use spdk_client::{
     BdevLvolGetLvolsParams, BdevNvmeGetControllersParams, BdevRaidGetBdevsParams,
@@ -151,7 +152,8 @@ impl Harness {
         SpdkClient::unix(self.cluster.node(i).rpc_socket.clone())
     }
 
-    /// Everything Shorthorn-made on every node, as readable lines; empty when clean.
+    /// Everything Shorthorn-made on every node but the cluster stamp, as
+    /// readable lines; empty when clean.
     pub async fn leftovers(&self) -> Vec<String> {
         let all: Vec<usize> = (0..self.cluster.nodes().len()).collect();
         self.leftovers_on(&all).await
@@ -168,7 +170,12 @@ impl Harness {
                 .bdev_lvol_get_lvols(&BdevLvolGetLvolsParams::default())
                 .await
                 .expect("lvols");
-            out.extend(lvols.iter().map(|l| format!("{name}: lvol {}", l.alias)));
+            out.extend(
+                lvols
+                    .iter()
+                    .filter(|l| naming::cluster_of_stamp(&l.name).is_none())
+                    .map(|l| format!("{name}: lvol {}", l.alias)),
+            );
             let subs = c
                 .nvmf_get_subsystems(&NvmfGetSubsystemsParams::default())
                 .await
@@ -422,6 +429,16 @@ async fn launch(config_path: &Path, dir: &Path) -> Launched {
         ControllerClient::new(channel.clone()),
         IdentityClient::new(channel),
     )
+}
+
+/// Every lvol on a node but its cluster stamp.
+pub async fn data_lvols(c: &SpdkClient) -> Vec<spdk_client::Lvol> {
+    c.bdev_lvol_get_lvols(&BdevLvolGetLvolsParams::default())
+        .await
+        .expect("lvols")
+        .into_iter()
+        .filter(|l| naming::cluster_of_stamp(&l.name).is_none())
+        .collect()
 }
 
 /// A single-node-writer block capability.
