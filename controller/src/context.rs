@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::error::{ControllerError, Result};
 use crate::fence::Fencing;
 use crate::nodes::NodeRegistry;
-use crate::reconciler::sweep::{SweepPolicy, Sweeper};
+use crate::reconciler::sweep::grace::{SweepPolicy, Sweeper};
 use crate::store::{ReplicaRecord, Store, VolumeRecord};
 
 /// Everything an operation needs. Cheap to clone.

@@ -483,3 +483,85 @@ async fn a_failed_replicas_lvol_is_swept_only_once_the_volume_is_unpublished() {
     h.delete_volume(&id).await;
     h.assert_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_changes_cluster_only_by_proof_from_the_store_or_by_the_operator() {
+    let mut h = Harness::start(2, StoreKind::Etcd).await;
+    let id = h.create_volume("pvc-adopt", 16 * MIB, Some(2)).await;
+    let data = fill_replicas(&h, &id, &[0, 1], 71).await;
+    let original = server::open_store(&h.config().store).await.expect("store");
+    let ours = original
+        .get_cluster()
+        .await
+        .expect("get")
+        .expect("cluster")
+        .record
+        .id;
+    let stamp = naming::cluster_stamp_lvol(&ours);
+    assert!(has_lvol(&h.spdk(0), &stamp).await && has_lvol(&h.spdk(1), &stamp).await);
+    let config = short_grace(h.config());
+
+    // node-1 loses its stamp and holds an lvol this store cannot explain:
+    // bootstrap does not stamp it, and the sweep neither stamps nor cleans it.
+    h.spdk(1)
+        .bdev_lvol_delete(&spdk_client::BdevLvolDeleteParams {
+            name: format!("{LVS}/{stamp}"),
+        })
+        .await
+        .expect("delete the stamp by hand");
+    let stranger = naming::replica_lvol(&naming::new_volume_id());
+    make_lvol(&h.spdk(1), &stranger).await;
+    let ctx = server::start(&config).await.expect("start");
+    for _ in 0..2 {
+        sweep_orphans(&ctx).await.expect("sweep");
+        tokio::time::sleep(GRACE + Duration::from_millis(200)).await;
+    }
+    sweep_orphans(&ctx).await.expect("sweep");
+    assert_eq!(
+        ctx.nodes.get("node-1").expect("node").status().stamp,
+        Some(Stamp::Unstamped { data_lvols: 2 })
+    );
+    assert!(
+        has_lvol(&h.spdk(1), &stranger).await && !has_lvol(&h.spdk(1), &stamp).await,
+        "an unstamped node the store cannot explain is neither cleaned nor stamped"
+    );
+
+    // Once the store explains every lvol on it, the sweep stamps it again.
+    h.spdk(1)
+        .bdev_lvol_delete(&spdk_client::BdevLvolDeleteParams {
+            name: format!("{LVS}/{stranger}"),
+        })
+        .await
+        .expect("the operator removes the stranger");
+    sweep_orphans(&ctx).await.expect("sweep");
+    assert!(
+        has_lvol(&h.spdk(1), &stamp).await,
+        "the store proved the node is this cluster's"
+    );
+    drop(ctx);
+
+    // A controller on a new store takes the nodes over only when told to.
+    let mut takeover = on_prefix(config, "/takeover");
+    takeover.sweep.adopt_clusters = vec![ours.clone()];
+    let ctx = server::start(&takeover)
+        .await
+        .expect("start with adopt_clusters");
+    let new_id = ctx.nodes.cluster().expect("identity").id.clone();
+    assert_ne!(new_id, ours);
+    for i in 0..2 {
+        assert!(
+            has_lvol(&h.spdk(i), &naming::cluster_stamp_lvol(&new_id)).await
+                && !has_lvol(&h.spdk(i), &stamp).await,
+            "node-{i} is re-stamped as the new cluster's"
+        );
+    }
+    let node = ctx.nodes.get("node-0").expect("node").status();
+    assert!(node.bootstrapped && node.last_error.is_none(), "{node:?}");
+    // The new store has no volume: the old one's lvols are left alone.
+    sweep_orphans(&ctx).await.expect("sweep");
+    assert_replicas_hold(&h, &id, &[0, 1], &data).await;
+    drop(ctx);
+
+    h.delete_volume(&id).await;
+    h.assert_clean().await;
+}

@@ -55,6 +55,10 @@ pub struct NodeView {
     pub frontends: Vec<String>,
     /// Topology segments, including the node-name key.
     pub topology: BTreeMap<String, String>,
+    /// Whose node its lvstore's cluster stamp says it is (`this cluster`,
+    /// unstamped, or another cluster's), once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_stamp: Option<String>,
 }
 
 /// One replica of a volume.

@@ -51,6 +51,7 @@ fn node_view(ctx: &Context, node: &NodeHandle) -> NodeView {
             .map(|f| f.as_str().to_string())
             .collect(),
         topology: node.segments(),
+        cluster_stamp: status.stamp.as_ref().map(|s| s.describe()),
     }
 }
 

@@ -23,67 +23,23 @@
 //! Tombstones are dropped once every node was swept and none holds an lvol
 //! of the volume, or after [`SweepPolicy::tombstone_ttl`].
 
-mod grace;
+pub mod grace;
 pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use spdk_client::Lvol;
 
-use crate::config::SweepConfig;
 use crate::context::Context;
 use crate::error::Result;
 use crate::naming;
 use crate::nodes::stamp::{self, Stamp};
 use crate::nodes::{primitives, NodeHandle};
 use crate::store::{Expect, TombstoneRecord, Versioned};
-use grace::{Sightings, Suspect};
+use grace::Suspect;
+pub use grace::{SweepPolicy, Sweeper};
 use verdict::{judge, Facts, Role, Verdict, Why};
-
-/// How long the sweep waits before deleting what it cannot explain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SweepPolicy {
-    /// How long an lvol must stay unexplained (or a failed replica unused)
-    /// before it is deleted.
-    pub grace: Duration,
-    /// How long a tombstone is kept when some node may still hold lvols of
-    /// its volume.
-    pub tombstone_ttl: Duration,
-}
-
-impl Default for SweepPolicy {
-    fn default() -> Self {
-        Self::from(&SweepConfig::default())
-    }
-}
-
-impl From<&SweepConfig> for SweepPolicy {
-    fn from(c: &SweepConfig) -> Self {
-        Self {
-            grace: Duration::from_secs(c.grace_secs),
-            tombstone_ttl: Duration::from_secs(c.tombstone_ttl_secs),
-        }
-    }
-}
-
-/// The sweep's policy and what it remembers between passes.
-#[derive(Debug, Default)]
-pub struct Sweeper {
-    /// The policy.
-    pub policy: SweepPolicy,
-    sightings: Sightings,
-}
-
-impl Sweeper {
-    /// A sweeper with `policy` and nothing remembered yet.
-    pub fn new(policy: SweepPolicy) -> Self {
-        Self {
-            policy,
-            sightings: Sightings::default(),
-        }
-    }
-}
 
 /// What one node's sweep ended with.
 enum NodeOutcome {

@@ -1,5 +1,7 @@
-//! What the sweep remembers between passes: when it first saw each lvol it
-//! may delete only after the grace period.
+//! How long the sweep waits ([`SweepPolicy`]) and what it remembers between
+//! passes ([`Sweeper`]): when it first saw each lvol it may delete only
+//! after the grace period. Knows nothing of the context, which holds a
+//! [`Sweeper`].
 //!
 //! Kept in memory only. A controller restart (or a node the sweep could not
 //! read in a pass) starts every clock again, which only ever delays a
@@ -11,6 +13,51 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::verdict::Why;
+use crate::config::SweepConfig;
+
+/// How long the sweep waits before deleting what it cannot explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepPolicy {
+    /// How long an lvol must stay unexplained (or a failed replica unused)
+    /// before it is deleted.
+    pub grace: Duration,
+    /// How long a tombstone is kept when some node may still hold lvols of
+    /// its volume.
+    pub tombstone_ttl: Duration,
+}
+
+impl Default for SweepPolicy {
+    fn default() -> Self {
+        Self::from(&SweepConfig::default())
+    }
+}
+
+impl From<&SweepConfig> for SweepPolicy {
+    fn from(c: &SweepConfig) -> Self {
+        Self {
+            grace: Duration::from_secs(c.grace_secs),
+            tombstone_ttl: Duration::from_secs(c.tombstone_ttl_secs),
+        }
+    }
+}
+
+/// The sweep's policy and what it remembers between passes.
+#[derive(Debug, Default)]
+pub struct Sweeper {
+    /// The policy.
+    pub policy: SweepPolicy,
+    pub(super) sightings: Sightings,
+}
+
+impl Sweeper {
+    /// A sweeper with `policy` and nothing remembered yet.
+    pub fn new(policy: SweepPolicy) -> Self {
+        Self {
+            policy,
+            sightings: Sightings::default(),
+        }
+    }
+}
 
 /// One lvol the sweep would delete after the grace period, for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
