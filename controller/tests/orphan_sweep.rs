@@ -288,6 +288,16 @@ async fn a_deleted_volumes_lvol_on_a_node_that_was_down_is_swept_when_it_returns
 
     h.cluster.kill_node(2);
     h.delete_volume(&doomed).await;
+    // While node-2 is down the tombstone stays: it may still hold the lvol.
+    let down = server::start(&h.config()).await.expect("start");
+    sweep_orphans(&down).await.expect("sweep with node-2 down");
+    assert!(down
+        .store
+        .get_tombstone(&doomed)
+        .await
+        .expect("get")
+        .is_some());
+    drop(down);
     h.cluster.restart_node(2).expect("restart node-2");
 
     // Default grace period (10 min): only the tombstone can explain a

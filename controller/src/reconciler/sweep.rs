@@ -108,7 +108,8 @@ pub async fn sweep_orphans(ctx: &Context) -> Result<()> {
         }
     }
     ctx.sweeper.sightings.end_pass();
-    drop_tombstones(ctx, &view, every_node_swept, &holding).await
+    drop_tombstones(ctx, &view, every_node_swept, &holding).await;
+    Ok(())
 }
 
 async fn busy_volumes(ctx: &Context) -> Result<BTreeSet<String>> {
@@ -128,24 +129,27 @@ async fn drop_tombstones(
     view: &PassView,
     every_node_swept: bool,
     holding: &BTreeSet<String>,
-) -> Result<()> {
+) {
     let ttl = ctx.sweeper.policy.tombstone_ttl;
     let now = SystemTime::now();
     for (volume, t) in &view.tombstones {
         let age = now.duration_since(t.record.deleted_at).unwrap_or_default();
         let gone = every_node_swept && !holding.contains(volume);
         if gone || age > ttl {
-            ctx.store
+            let dropped = ctx
+                .store
                 .delete_tombstone(volume, Expect::Revision(t.revision))
-                .await?;
-            if gone {
+                .await;
+            if let Err(e) = dropped {
+                // Rewritten since the pass began, or the store failed: next pass.
+                tracing::warn!(volume = %volume, error = %e, "could not drop tombstone");
+            } else if gone {
                 tracing::debug!(volume = %volume, "no node holds anything of the deleted volume; tombstone dropped");
             } else {
                 tracing::warn!(volume = %volume, age_secs = age.as_secs(), "tombstone expired while a node may still hold lvols of the volume; they will be deleted after the grace period");
             }
         }
     }
-    Ok(())
 }
 
 async fn sweep_node(ctx: &Context, node: &NodeHandle, view: &PassView) -> Result<NodeOutcome> {
