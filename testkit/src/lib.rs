@@ -3,6 +3,7 @@
 //!
 //! - [`etcd`]: a throwaway etcd.
 //! - [`nodes`]: a cluster of throwaway storage nodes (sim or real SPDK).
+//! - [`data_path`]: reading and writing bdev bytes the same way on sim and real SPDK.
 //! - [`launch`]: how a storage node process is started (roles, cores, flags).
 //! - [`spdk_env`]: which real SPDK binaries the environment names; skip messages.
 //! - [`hugepages`]: hugepage checks and stale map removal.
@@ -12,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod data_path;
 pub mod etcd;
 pub mod hugepages;
 pub mod launch;

@@ -294,6 +294,11 @@ impl TestCluster {
         &self.flavor
     }
 
+    /// Reads and writes the nodes' bdevs (see [`crate::data_path`]).
+    pub fn data_path(&self) -> crate::data_path::DataPath {
+        crate::data_path::DataPath::new(self.flavor.clone())
+    }
+
     /// Whether nodes are real spdk_tgt processes.
     pub fn is_real_spdk(&self) -> bool {
         self.flavor.is_real()
