@@ -17,7 +17,9 @@
 //!   read it through its export ([`DataPath::read_export`]) or after the
 //!   claim is gone.
 //!
-//! Offsets and lengths are bytes, multiples of the bdev's block size.
+//! Offsets and lengths are bytes, multiples of the bdev's block size. On
+//! both flavors the node is left with a TCP transport (created if missing),
+//! which real SPDK's throwaway exports need.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -88,6 +90,8 @@ impl DataPath {
         if info.claimed && !is_lvol {
             return Err(claimed(&info, node, bdev, "read"));
         }
+        // Both flavors leave the same trace: the TCP transport its exports need.
+        ensure_tcp_transport(&client, node).await?;
         match &self.flavor {
             Flavor::Sim(_) => sim_read(&client, &info.name, offset, len).await,
             Flavor::Real(real) => {
@@ -118,6 +122,7 @@ impl DataPath {
         if info.claimed {
             return Err(claimed(&info, node, bdev, "write"));
         }
+        ensure_tcp_transport(&client, node).await?;
         match &self.flavor {
             Flavor::Sim(_) => sim_write(&client, &info.name, offset, data).await,
             Flavor::Real(real) => {
@@ -477,9 +482,14 @@ fn io_size(offset: u64, len: u64) -> u64 {
     bs
 }
 
-/// The `--json` config attaching `export` as controller `tk` (bdev `tkn<nsid>`).
+/// The `--json` config attaching `export` as controller `tk` (bdev
+/// `tkn<nsid>`). Auto-examine is off: spdk_dd's own raid module would
+/// otherwise find a raid superblock on a replica and claim the bdev.
 fn attach_config(export: &Export) -> Value {
     json!({"subsystems": [{"subsystem": "bdev", "config": [{
+        "method": "bdev_set_options",
+        "params": {"bdev_auto_examine": false}
+    }, {
         "method": "bdev_nvme_attach_controller",
         "params": {
             "name": "tk", "trtype": "TCP", "adrfam": "IPv4",
@@ -640,7 +650,11 @@ mod tests {
             port: 4444,
             nsid: 1,
         });
-        let p = &c["subsystems"][0]["config"][0]["params"];
+        assert_eq!(
+            c["subsystems"][0]["config"][0]["params"]["bdev_auto_examine"],
+            false
+        );
+        let p = &c["subsystems"][0]["config"][1]["params"];
         assert_eq!(p["hostnqn"], "nqn.h:1");
         assert_eq!(p["trsvcid"], "4444");
         assert_eq!(p["subnqn"], "nqn.x:y");
