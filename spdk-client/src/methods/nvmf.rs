@@ -143,6 +143,9 @@ pub struct NvmfGetSubsystemsParams {
     /// Parent NVMe-oF target name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tgt_name: Option<String>,
+    /// Only this subsystem; an unknown NQN gives NotFound (-19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nqn: Option<String>,
 }
 
 /// A transport address (params and results).
