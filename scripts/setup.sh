@@ -24,3 +24,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# Real SPDK (issue #20): when a real spdk_tgt is asked for, its runtime
+# packages, hugepages and hugetlbfs. Kept in its own script.
+if [[ -n "${SHORTHORN_SPDK_TGT:-}" ]]; then
+  "$(dirname "$0")/setup-real-spdk.sh"
+fi

@@ -155,6 +155,8 @@ impl ErrorKind {
             28 => ErrorKind::NoSpace,
             95 => ErrorKind::NotSupported,
             110 => ErrorKind::TimedOut,
+            // EALREADY: bdev_nvme_attach_controller under a name in use.
+            114 => ErrorKind::AlreadyExists,
             _ => return None,
         })
     }
@@ -163,6 +165,19 @@ impl ErrorKind {
     fn from_message(message: &str) -> ErrorKind {
         if INVALID_PARAMS_MESSAGES.contains(&message) {
             return ErrorKind::InvalidParams;
+        }
+        // "Transport type 'TCP' already exists" (-32603).
+        if message.ends_with(" already exists") {
+            return ErrorKind::AlreadyExists;
+        }
+        // "error setting ANA state: -22": a negated errno at the end.
+        if let Some(errno) = message
+            .rsplit_once(": -")
+            .and_then(|(_, n)| n.parse::<i32>().ok())
+        {
+            if let Some(kind) = Self::from_errno(errno) {
+                return kind;
+            }
         }
         STRERROR_KINDS
             .iter()

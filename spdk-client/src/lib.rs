@@ -21,6 +21,7 @@ pub use error::{ErrorKind, Result, SpdkError};
 pub use methods::bdev::*;
 pub use methods::general::*;
 pub use methods::lvol::*;
+pub use methods::null::*;
 pub use methods::nvme::*;
 pub use methods::nvmf::*;
 pub use methods::raid::*;

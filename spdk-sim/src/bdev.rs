@@ -46,6 +46,8 @@ pub enum BdevKind {
     Raid,
     /// A namespace of a controller attached with `bdev_nvme_attach_controller`.
     Nvme,
+    /// `bdev_null_create`.
+    Null,
 }
 
 /// One block device.
@@ -90,6 +92,11 @@ pub trait Bdev: Send + Sync {
     /// Makes earlier writes durable.
     async fn flush(&self) -> IoResult<()> {
         Ok(())
+    }
+    /// SPDK's `optimal_io_boundary` in blocks (0: none). lvols set it to
+    /// their cluster size; a raid superblock's data offset is rounded up to it.
+    fn optimal_io_boundary(&self) -> u64 {
+        0
     }
     /// Size in bytes.
     fn size_bytes(&self) -> u64 {
@@ -210,8 +217,9 @@ impl BdevRegistry {
     }
 
     /// Takes an exclusive claim on a bdev for `module` (e.g. "lvol", "raid").
-    /// Fails with -1 "Operation not permitted" if another module holds it,
-    /// and -19 if the bdev does not exist.
+    /// Fails with -1 "Operation not permitted" if any module (the same one
+    /// included: a second namespace, a second lvstore) holds it, and -19 if
+    /// the bdev does not exist.
     pub fn claim(
         &mut self,
         key: &str,
@@ -221,8 +229,8 @@ impl BdevRegistry {
             .lookup_mut(key)
             .ok_or_else(crate::rpc_error::RpcError::no_such_device)?;
         match &entry.claimed_by {
-            Some(holder) if holder != module => Err(crate::rpc_error::RpcError::errno(-1)),
-            _ => {
+            Some(_) => Err(crate::rpc_error::RpcError::errno(-1)),
+            None => {
                 entry.claimed_by = Some(module.to_string());
                 Ok(entry.bdev.clone())
             }
@@ -322,6 +330,9 @@ impl Bdev for Counted {
     }
     fn extra_info(&self) -> serde_json::Map<String, Value> {
         self.inner.extra_info()
+    }
+    fn optimal_io_boundary(&self) -> u64 {
+        self.inner.optimal_io_boundary()
     }
     async fn read(&self, offset: u64, len: u64) -> IoResult<Vec<u8>> {
         self.check_fault()?;

@@ -24,6 +24,8 @@ pub const STORAGE_METHODS: &[&str] = &[
     "bdev_aio_create",
     "bdev_aio_delete",
     "bdev_aio_rescan",
+    "bdev_null_create",
+    "bdev_null_delete",
     "bdev_lvol_create_lvstore",
     "bdev_lvol_delete_lvstore",
     "bdev_lvol_get_lvstores",

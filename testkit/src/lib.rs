@@ -1,11 +1,25 @@
-//! Test support for Shorthorn integration tests.
+//! Test support for Shorthorn integration tests, and the one node launcher
+//! every part of Shorthorn that starts storage nodes uses.
 //!
-//! Each module launches one kind of real helper process and guarantees it is
-//! stopped and reaped when the handle is dropped.
+//! - [`etcd`]: a throwaway etcd.
+//! - [`nodes`]: a cluster of throwaway storage nodes (sim or real SPDK).
+//! - [`data_path`]: reading and writing bdev bytes the same way on sim and real SPDK.
+//! - [`launch`]: how a storage node process is started (roles, cores, flags).
+//! - [`spdk_env`]: which real SPDK binaries the environment names; skip messages.
+//! - [`hugepages`]: hugepage checks and stale map removal.
+//! - [`slots`]: the machine-wide budget of real SPDK nodes for tests.
+//!
+//! Handles stop and reap their processes when dropped.
 
 #![warn(missing_docs)]
 
+pub mod data_path;
 pub mod etcd;
+pub mod hugepages;
+pub mod launch;
 pub mod nodes;
+mod rpc_probe;
+pub mod slots;
+pub mod spdk_env;
 
 pub use etcd::{EtcdServer, TestkitError};

@@ -1,38 +1,42 @@
 //! Throwaway storage nodes for tests: `spdk-sim` processes by default, real
-//! `spdk_tgt` processes when `SHORTHORN_SPDK_TGT` names the binary.
+//! SPDK when `SHORTHORN_SPDK_TGT` names `spdk_tgt` (see [`crate::spdk_env`]).
 //!
 //! Each node gets its own RPC socket, data directory, sparse aio backing file
-//! and NVMe-oF TCP port. Dropping the [`TestCluster`] kills and reaps every
-//! process and removes every file.
+//! and NVMe-oF TCP port, and is started by [`crate::launch`] (the same code
+//! `shorthorn local up` uses). Dropping the [`TestCluster`] stops and reaps
+//! every process and removes every file. A cluster of real nodes holds one
+//! slot of the machine-wide budget per node ([`crate::slots`]).
 
-use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::launch::{self, NodeProcess, NodeSpec, Program, Role};
+use crate::slots::{self, NodeSlots};
+use crate::spdk_env::RealSpdk;
+pub use crate::spdk_env::SPDK_TGT_ENV;
+
 /// Environment variable naming the `spdk-sim` binary.
 pub const SIM_BIN_ENV: &str = "SHORTHORN_SIM_BIN";
-/// Environment variable naming a real `spdk_tgt` binary; when set, nodes run it.
-pub const SPDK_TGT_ENV: &str = "SHORTHORN_SPDK_TGT";
 /// Size of each node's sparse aio backing file.
 pub const DEFAULT_BACKING_SIZE: u64 = 1024 * 1024 * 1024;
-/// How long a node may take to exit after SIGINT before it is SIGKILLed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a node may take to answer `spdk_get_version` after start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Errors raised while starting storage nodes.
+/// Errors raised while starting storage nodes and moving their data.
 #[derive(Debug, thiserror::Error)]
 pub enum NodesError {
     /// The node binary could not be found or built.
     #[error("storage node binary unavailable: {0}")]
     Binary(String),
+    /// The host lacks hugepages or hugetlbfs for real SPDK.
+    #[error("real SPDK cannot start: {0}")]
+    Hugepages(String),
     /// A node did not answer on its RPC socket in time.
     #[error("storage node {name} did not answer spdk_get_version on {socket} within {timeout:?}: {reason}")]
     NotReady {
@@ -45,6 +49,18 @@ pub enum NodesError {
         /// Last error seen.
         reason: String,
     },
+    /// An SPDK call made by the data path failed.
+    #[error("{context}: {source}")]
+    Spdk {
+        /// What was being done.
+        context: String,
+        /// The SPDK error.
+        #[source]
+        source: spdk_client::SpdkError,
+    },
+    /// Reading or writing bytes failed.
+    #[error("data path: {0}")]
+    DataPath(String),
     /// An OS-level operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -63,9 +79,35 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodesError {
 
 /// Which program plays spdk_tgt.
 #[derive(Debug, Clone)]
-enum Flavor {
+pub enum Flavor {
+    /// The `spdk-sim` binary.
     Sim(PathBuf),
-    Real(PathBuf),
+    /// Real SPDK binaries.
+    Real(RealSpdk),
+}
+
+impl Flavor {
+    /// Real SPDK when the environment names it, the sim (built once if missing) otherwise.
+    pub fn from_env() -> Result<Self, NodesError> {
+        match RealSpdk::from_env()? {
+            Some(real) => Ok(Flavor::Real(real)),
+            None => Self::sim(),
+        }
+    }
+
+    /// The sim, whatever the environment says.
+    pub fn sim() -> Result<Self, NodesError> {
+        static SIM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        SIM.get_or_init(find_or_build_sim)
+            .clone()
+            .map(Flavor::Sim)
+            .map_err(NodesError::Binary)
+    }
+
+    /// Whether this is real SPDK.
+    pub fn is_real(&self) -> bool {
+        matches!(self, Flavor::Real(_))
+    }
 }
 
 /// One storage node: where to reach it and what the controller config needs.
@@ -73,6 +115,8 @@ enum Flavor {
 pub struct StorageNode {
     /// Node name (`node-0`, `node-1`, ...).
     pub name: String,
+    /// What the node does (decides how real SPDK runs it).
+    pub role: Role,
     /// JSON-RPC Unix socket.
     pub rpc_socket: PathBuf,
     /// The node's own directory.
@@ -83,9 +127,10 @@ pub struct StorageNode {
     pub nvmf_address: String,
     /// NVMe-oF TCP port, unique per node on this machine.
     pub nvmf_port: u16,
-    index: usize,
-    shm_id: u32,
-    child: Option<Child>,
+    spec: NodeSpec,
+    process: Option<NodeProcess>,
+    ready_after: Option<Duration>,
+    command: String,
 }
 
 impl StorageNode {
@@ -105,41 +150,51 @@ impl StorageNode {
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+        self.process.as_mut().is_some_and(NodeProcess::is_running)
     }
 
-    /// Asks the process to exit (SIGINT, so the sim removes its ublk loop
-    /// devices and FUSE mounts), then SIGKILLs it if it lingers; always reaps.
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(NodeProcess::pid)
+    }
+
+    /// How long its last start took, from spawn to the first answer.
+    pub fn ready_after(&self) -> Option<Duration> {
+        self.ready_after
+    }
+
+    /// The command line of its last start.
+    pub fn command_line(&self) -> String {
+        self.command.clone()
+    }
+
+    /// The node's log file.
+    pub fn log_file(&self) -> &Path {
+        &self.spec.log
+    }
+
     fn stop(&mut self) {
-        let Some(child) = self.child.as_mut() else {
-            return;
-        };
-        let interrupted = Command::new("kill")
-            .arg("-INT")
-            .arg(child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if interrupted {
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while Instant::now() < deadline {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    self.child = None;
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if let Some(mut p) = self.process.take() {
+            p.stop();
         }
-        self.kill();
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGKILL, then reap so no zombie is left behind.
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut p) = self.process.take() {
+            p.kill();
         }
+    }
+
+    fn launch(&mut self) -> Result<(), NodesError> {
+        self.kill();
+        let mut spec = self.spec.clone();
+        // Keep the log of earlier runs: a restart appends.
+        spec.append_log = self.spec.log.exists();
+        let mut process = NodeProcess::spawn(spec)?;
+        self.command = process.command().to_string();
+        self.ready_after = Some(process.wait_ready(READY_TIMEOUT)?);
+        self.process = Some(process);
+        Ok(())
     }
 }
 
@@ -148,23 +203,36 @@ impl StorageNode {
 pub struct TestCluster {
     nodes: Vec<StorageNode>,
     flavor: Flavor,
+    _slots: Option<NodeSlots>,
     _dir: TempDir,
 }
 
 impl TestCluster {
-    /// Starts `n` storage nodes and waits until each answers JSON-RPC.
+    /// Starts `n` storage nodes of the flavor the environment names (see
+    /// [`Flavor::from_env`]): node-0 assembles raids, the others only serve
+    /// replicas ([`launch::first_node_engine`]). Waits until each answers.
     pub fn start(n: usize) -> Result<Self, NodesError> {
-        let flavor = flavor()?;
+        Self::start_with(Flavor::from_env()?, &launch::first_node_engine(n))
+    }
+
+    /// Starts one node per role on `flavor`.
+    pub fn start_with(flavor: Flavor, roles: &[Role]) -> Result<Self, NodesError> {
+        let slots = match &flavor {
+            Flavor::Real(_) => Some(slots::acquire(roles.len())?),
+            Flavor::Sim(_) => None,
+        };
         let dir = tempfile::Builder::new()
             .prefix("shorthorn-nodes-")
             .tempdir()
             .map_err(io("creating the cluster directory"))?;
+        let placement = launch::place(roles, launch::available_cores());
         let mut cluster = TestCluster {
-            nodes: Vec::with_capacity(n),
+            nodes: Vec::with_capacity(roles.len()),
             flavor,
+            _slots: slots,
             _dir: dir,
         };
-        for index in 0..n {
+        for (index, (&role, &slot)) in roles.iter().zip(&placement).enumerate() {
             let name = format!("node-{index}");
             let data_dir = cluster._dir.path().join(&name);
             std::fs::create_dir_all(&data_dir).map_err(io("creating a node directory"))?;
@@ -172,19 +240,41 @@ impl TestCluster {
             let file = std::fs::File::create(&aio_file).map_err(io("creating the aio file"))?;
             file.set_len(DEFAULT_BACKING_SIZE)
                 .map_err(io("sizing the aio file"))?;
-            let node = StorageNode {
-                rpc_socket: data_dir.join("rpc.sock"),
+            let rpc_socket = data_dir.join("rpc.sock");
+            let program = match &cluster.flavor {
+                Flavor::Sim(bin) => Program::Sim {
+                    command: bin.clone(),
+                    args: Vec::new(),
+                    data_dir: data_dir.clone(),
+                },
+                Flavor::Real(real) => Program::Real(real.clone()),
+            };
+            let spec = NodeSpec {
+                name: name.clone(),
+                role,
+                program,
+                socket: rpc_socket.clone(),
+                log: data_dir.join("node.log"),
+                shm_id: next_shm_id(),
+                slot,
+                append_log: false,
+                die_with_parent: false,
+            };
+            let mut node = StorageNode {
+                rpc_socket,
                 aio_file,
                 data_dir,
                 nvmf_address: Ipv4Addr::LOCALHOST.to_string(),
                 nvmf_port: free_port()?,
-                index,
-                shm_id: next_shm_id(),
-                child: None,
+                role,
+                spec,
+                process: None,
+                ready_after: None,
+                command: String::new(),
                 name,
             };
+            node.launch()?;
             cluster.nodes.push(node);
-            cluster.launch(index)?;
         }
         Ok(cluster)
     }
@@ -199,9 +289,19 @@ impl TestCluster {
         &self.nodes[i]
     }
 
+    /// What plays spdk_tgt.
+    pub fn flavor(&self) -> &Flavor {
+        &self.flavor
+    }
+
+    /// Reads and writes the nodes' bdevs (see [`crate::data_path`]).
+    pub fn data_path(&self) -> crate::data_path::DataPath {
+        crate::data_path::DataPath::new(self.flavor.clone())
+    }
+
     /// Whether nodes are real spdk_tgt processes.
     pub fn is_real_spdk(&self) -> bool {
-        matches!(self.flavor, Flavor::Real(_))
+        self.flavor.is_real()
     }
 
     /// The `[[nodes]]` entries of every node, for the controller config.
@@ -225,66 +325,23 @@ impl TestCluster {
 
     /// Kills node `i` if running and starts it again on the same socket and files.
     pub fn restart_node(&mut self, i: usize) -> Result<(), NodesError> {
-        self.nodes[i].kill();
-        self.launch(i)
-    }
-
-    fn launch(&mut self, i: usize) -> Result<(), NodesError> {
-        let node = &mut self.nodes[i];
-        let _ = std::fs::remove_file(&node.rpc_socket);
-        let log = std::fs::File::create(node.data_dir.join("node.log"))
-            .map_err(io("creating the node log"))?;
-        let log2 = log.try_clone().map_err(io("cloning the node log"))?;
-        let mut cmd = match &self.flavor {
-            Flavor::Sim(bin) => {
-                let mut cmd = Command::new(bin);
-                cmd.arg("--rpc-socket")
-                    .arg(&node.rpc_socket)
-                    .arg("--data-dir")
-                    .arg(&node.data_dir);
-                cmd
-            }
-            Flavor::Real(bin) => {
-                remove_stale_hugepage_maps(node.shm_id);
-                let cores = std::thread::available_parallelism().map_or(1, usize::from);
-                let mut cmd = Command::new(bin);
-                cmd.arg("-m")
-                    .arg(format!("{:#x}", 1u64 << (node.index % cores.min(64))))
-                    .arg("-i")
-                    .arg(node.shm_id.to_string())
-                    .arg("-r")
-                    .arg(&node.rpc_socket)
-                    .args(["-s", "512", "--no-pci"]);
-                cmd
-            }
-        };
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2));
-        let child = cmd
-            .spawn()
-            .map_err(io(format!("starting storage node {}", node.name)))?;
-        node.child = Some(child);
-        wait_ready(node)
+        self.nodes[i].launch()
     }
 }
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
         let is_sim = matches!(self.flavor, Flavor::Sim(_));
-        for i in 0..self.nodes.len() {
-            self.nodes[i].stop();
+        for node in &mut self.nodes {
+            node.stop();
             // The sim leaves the loop devices and FUSE mounts of ublk disks
             // still started when it exits (a failed test), and removes them
             // when it starts: start it once more so nothing is left behind.
-            if is_sim && has_ublk_state(&self.nodes[i].data_dir) {
-                if self.launch(i).is_err() {
-                    tracing::warn!(node = %self.nodes[i].name, "could not restart a node to clean up its ublk disks");
+            if is_sim && has_ublk_state(&node.data_dir) {
+                if node.launch().is_err() {
+                    tracing::warn!(node = %node.name, "could not restart a node to clean up its ublk disks");
                 }
-                self.nodes[i].stop();
-            }
-            if !is_sim {
-                remove_stale_hugepage_maps(self.nodes[i].shm_id);
+                node.stop();
             }
         }
     }
@@ -293,99 +350,6 @@ impl Drop for TestCluster {
 /// Whether the sim left ublk disk state in its data directory.
 fn has_ublk_state(data_dir: &Path) -> bool {
     std::fs::read_dir(data_dir.join("ublk")).is_ok_and(|mut entries| entries.next().is_some())
-}
-
-/// Polls `spdk_get_version` until it answers, the process dies, or time runs out.
-fn wait_ready(node: &mut StorageNode) -> Result<(), NodesError> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if !node.is_running() {
-            let log = std::fs::read_to_string(node.data_dir.join("node.log")).unwrap_or_default();
-            let tail: String = log
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Err(NodesError::NotReady {
-                name: node.name.clone(),
-                socket: node.rpc_socket.clone(),
-                timeout: READY_TIMEOUT,
-                reason: format!("the process exited; log tail:\n{tail}"),
-            });
-        }
-        let last = match get_version(&node.rpc_socket) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            node.kill();
-            return Err(NodesError::NotReady {
-                name: node.name.clone(),
-                socket: node.rpc_socket.clone(),
-                timeout: READY_TIMEOUT,
-                reason: last,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One blocking `spdk_get_version` round trip.
-fn get_version(socket: &Path) -> Result<(), String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(br#"{"jsonrpc":"2.0","method":"spdk_get_version","id":1}"#)
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed before a response".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if balanced(&buf) {
-            let text = String::from_utf8_lossy(&buf);
-            return if text.contains("\"result\"") {
-                Ok(())
-            } else {
-                Err(format!("unexpected answer: {text}"))
-            };
-        }
-    }
-}
-
-/// Whether `buf` holds one complete JSON object (braces balanced outside strings).
-fn balanced(buf: &[u8]) -> bool {
-    let (mut depth, mut in_str, mut escaped, mut seen) = (0i32, false, false, false);
-    for &b in buf {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' => {
-                depth += 1;
-                seen = true;
-            }
-            b'}' => depth -= 1,
-            _ => {}
-        }
-    }
-    seen && depth == 0
 }
 
 /// A TCP port free right now on loopback.
@@ -404,37 +368,6 @@ fn free_port() -> Result<u16, NodesError> {
 fn next_shm_id() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     (std::process::id() % 1000) * 16 + NEXT.fetch_add(1, Ordering::Relaxed) % 16 + 100
-}
-
-/// Removes `/dev/hugepages/spdk<id>map_*` left by an earlier process.
-fn remove_stale_hugepage_maps(shm_id: u32) {
-    let prefix = format!("spdk{shm_id}map_");
-    if let Ok(entries) = std::fs::read_dir("/dev/hugepages") {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-}
-
-/// Picks the node program: real spdk_tgt if asked for, else the sim (built once if missing).
-fn flavor() -> Result<Flavor, NodesError> {
-    if let Some(bin) = std::env::var_os(SPDK_TGT_ENV) {
-        let bin = PathBuf::from(bin);
-        if !bin.is_file() {
-            return Err(NodesError::Binary(format!(
-                "{SPDK_TGT_ENV}={} is not a file",
-                bin.display()
-            )));
-        }
-        return Ok(Flavor::Real(bin));
-    }
-    static SIM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    SIM.get_or_init(find_or_build_sim)
-        .clone()
-        .map(Flavor::Sim)
-        .map_err(NodesError::Binary)
 }
 
 fn find_or_build_sim() -> Result<PathBuf, String> {
@@ -485,14 +418,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recognises_complete_json_objects() {
-        assert!(balanced(br#"{"result":{"version":"SPDK v25.09"}}"#));
-        assert!(!balanced(br#"{"result":{"version":"#));
-        assert!(balanced(br#"{"a":"}{"}"#));
-        assert!(!balanced(b""));
-    }
-
-    #[test]
     fn node_config_snippet_names_socket_port_and_backing_file() {
         let node = StorageNode {
             name: "node-0".into(),
@@ -501,9 +426,28 @@ mod tests {
             aio_file: "/tmp/x/aio.img".into(),
             nvmf_address: "127.0.0.1".into(),
             nvmf_port: 4500,
-            index: 0,
-            shm_id: 1,
-            child: None,
+            role: Role::Engine,
+            spec: NodeSpec {
+                name: "node-0".into(),
+                role: Role::Engine,
+                program: Program::Sim {
+                    command: "/bin/false".into(),
+                    args: Vec::new(),
+                    data_dir: "/tmp/x".into(),
+                },
+                socket: "/tmp/x/rpc.sock".into(),
+                log: "/tmp/x/node.log".into(),
+                shm_id: 1,
+                slot: launch::CoreSlot {
+                    core: 0,
+                    shared: false,
+                },
+                append_log: false,
+                die_with_parent: false,
+            },
+            process: None,
+            ready_after: None,
+            command: String::new(),
         };
         let toml = node.controller_toml(&["ublk"]);
         assert!(toml.contains("spdk_socket = \"/tmp/x/rpc.sock\""));

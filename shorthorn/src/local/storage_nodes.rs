@@ -1,21 +1,24 @@
 //! Starts and stops the local cluster's storage nodes: one `shorthorn sim`
-//! process each, or a real `spdk_tgt` when `SHORTHORN_SPDK_TGT` names one.
+//! process each, or real SPDK when `SHORTHORN_SPDK_TGT` names `spdk_tgt`.
+//!
+//! Processes are started by testkit's launcher, the one code path tests and
+//! the bench use too: node-1 runs the node service and assembles raids, so it
+//! polls `spdk_tgt`; the others only serve replicas and sleep in
+//! `nvmf_tgt --interrupt-mode` (see `testkit::launch`).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::process::CommandExt;
+use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use spdk_client::SpdkClient;
+use anyhow::Context as _;
+use testkit::launch::{self, NodeProcess, NodeSpec, Program, Role};
+use testkit::spdk_env::{RealSpdk, NVMF_TGT_ENV, SPDK_DD_ENV};
 
 use super::layout::Layout;
 
 /// Environment variable naming a real `spdk_tgt` binary to use instead of the sim.
-pub const SPDK_TGT_ENV: &str = "SHORTHORN_SPDK_TGT";
+pub const SPDK_TGT_ENV: &str = testkit::spdk_env::SPDK_TGT_ENV;
 
 /// How long a storage node may take to answer `spdk_get_version`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,7 +49,24 @@ pub struct StorageNode {
     pub name: String,
     /// Its JSON-RPC socket.
     pub socket: PathBuf,
-    child: Child,
+    process: NodeProcess,
+}
+
+/// Node `index` (1-based) of a local cluster: node-1 publishes volumes.
+fn role(index: usize) -> Role {
+    if index == 1 {
+        Role::Engine
+    } else {
+        Role::Replica
+    }
+}
+
+/// A shared-memory id per state directory and node, so a restarted `local up`
+/// reuses (and first cleans) the hugepage maps a killed one left.
+fn shm_id(layout: &Layout, index: usize) -> u32 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    layout.root().hash(&mut h);
+    20_000 + (h.finish() % 1000) as u32 * 16 + index as u32 % 16
 }
 
 impl StorageNode {
@@ -63,129 +83,59 @@ impl StorageNode {
         let disk = layout.node_disk(&name);
         ensure_sparse_file(&disk, disk_bytes)?;
         let socket = layout.node_socket(&name);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(layout.node_log(&name))
-            .with_context(|| format!("opening the log of {name}"))?;
-        let mut command = match engine {
-            Engine::Sim => sim_command(&socket, &dir.join("sim"))?,
-            Engine::SpdkTgt(bin) => spdk_tgt_command(bin, &socket, index)?,
+        let program = match engine {
+            Engine::Sim => Program::Sim {
+                command: std::env::current_exe().context("locating the shorthorn binary")?,
+                args: vec!["sim".into()],
+                data_dir: dir.join("sim"),
+            },
+            Engine::SpdkTgt(bin) => Program::Real(
+                RealSpdk::from_vars(
+                    Some(bin.clone().into_os_string()),
+                    std::env::var_os(NVMF_TGT_ENV),
+                    std::env::var_os(SPDK_DD_ENV),
+                )?
+                .with_context(|| format!("{SPDK_TGT_ENV} is empty"))?,
+            ),
         };
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // The node must not outlive `local up`, even if that is killed with SIGKILL.
-        // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-            });
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting storage node {name}"))?;
-        let mut node = StorageNode {
+        // Place this node as the last of an `index`-node cluster: its core
+        // depends only on the nodes before it.
+        let roles: Vec<Role> = (1..=index).map(role).collect();
+        let slot = *launch::place(&roles, launch::available_cores())
+            .last()
+            .context("placing the node")?;
+        let spec = NodeSpec {
+            name: name.clone(),
+            role: role(index),
+            program,
+            socket: socket.clone(),
+            log: layout.node_log(&name),
+            shm_id: shm_id(layout, index),
+            slot,
+            append_log: true,
+            // Spawned here, on a runtime worker that lives as long as `local up`:
+            // the node must not outlive it, even if it is killed with SIGKILL.
+            die_with_parent: true,
+        };
+        let mut process = NodeProcess::spawn(spec)?;
+        let (process, took) = tokio::task::spawn_blocking(move || {
+            let took = process.wait_ready(READY_TIMEOUT);
+            (process, took)
+        })
+        .await
+        .context("waiting for a storage node")?;
+        let took = took?;
+        tracing::info!(node = %name, command = %process.command(), ready_ms = took.as_millis() as u64, "storage node started");
+        Ok(StorageNode {
             name,
             socket,
-            child,
-        };
-        node.wait_ready().await?;
-        Ok(node)
+            process,
+        })
     }
 
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let client = SpdkClient::unix(&self.socket).with_timeout(Duration::from_secs(2));
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "storage node {} exited during start-up ({status}); see its log next to {}",
-                    self.name,
-                    self.socket.display()
-                );
-            }
-            if self.socket.exists() && client.spdk_get_version().await.is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "storage node {} did not answer spdk_get_version within {:?}",
-                    self.name,
-                    READY_TIMEOUT
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Asks the node to stop (SIGTERM), then kills it if it has not exited in time.
+    /// Asks the node to stop (SIGINT), then kills it if it has not exited in time.
     pub fn stop(&mut self) {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        tracing::warn!(node = %self.name, "storage node ignored SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for StorageNode {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.stop();
-        }
-    }
-}
-
-fn sim_command(socket: &Path, data_dir: &Path) -> anyhow::Result<Command> {
-    let exe = std::env::current_exe().context("locating the shorthorn binary")?;
-    let mut c = Command::new(exe);
-    c.arg("sim")
-        .arg("--rpc-socket")
-        .arg(socket)
-        .arg("--data-dir")
-        .arg(data_dir);
-    Ok(c)
-}
-
-/// A real spdk_tgt: its own core (where there are enough), shared-memory id
-/// and socket, 512 MiB of hugepage memory, no PCI devices.
-fn spdk_tgt_command(bin: &Path, socket: &Path, index: usize) -> anyhow::Result<Command> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let core = (index - 1) % cores;
-    let shm_id = 100 + index;
-    remove_stale_hugepage_maps(shm_id);
-    let mut c = Command::new(bin);
-    c.arg("-m")
-        .arg(format!("0x{:x}", 1u64 << core))
-        .arg("-i")
-        .arg(shm_id.to_string())
-        .arg("-r")
-        .arg(socket)
-        .arg("-s")
-        .arg("512")
-        .arg("--no-pci");
-    Ok(c)
-}
-
-/// spdk_tgt killed by a signal can leave `/dev/hugepages/spdk<id>map_*`
-/// behind, which makes the next start with the same id fail.
-fn remove_stale_hugepage_maps(shm_id: usize) {
-    let prefix = format!("spdk{shm_id}map_");
-    if let Ok(entries) = std::fs::read_dir("/dev/hugepages") {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+        self.process.stop();
     }
 }
 
@@ -202,4 +152,60 @@ fn ensure_sparse_file(path: &Path, bytes: u64) -> anyhow::Result<()> {
             .with_context(|| format!("sizing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_one_assembles_raids_and_the_others_only_serve_replicas() {
+        assert_eq!(role(1), Role::Engine);
+        assert_eq!(role(2), Role::Replica);
+        assert_eq!(role(3), Role::Replica);
+    }
+
+    #[test]
+    fn shared_memory_ids_are_stable_per_state_dir_and_unique_per_node() {
+        let a = Layout::new("/tmp/a");
+        let b = Layout::new("/tmp/b");
+        assert_eq!(shm_id(&a, 1), shm_id(&a, 1));
+        assert_ne!(shm_id(&a, 1), shm_id(&a, 2));
+        assert_ne!(shm_id(&a, 1), shm_id(&b, 1));
+    }
+
+    /// `local up`'s own start path on real SPDK (its frontends need a kernel
+    /// this machine may lack, so `local up` itself may refuse to run here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_nodes_start_with_their_roles() {
+        let Some(_) = testkit::spdk_env::real_or_skip("real_nodes_start_with_their_roles") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        layout.create().unwrap();
+        let engine = Engine::from_env();
+        let started = std::time::Instant::now();
+        let mut one = StorageNode::start(&layout, &engine, 1, 64 << 20)
+            .await
+            .unwrap();
+        let mut two = StorageNode::start(&layout, &engine, 2, 64 << 20)
+            .await
+            .unwrap();
+        println!("2 real local nodes ready in {:?}", started.elapsed());
+        assert!(
+            one.process.command().contains("spdk_tgt -m 0x1"),
+            "{}",
+            one.process.command()
+        );
+        assert!(!one.process.command().contains("--interrupt-mode"));
+        assert!(
+            two.process.command().contains("--interrupt-mode"),
+            "{}",
+            two.process.command()
+        );
+        one.stop();
+        two.stop();
+        assert!(!one.process.is_running() && !two.process.is_running());
+    }
 }

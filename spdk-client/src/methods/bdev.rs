@@ -150,6 +150,14 @@ pub struct BdevMallocDeleteParams {
     pub name: String,
 }
 
+/// Params of `bdev_examine`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BdevExamineParams {
+    /// Bdev to examine (lvstores, raid superblocks on it are loaded).
+    pub name: String,
+}
+
 /// Params of `bdev_get_iostat`; all default reports every bdev.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -265,6 +273,12 @@ impl SpdkClient {
     /// `bdev_wait_for_examine`: returns once examine of all bdevs finished.
     pub async fn bdev_wait_for_examine(&self) -> Result<()> {
         self.call_unit::<()>("bdev_wait_for_examine", None).await
+    }
+
+    /// `bdev_examine`: examines one bdev explicitly (needed only when
+    /// `bdev_auto_examine` is off).
+    pub async fn bdev_examine(&self, params: &BdevExamineParams) -> Result<()> {
+        self.call_unit("bdev_examine", Some(params)).await
     }
 
     /// `bdev_get_iostat`.

@@ -5,6 +5,7 @@
 pub mod bdev;
 pub mod general;
 pub mod lvol;
+pub mod null;
 pub mod nvme;
 pub mod nvmf;
 pub mod raid;

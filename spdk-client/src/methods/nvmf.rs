@@ -143,6 +143,9 @@ pub struct NvmfGetSubsystemsParams {
     /// Parent NVMe-oF target name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tgt_name: Option<String>,
+    /// Only this subsystem; an unknown NQN gives NotFound (-19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nqn: Option<String>,
 }
 
 /// A transport address (params and results).
@@ -341,6 +344,59 @@ pub struct NvmfSubsystemAddHostParams {
     pub dhchap_ctrlr_key: Option<String>,
 }
 
+/// Params of `nvmf_subsystem_remove_host`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvmfSubsystemRemoveHostParams {
+    /// Subsystem NQN.
+    pub nqn: String,
+    /// Host NQN to stop allowing.
+    pub host: String,
+    /// Parent NVMe-oF target name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tgt_name: Option<String>,
+}
+
+/// Params of `nvmf_subsystem_allow_any_host`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvmfSubsystemAllowAnyHostParams {
+    /// Subsystem NQN.
+    pub nqn: String,
+    /// Whether any host may connect.
+    pub allow_any_host: bool,
+    /// Parent NVMe-oF target name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tgt_name: Option<String>,
+}
+
+/// Params of `nvmf_subsystem_get_controllers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvmfSubsystemGetControllersParams {
+    /// Subsystem NQN.
+    pub nqn: String,
+    /// Parent NVMe-oF target name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tgt_name: Option<String>,
+}
+
+/// One connected host controller, from `nvmf_subsystem_get_controllers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NvmfController {
+    /// Controller id.
+    pub cntlid: u16,
+    /// Controller type, e.g. `"io"`.
+    pub cntrltype: String,
+    /// NQN of the connected host.
+    pub hostnqn: String,
+    /// Host identifier (a UUID).
+    pub hostid: String,
+    /// I/O queue pairs connected.
+    pub num_io_qpairs: u32,
+}
+
 /// Params of `nvmf_subsystem_get_listeners`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -475,6 +531,35 @@ impl SpdkClient {
     /// `nvmf_subsystem_add_host`.
     pub async fn nvmf_subsystem_add_host(&self, params: &NvmfSubsystemAddHostParams) -> Result<()> {
         self.call_unit("nvmf_subsystem_add_host", Some(params))
+            .await
+    }
+
+    /// `nvmf_subsystem_remove_host`: also disconnects every controller of
+    /// that host on the subsystem. A host not in the list gives -32603
+    /// "Internal error"; an unknown subsystem -32602.
+    pub async fn nvmf_subsystem_remove_host(
+        &self,
+        params: &NvmfSubsystemRemoveHostParams,
+    ) -> Result<()> {
+        self.call_unit("nvmf_subsystem_remove_host", Some(params))
+            .await
+    }
+
+    /// `nvmf_subsystem_allow_any_host`.
+    pub async fn nvmf_subsystem_allow_any_host(
+        &self,
+        params: &NvmfSubsystemAllowAnyHostParams,
+    ) -> Result<()> {
+        self.call_unit("nvmf_subsystem_allow_any_host", Some(params))
+            .await
+    }
+
+    /// `nvmf_subsystem_get_controllers`: the hosts connected to a subsystem.
+    pub async fn nvmf_subsystem_get_controllers(
+        &self,
+        params: &NvmfSubsystemGetControllersParams,
+    ) -> Result<Vec<NvmfController>> {
+        self.call("nvmf_subsystem_get_controllers", Some(params))
             .await
     }
 

@@ -3,6 +3,7 @@
 
 pub mod aio;
 pub mod malloc;
+pub mod null;
 
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ pub async fn handle(
         "bdev_aio_create" => aio_create(sim, params).await,
         "bdev_aio_delete" => delete(sim, params, BdevKind::Aio).await,
         "bdev_aio_rescan" => aio_rescan(sim, params),
+        "bdev_null_create" => null_create(sim, params),
+        "bdev_null_delete" => delete(sim, params, BdevKind::Null).await,
         _ => return None,
     })
 }
@@ -127,6 +130,54 @@ fn malloc_create(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcErr
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct NullCreate {
+    name: String,
+    num_blocks: u64,
+    block_size: u32,
+    uuid: Option<String>,
+    physical_block_size: Option<u32>,
+    md_size: Option<u32>,
+    dif_type: Option<i32>,
+    dif_is_head_of_md: Option<bool>,
+    dif_pi_format: Option<u32>,
+    preferred_write_alignment: Option<u32>,
+    preferred_write_granularity: Option<u32>,
+    optimal_write_size: Option<u32>,
+    preferred_unmap_alignment: Option<u32>,
+    preferred_unmap_granularity: Option<u32>,
+}
+
+/// `bdev_null_create`, with SPDK's checks: a block size that is a multiple
+/// of 512, a physical block size too, at least one block, metadata of 0 to
+/// 128 bytes; -17 for a name in use.
+fn null_create(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
+    let p: NullCreate = params::required(params)?;
+    let uuid = parse_uuid(p.uuid.as_deref())?;
+    let md_ok = matches!(p.md_size.unwrap_or(0), 0 | 8 | 16 | 32 | 64 | 128);
+    if !md_ok
+        || !p.block_size.is_multiple_of(512)
+        || !p.physical_block_size.unwrap_or(0).is_multiple_of(512)
+        || p.num_blocks == 0
+    {
+        return Err(RpcError::invalid_argument());
+    }
+    let bdev = null::NullBdev::new(
+        p.name.clone(),
+        uuid.unwrap_or_else(Uuid::new_v4),
+        p.block_size,
+        p.num_blocks,
+    );
+    sim.bdevs
+        .lock()
+        .map_err(|_| RpcError::errno(-5))?
+        .register(Arc::new(bdev))?;
+    tracing::info!(name = %p.name, "null bdev created");
+    Ok(json!(p.name))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AioCreate {
     name: String,
     filename: String,
@@ -171,6 +222,7 @@ async fn aio_create(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, Rpc
     remember_aio(sim, &bdev);
     tracing::info!(name = %p.name, "aio bdev created");
     crate::lvol::examine(sim, &p.name).await;
+    crate::raid::examine(sim, &p.name).await;
     Ok(json!(p.name))
 }
 
@@ -189,8 +241,11 @@ async fn delete(sim: &Arc<Sim>, params: Option<&Value>, kind: BdevKind) -> Resul
             .map(|e| (e.bdev.name(), e.claimed_by.clone()))
     };
     let (name, claimed_by) = found.ok_or_else(RpcError::no_such_device)?;
-    if claimed_by.as_deref() == Some("lvol") {
-        crate::lvol::base_removed(sim, &name).await;
+    match claimed_by.as_deref() {
+        Some("lvol") => crate::lvol::base_removed(sim, &name).await,
+        // A hot remove: the raid empties that slot and goes on degraded.
+        Some("raid") => crate::raid::base_bdev_removed(sim, &name),
+        _ => {}
     }
     sim.bdevs
         .lock()

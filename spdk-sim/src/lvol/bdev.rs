@@ -162,6 +162,9 @@ impl Bdev for LvolBdev {
     fn block_size(&self) -> u32 {
         self.lvs.base.block_size()
     }
+    fn optimal_io_boundary(&self) -> u64 {
+        self.lvs.anchor.cluster_size / u64::from(self.lvs.base.block_size().max(1))
+    }
     fn num_blocks(&self) -> u64 {
         let cs = self.lvs.anchor.cluster_size;
         self.blob(|_, b| b.num_clusters * cs / u64::from(self.lvs.base.block_size()))

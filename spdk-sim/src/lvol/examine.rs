@@ -61,12 +61,18 @@ async fn load(sim: &Arc<Sim>, bdev_name: &str) -> Result<(), String> {
         .lock()
         .map_err(|_| "lvol state poisoned".to_string())?
         .push(lvs.clone());
+    let mut registered = Vec::new();
     for (id, uuid) in blobs {
-        if let Err(e) = super::ops::register(sim, &lvs, id, uuid) {
-            tracing::warn!(%uuid, error = %e, "examine: cannot register lvol");
+        match super::ops::register(sim, &lvs, id, uuid) {
+            Ok(()) => registered.push(uuid.to_string()),
+            Err(e) => tracing::warn!(%uuid, error = %e, "examine: cannot register lvol"),
         }
     }
     tracing::info!(lvs = %name, bdev = %base_name, "examine: lvstore loaded");
+    // Each lvol that appears is examined in turn, by the raid module.
+    for lvol in registered {
+        crate::raid::examine(sim, &lvol).await;
+    }
     Ok(())
 }
 

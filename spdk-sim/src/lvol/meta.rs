@@ -35,6 +35,10 @@ pub struct Blob {
     pub parent: Parent,
     /// Allocated clusters as `[lvol cluster index, device cluster index]` pairs.
     pub map: Vec<[u64; 2]>,
+    /// When it became its parent's child: SPDK appends to a snapshot's
+    /// clone list as clones are made, snapshots taken and parents set.
+    #[serde(default)]
+    pub child_since: u64,
 }
 
 impl Blob {
@@ -79,6 +83,9 @@ pub struct LvsMeta {
     pub next_id: u64,
     /// Blobs in creation order.
     pub blobs: Vec<Blob>,
+    /// The next [`Blob::child_since`].
+    #[serde(default)]
+    pub next_child_seq: u64,
 }
 
 impl LvsMeta {
@@ -108,12 +115,21 @@ impl LvsMeta {
         self.blobs.iter().find(|b| b.name == name)
     }
 
-    /// Blobs whose parent is snapshot `id`, in creation order.
+    /// Blobs whose parent is snapshot `id`, in the order they became its children.
     pub fn children(&self, id: u64) -> Vec<&Blob> {
-        self.blobs
+        let mut c: Vec<&Blob> = self
+            .blobs
             .iter()
             .filter(|b| b.parent == Parent::Snapshot(id))
-            .collect()
+            .collect();
+        c.sort_by_key(|b| b.child_since);
+        c
+    }
+
+    /// A fresh [`Blob::child_since`] value.
+    pub fn child_seq(&mut self) -> u64 {
+        self.next_child_seq += 1;
+        self.next_child_seq
     }
 
     /// Takes `n` free device clusters (lowest first), or `None` if there are fewer.

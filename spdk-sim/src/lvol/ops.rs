@@ -98,6 +98,7 @@ pub async fn create_lvstore(
         max_clusters: geo.max_clusters,
         next_id: 0,
         blobs: Vec::new(),
+        next_child_seq: 0,
     };
     let uuid = meta.uuid;
     let lvs = Arc::new(Lvs::new(
@@ -185,7 +186,9 @@ fn clusters_for(bytes: u64, cs: u64) -> u64 {
 }
 
 fn new_blob(m: &mut LvsMeta, name: &str, num_clusters: u64, thin: bool, parent: Parent) -> Blob {
+    let child_since = m.child_seq();
     Blob {
+        child_since,
         id: m.new_id(),
         uuid: Uuid::new_v4(),
         name: name.to_string(),
@@ -270,7 +273,9 @@ pub async fn snapshot(
             s.snapshot = true;
             s.map = o.map.clone();
             let r = (s.id, s.uuid);
+            let seq = m.child_seq();
             if let Some(ob) = m.blob_mut(origin) {
+                ob.child_since = seq;
                 ob.map.clear();
                 ob.parent = Parent::Snapshot(r.0);
                 ob.thin = true;
@@ -360,7 +365,9 @@ pub async fn delete_lvol(sim: &Arc<Sim>, lvs: &Arc<Lvs>, id: u64) -> Result<(), 
         match children.as_slice() {
             [] => {}
             [child] => {
+                let seq = m.child_seq();
                 let c = m.blob_mut(*child).ok_or_else(RpcError::no_such_device)?;
+                c.child_since = seq;
                 for [idx, phys] in &b.map {
                     if *idx < c.num_clusters && c.cluster(*idx).is_none() {
                         c.set_cluster(*idx, *phys);
@@ -528,8 +535,10 @@ pub async fn set_parent(lvs: &Arc<Lvs>, id: u64, parent: u64) -> Result<(), RpcE
         if b.parent == Parent::Snapshot(parent) {
             return Err(async_errno(17));
         }
+        let seq = m.child_seq();
         if let Some(b) = m.blob_mut(id) {
             b.parent = Parent::Snapshot(parent);
+            b.child_since = seq;
         }
         Ok(())
     })

@@ -70,6 +70,12 @@ impl Bdev for NvmeNs {
     }
     fn driver_specific(&self) -> Value {
         let info = self.ctrlr.info();
+        let mut ns_data = json!({"id": self.nsid, "can_share": true});
+        if info.ana_reporting {
+            if let Some(ns) = self.ctrlr.namespace(self.nsid) {
+                ns_data["ana_state"] = json!(ns.ana_state.as_str());
+            }
+        }
         json!({
             "nvme": [{
                 "trid": self.ctrlr.trid.to_json(),
@@ -85,7 +91,7 @@ impl Bdev for NvmeNs {
                     "ana_reporting": info.ana_reporting
                 },
                 "vs": {"nvme_version": "1.4"},
-                "ns_data": {"id": self.nsid, "can_share": true}
+                "ns_data": ns_data
             }],
             "mp_policy": "active_passive"
         })

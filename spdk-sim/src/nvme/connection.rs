@@ -55,6 +55,7 @@ impl Connection {
         addr: &str,
         subnqn: &str,
         hostnqn: &str,
+        hostid: Option<uuid::Uuid>,
         on_update: NsUpdate,
         on_close: OnClose,
     ) -> Result<(Arc<Connection>, ControllerInfo), ConnectFailure> {
@@ -67,6 +68,7 @@ impl Connection {
         let connect = Header::Connect {
             subnqn: subnqn.to_string(),
             hostnqn: hostnqn.to_string(),
+            hostid,
         };
         wire::write_frame(&mut wr, &connect, &[])
             .await

@@ -166,7 +166,10 @@ impl Controller {
                     super::remove_ns_bdev(&sim, &format!("{}n{nsid}", ctrlr.name));
                 }
                 for nsid in added {
-                    super::register_ns_bdev(&sim, &ctrlr, nsid);
+                    if let Some(name) = super::register_ns_bdev(&sim, &ctrlr, nsid) {
+                        let sim = sim.clone();
+                        tokio::spawn(async move { crate::raid::examine(&sim, &name).await });
+                    }
                 }
             }
         });
@@ -176,10 +179,12 @@ impl Controller {
                 c.on_disconnect();
             }
         });
+        let hostid = self.sim.upgrade().map(|s| s.nvme.hostid());
         let (conn, info) = Connection::open(
             &self.trid.socket_addr(),
             &self.trid.subnqn,
             &self.hostnqn,
+            hostid,
             on_update,
             on_close,
         )

@@ -35,6 +35,8 @@ pub struct NvmeInner {
     pub options: NvmeOptions,
     /// This process's default host NQN, made on first use.
     pub hostnqn: Option<String>,
+    /// This process's host identifier, made on first use.
+    pub hostid: Option<uuid::Uuid>,
 }
 
 /// State of the NVMe-oF initiator inside one sim process.
@@ -53,6 +55,16 @@ impl NvmeState {
                 format!("nqn.2014-08.org.nvmexpress:uuid:{}", uuid::Uuid::new_v4())
             })
             .clone()
+    }
+}
+
+impl NvmeState {
+    /// This process's host identifier, sent on every connect (SPDK's
+    /// initiator makes one per process; targets report it as `hostid`).
+    pub fn hostid(&self) -> uuid::Uuid {
+        *lock(&self.inner)
+            .hostid
+            .get_or_insert_with(uuid::Uuid::new_v4)
     }
 }
 

@@ -56,6 +56,34 @@ fn normalize_adrfam(a: Option<&str>) -> String {
     }
 }
 
+/// What SPDK answers an attach under a controller name already in use.
+/// Without `multipath: "disable"` SPDK would add a second path; the sim has
+/// one path per controller and refuses that case as if multipath were off.
+fn existing_controller(p: &AttachParams, trid: &Trid) -> RpcError {
+    let name = &p.name;
+    if p.multipath.as_deref() != Some("disable") {
+        if trid.traddr == p.traddr && Some(&trid.trsvcid) == p.trsvcid.as_ref() {
+            return RpcError::new(
+                -114,
+                format!("A controller named {name} already exists with the specified network path"),
+            );
+        }
+        if p.subnqn.as_ref().is_some_and(|s| *s != trid.subnqn) {
+            return RpcError::new(
+                -22,
+                format!(
+                    "A controller named {name} already exists, but uses a different subnqn ({})",
+                    trid.subnqn
+                ),
+            );
+        }
+    }
+    RpcError::new(
+        -114,
+        format!("A controller named {name} already exists and multipath is disabled"),
+    )
+}
+
 async fn attach(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
     let p: AttachParams = decode(params)?;
     let trtype = p.trtype.to_ascii_uppercase();
@@ -82,14 +110,9 @@ async fn attach(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcErro
     if !opts.is_valid() {
         return Err(RpcError::invalid_argument());
     }
-    if lock(&sim.nvme.inner).controllers.contains_key(&p.name) {
-        return Err(RpcError::new(
-            -114,
-            format!(
-                "A controller named {} already exists and multipath is disabled",
-                p.name
-            ),
-        ));
+    let existing = lock(&sim.nvme.inner).controllers.get(&p.name).cloned();
+    if let Some(existing) = existing {
+        return Err(existing_controller(&p, &existing.trid));
     }
     let trid = Trid {
         trtype,
@@ -131,6 +154,11 @@ async fn attach(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcErro
         .filter_map(|nsid| super::register_ns_bdev(sim, &ctrlr, nsid))
         .collect();
     tracing::info!(ctrlr = %p.name, bdevs = ?names, "controller attached");
+    // The new namespace bdevs are examined (a raid superblock on a remote
+    // replica assembles its raid here, as on SPDK).
+    for n in &names {
+        crate::raid::examine(sim, n).await;
+    }
     Ok(json!(names))
 }
 

@@ -229,7 +229,7 @@ fn get_subsystems(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> 
                 .map(|(_, v)| v)
                 .collect();
             if one.is_empty() {
-                Err(invalid_params())
+                Err(RpcError::no_such_device())
             } else {
                 Ok(Value::Array(one))
             }
@@ -244,6 +244,7 @@ struct NsSpec {
     #[serde(default)]
     nsid: u32,
     uuid: Option<Uuid>,
+    nguid: Option<String>,
     #[serde(default)]
     anagrpid: u32,
 }
@@ -274,6 +275,10 @@ fn add_ns(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
             .map_err(|_| invalid_params())?
     };
     let uuid = p.namespace.uuid.unwrap_or_else(|| bdev.uuid());
+    let nguid = match &p.namespace.nguid {
+        Some(hex) => Uuid::try_parse(hex).map_err(|_| invalid_params())?,
+        None => bdev.uuid(),
+    };
     let anagrpid = if p.namespace.anagrpid == 0 {
         nsid
     } else {
@@ -286,6 +291,7 @@ fn add_ns(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
             bdev_name: bdev.name(),
             bdev,
             uuid,
+            nguid,
             anagrpid,
             drain: Arc::new(tokio::sync::RwLock::new(())),
         },
@@ -404,17 +410,27 @@ struct HostParams {
     host: String,
 }
 
+/// -32603 "Internal error": what SPDK answers when adding a host that is
+/// already allowed (or not a valid NQN), or removing one that is not.
+fn internal_error() -> RpcError {
+    RpcError::new(-32603, "Internal error")
+}
+
 fn add_host(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
     let p: HostParams = decode(params)?;
     let mut t = lock(&sim.nvmf.target);
     let sub = find(&mut t, &p.nqn)?;
-    if sub.hosts.contains(&p.host) {
-        return Err(invalid_params());
+    if sub.hosts.contains(&p.host) || !nqn_valid(&p.host) {
+        return Err(internal_error());
     }
-    sub.hosts.push(p.host);
+    // SPDK keeps the newest host first.
+    sub.hosts.insert(0, p.host);
     Ok(json!(true))
 }
 
+/// Removes the host and disconnects every controller it has on the
+/// subsystem, whether or not the subsystem also allows any host (SPDK's
+/// `spdk_nvmf_subsystem_disconnect_host`).
 fn remove_host(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
     let p: HostParams = decode(params)?;
     let mut t = lock(&sim.nvmf.target);
@@ -422,12 +438,10 @@ fn remove_host(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
     let before = sub.hosts.len();
     sub.hosts.retain(|h| *h != p.host);
     if sub.hosts.len() == before {
-        return Err(invalid_params());
+        return Err(internal_error());
     }
-    if !sub.allow_any_host {
-        let host = p.host.clone();
-        sub.drop_connections(|c| c.hostnqn == host);
-    }
+    let host = p.host.clone();
+    sub.drop_connections(|c| c.hostnqn == host);
     Ok(json!(true))
 }
 
@@ -445,14 +459,6 @@ fn allow_any_host(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> 
     Ok(json!(true))
 }
 
-/// The host id SPDK derives from a `...:uuid:<uuid>` host NQN.
-fn hostid(hostnqn: &str) -> String {
-    hostnqn
-        .rsplit_once(":uuid:")
-        .map(|(_, u)| u.to_string())
-        .unwrap_or_default()
-}
-
 fn get_controllers(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
     let p: NqnParams = decode(params)?;
     let mut t = lock(&sim.nvmf.target);
@@ -462,7 +468,7 @@ fn get_controllers(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError>
             .values()
             .map(|c| {
                 json!({"cntlid": c.cntlid, "cntrltype": "io", "hostnqn": c.hostnqn,
-                       "hostid": hostid(&c.hostnqn), "num_io_qpairs": 1})
+                       "hostid": c.hostid.to_string(), "num_io_qpairs": 1})
             })
             .collect(),
     ))

@@ -55,6 +55,7 @@ fn admit(
     peer: std::net::SocketAddr,
     subnqn: &str,
     hostnqn: &str,
+    hostid: uuid::Uuid,
 ) -> Result<Admitted, i32> {
     let mut target = lock(&sim.nvmf.target);
     let id = target.next_conn_id;
@@ -84,6 +85,7 @@ fn admit(
         Connection {
             cntlid,
             hostnqn: hostnqn.to_string(),
+            hostid,
             listen: addr.clone(),
             peer,
             events: outbox.clone(),
@@ -119,12 +121,19 @@ mod libc_errno {
 
 async fn serve(stream: TcpStream, peer: std::net::SocketAddr, sim: Weak<Sim>, addr: ListenAddr) {
     let (mut rd, mut wr) = stream.into_split();
-    let (subnqn, hostnqn) = match wire::read_frame(&mut rd).await {
-        Ok(Some((Header::Connect { subnqn, hostnqn }, _))) => (subnqn, hostnqn),
+    let (subnqn, hostnqn, hostid) = match wire::read_frame(&mut rd).await {
+        Ok(Some((
+            Header::Connect {
+                subnqn,
+                hostnqn,
+                hostid,
+            },
+            _,
+        ))) => (subnqn, hostnqn, hostid.unwrap_or_default()),
         _ => return,
     };
     let Some(sim_arc) = sim.upgrade() else { return };
-    let admitted = admit(&sim_arc, &addr, peer, &subnqn, &hostnqn);
+    let admitted = admit(&sim_arc, &addr, peer, &subnqn, &hostnqn, hostid);
     drop(sim_arc);
     let mut a = match admitted {
         Ok(a) => a,

@@ -78,8 +78,11 @@ pub struct Namespace {
     pub bdev: Arc<dyn Bdev>,
     /// Registry name of the bdev (for releasing the claim).
     pub bdev_name: String,
-    /// Namespace UUID.
+    /// Namespace UUID (given, or the bdev's).
     pub uuid: Uuid,
+    /// Namespace NGUID (given, or the bdev's UUID). Initiators name their
+    /// bdev's UUID after it, as SPDK's bdev_nvme does.
+    pub nguid: Uuid,
     /// ANA group.
     pub anagrpid: u32,
     /// In-flight I/O hold a read guard; ANA group changes take the write guard.
@@ -107,6 +110,8 @@ pub struct Connection {
     pub cntlid: u16,
     /// Host NQN.
     pub hostnqn: String,
+    /// Host identifier the host sent.
+    pub hostid: Uuid,
     /// Listener the host came through.
     pub listen: ListenAddr,
     /// Peer address.
@@ -175,7 +180,7 @@ impl Subsystem {
             .values()
             .map(|ns| NamespaceInfo {
                 nsid: ns.nsid,
-                uuid: ns.uuid,
+                uuid: ns.nguid,
                 block_size: ns.bdev.block_size(),
                 num_blocks: ns.bdev.num_blocks(),
                 anagrpid: ns.anagrpid,
@@ -218,7 +223,7 @@ impl Subsystem {
                     "nsid": ns.nsid,
                     "bdev_name": ns.bdev.name(),
                     "name": ns.bdev.name(),
-                    "nguid": ns.uuid.simple().to_string().to_ascii_uppercase(),
+                    "nguid": ns.nguid.simple().to_string().to_ascii_uppercase(),
                     "uuid": ns.uuid.to_string(),
                 });
                 if self.ana_reporting {

@@ -116,6 +116,9 @@ pub enum Header {
         subnqn: String,
         /// Host NQN.
         hostnqn: String,
+        /// Host identifier (one per initiator process, as SPDK's).
+        #[serde(default)]
+        hostid: Option<Uuid>,
     },
     /// Target to host: the connect succeeded.
     Connected {

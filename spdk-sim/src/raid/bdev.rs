@@ -51,10 +51,10 @@ impl Bdev for RaidBdev {
     }
     fn extra_info(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert(
-            "memory_domains".into(),
-            json!([{"dma_device_id": "system", "dma_device_type": 1}]),
-        );
+        let domains = self.0.memory_domains();
+        if !domains.is_empty() {
+            m.insert("memory_domains".into(), Value::Array(domains));
+        }
         m
     }
     async fn read(&self, offset: u64, len: u64) -> IoResult<Vec<u8>> {

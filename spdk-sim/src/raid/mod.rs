@@ -3,6 +3,7 @@
 mod bdev;
 mod rebuild;
 mod rpc;
+pub mod superblock;
 mod volume;
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+pub use superblock::examine;
 pub use volume::Raid;
 
 use crate::nvmf::lock;
@@ -59,6 +61,7 @@ pub fn base_bdev_removed(sim: &Sim, bdev_name: &str) {
         if let Some(name) = released {
             tracing::info!(raid = %raid.name, base = %name, "base bdev removed");
             lock(&sim.bdevs).release(&name);
+            raid.rewrite_superblock_soon();
         }
     }
 }

@@ -29,7 +29,7 @@ pub async fn handle(
         "bdev_raid_delete" => delete(sim, params),
         "bdev_raid_get_bdevs" => get_bdevs(sim, params),
         "bdev_raid_add_base_bdev" => add_base(sim, params),
-        "bdev_raid_remove_base_bdev" => remove_base(sim, params),
+        "bdev_raid_remove_base_bdev" => remove_base(sim, params).await,
         "bdev_raid_set_options" => set_options(sim, params),
         _ => return None,
     };
@@ -88,9 +88,15 @@ async fn discover(sim: &Sim, raid: &Arc<Raid>) -> Result<bool, i32> {
             Found::Missing => {}
             Found::Claimed => return Err(-1),
             Found::Taken(b) => {
+                // SPDK configures a member as soon as it claims it: offset
+                // and size are its own until the raid comes online.
+                let off = raid.data_offset_for(b.as_ref());
                 let mut st = lock(&raid.st);
                 if let Some(s) = st.slots.get_mut(i) {
                     s.uuid = b.uuid();
+                    s.configured = true;
+                    s.data_offset = off;
+                    s.data_size = b.num_blocks().saturating_sub(off);
                     s.bdev = Some(b);
                 }
             }
@@ -138,7 +144,8 @@ async fn create(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcErro
             ),
         )
     };
-    if p.strip_size_kb != 0 || p.base_bdevs.is_empty() {
+    // raid1's `base_bdevs_min` is 2: SPDK refuses fewer at create.
+    if p.strip_size_kb != 0 || p.base_bdevs.len() < 2 {
         return Err(fail(-22));
     }
     if lock(&sim.raid.raids).contains_key(&p.name) || lock(&sim.bdevs).lookup(&p.name).is_some() {
@@ -265,7 +272,7 @@ fn add_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
             ),
         )
     };
-    let (slot, bs, need, offset_blocks) = {
+    let (slot, bs, need) = {
         let st = lock(&raid.st);
         if st.state != RunState::Online {
             return Err(fail(-22));
@@ -278,18 +285,14 @@ fn add_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
         if st.process.is_some() {
             return Err(fail(-16));
         }
-        (
-            slot,
-            st.block_size,
-            st.num_blocks,
-            raid.data_offset_for(st.block_size),
-        )
+        (slot, st.block_size, st.num_blocks)
     };
     let bdev = match try_claim(sim, &p.base_bdev) {
         Found::Missing => return Err(fail(-19)),
         Found::Claimed => return Err(fail(-1)),
         Found::Taken(b) => b,
     };
+    let offset_blocks = raid.data_offset_for(bdev.as_ref());
     if bdev.block_size() != bs || bdev.num_blocks() < need + offset_blocks {
         lock(&sim.bdevs).release(&bdev.name());
         return Err(fail(-22));
@@ -302,6 +305,10 @@ fn add_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
         if let Some(s) = st.slots.get_mut(slot) {
             s.name = Some(p.base_bdev.clone());
             s.uuid = bdev.uuid();
+            s.sb_uuid = bdev.uuid();
+            s.sb_offset = offset_blocks;
+            s.failed = false;
+            s.expected = None;
             s.bdev = Some(bdev);
             s.configured = true;
             s.data_offset = offset_blocks;
@@ -319,7 +326,7 @@ fn add_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
     Ok(json!(true))
 }
 
-fn remove_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
+async fn remove_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
     let p: NameParams = decode(params)?;
     let not_found = || RpcError::new(-19, "Failed to remove base bdev from raid bdev");
     let key = lock(&sim.bdevs)
@@ -339,6 +346,9 @@ fn remove_base(sim: &Sim, params: Option<&Value>) -> Result<Value, RpcError> {
         if let Some(name) = released {
             lock(&sim.bdevs).release(&name);
             tracing::info!(raid = %raid.name, base = %name, "base bdev removed by request");
+            // SPDK records the removal in the remaining members' superblock
+            // before it answers.
+            raid.write_superblocks().await;
             return Ok(json!(true));
         }
     }

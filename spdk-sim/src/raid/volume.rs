@@ -13,7 +13,8 @@ use crate::sim::Sim;
 
 /// Module name under which a raid claims its base bdevs.
 pub const CLAIM_MODULE: &str = "raid";
-/// Bytes reserved at the start of each base bdev for the superblock.
+/// Least bytes reserved at the start of each base bdev for the superblock
+/// (SPDK's `RAID_BDEV_MIN_DATA_OFFSET_SIZE`).
 const SUPERBLOCK_REGION: u64 = 1 << 20;
 
 /// Lifecycle state as `bdev_raid_get_bdevs` reports it.
@@ -47,6 +48,14 @@ pub struct Slot {
     pub bdev: Option<Arc<dyn Bdev>>,
     /// UUID of the bdev (all zero when empty or missing).
     pub uuid: Uuid,
+    /// A member a superblock names but examine has not found yet (its UUID).
+    pub expected: Option<Uuid>,
+    /// The data offset the superblock keeps for this slot once emptied.
+    pub sb_offset: u64,
+    /// The member UUID the superblock keeps for this slot once emptied.
+    pub sb_uuid: Uuid,
+    /// Emptied because its I/O failed (the superblock says `failed`).
+    pub failed: bool,
     /// Whether the bdev is part of the array.
     pub configured: bool,
     /// First data block on the base bdev.
@@ -86,6 +95,8 @@ pub struct RaidSt {
     pub generation: u64,
     /// Set once deleted; background tasks stop.
     pub deleted: bool,
+    /// Superblock sequence number, raised on every superblock write.
+    pub seq: u64,
 }
 
 /// One raid1 volume.
@@ -126,6 +137,10 @@ impl Raid {
                 name: Some(n),
                 bdev: None,
                 uuid: Uuid::nil(),
+                expected: None,
+                sb_offset: 0,
+                sb_uuid: Uuid::nil(),
+                failed: false,
                 configured: false,
                 data_offset: 0,
                 data_size: 0,
@@ -144,17 +159,23 @@ impl Raid {
                 process: None,
                 generation: 0,
                 deleted: false,
+                seq: 0,
             }),
             io_lock: tokio::sync::RwLock::new(()),
         }
     }
 
-    /// Data offset in blocks for a base of this block size.
-    pub fn data_offset_for(&self, block_size: u32) -> u64 {
-        if self.superblock {
-            SUPERBLOCK_REGION.div_ceil(u64::from(block_size.max(1)))
-        } else {
-            0
+    /// Data offset in blocks on `base`: with a superblock, 1 MiB rounded up
+    /// to the base's optimal I/O boundary (an lvol's cluster), as SPDK does;
+    /// without one, 0.
+    pub fn data_offset_for(&self, base: &dyn Bdev) -> u64 {
+        if !self.superblock {
+            return 0;
+        }
+        let off = SUPERBLOCK_REGION.div_ceil(u64::from(base.block_size().max(1)));
+        match base.optimal_io_boundary() {
+            0 => off,
+            b => off.div_ceil(b) * b,
         }
     }
 
@@ -170,10 +191,10 @@ impl Raid {
             }
             bs = b.block_size();
         }
-        let off = self.data_offset_for(bs);
         let mut size = u64::MAX;
         for s in st.slots.iter_mut() {
-            let b = s.bdev.as_ref().ok_or(IoError::EINVAL)?;
+            let b = s.bdev.clone().ok_or(IoError::EINVAL)?;
+            let off = self.data_offset_for(b.as_ref());
             let blocks = b.num_blocks();
             if blocks <= off {
                 return Err(IoError::EINVAL);
@@ -181,6 +202,8 @@ impl Raid {
             s.uuid = b.uuid();
             s.configured = true;
             s.data_offset = off;
+            s.sb_offset = off;
+            s.sb_uuid = s.uuid;
             s.data_size = blocks - off;
             size = size.min(s.data_size);
         }
@@ -196,33 +219,64 @@ impl Raid {
         Ok(())
     }
 
-    /// The superblock block written at the start of each base bdev.
-    pub fn superblock_block(&self) -> Vec<u8> {
-        let st = lock(&self.st);
-        let mut b = vec![0u8; st.block_size as usize];
-        let mut hdr = Vec::new();
-        hdr.extend_from_slice(b"SPDKRAID");
-        hdr.extend_from_slice(st.uuid.as_bytes());
-        hdr.extend_from_slice(&st.num_blocks.to_le_bytes());
-        hdr.extend_from_slice(self.name.as_bytes());
-        let n = hdr.len().min(b.len());
-        b[..n].copy_from_slice(&hdr[..n]);
-        b
+    /// The superblock as it stands now, with a raised sequence number: a
+    /// present, configured member that is not being rebuilt is `configured`;
+    /// every other slot keeps its last member's UUID as `missing`, or `failed`
+    /// when its leg was dropped after an I/O error.
+    pub fn next_superblock(&self) -> super::superblock::Superblock {
+        use super::superblock::{SbSlot, SlotState, Superblock};
+        let mut st = lock(&self.st);
+        st.seq += 1;
+        let target = st.process.as_ref().map(|p| p.slot);
+        let slots = st
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let live = s.configured && s.bdev.is_some() && target != Some(i);
+                SbSlot {
+                    uuid: if live { s.uuid } else { s.sb_uuid },
+                    state: if live {
+                        SlotState::Configured
+                    } else if s.failed {
+                        SlotState::Failed
+                    } else {
+                        SlotState::Missing
+                    },
+                    data_offset: if live { s.data_offset } else { s.sb_offset },
+                    data_size: s.data_size,
+                }
+            })
+            .collect();
+        Superblock {
+            seq: st.seq,
+            uuid: st.uuid,
+            name: self.name.clone(),
+            block_size: st.block_size,
+            raid_size: st.num_blocks,
+            slots,
+        }
     }
 
-    /// Writes the superblock to every configured base bdev (best effort).
+    /// Writes the superblock (with a raised sequence number) to every
+    /// configured member (best effort, as a member that fails is dropped).
     pub async fn write_superblocks(&self) {
         if !self.superblock {
             return;
         }
-        let block = self.superblock_block();
-        let bdevs: Vec<Arc<dyn Bdev>> = lock(&self.st)
-            .slots
-            .iter()
-            .filter(|s| s.configured)
-            .filter_map(|s| s.bdev.clone())
-            .collect();
+        let sb = self.next_superblock();
+        let bdevs: Vec<Arc<dyn Bdev>> = {
+            let st = lock(&self.st);
+            let target = st.process.as_ref().map(|p| p.slot);
+            st.slots
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| s.configured && target != Some(*i))
+                .filter_map(|(_, s)| s.bdev.clone())
+                .collect()
+        };
         for b in bdevs {
+            let block = sb.encode(b.block_size());
             if let Err(e) = b.write(0, &block).await {
                 tracing::warn!(raid = %self.name, base = %b.name(), ?e, "superblock write failed");
             }
@@ -263,10 +317,32 @@ impl Raid {
                 return;
             }
             tracing::warn!(raid = %self.name, base = %bdev.name(), "base bdev failed; dropping it");
-            Self::empty_slot(&mut st, slot)
+            let released = Self::empty_slot(&mut st, slot);
+            if let Some(s) = st.slots.get_mut(slot) {
+                s.failed = true;
+            }
+            released
         };
         if let (Some(name), Some(sim)) = (released, self.sim.upgrade()) {
             lock(&sim.bdevs).release(&name);
+        }
+        self.rewrite_superblock_soon();
+    }
+
+    /// Writes the superblock from a task of its own (for paths that cannot
+    /// wait, such as a failing I/O), as SPDK records a dropped member.
+    pub fn rewrite_superblock_soon(&self) {
+        if !self.superblock {
+            return;
+        }
+        let Some(sim) = self.sim.upgrade() else {
+            return;
+        };
+        let Some(raid) = lock(&sim.raid.raids).get(&self.name).cloned() else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { raid.write_superblocks().await });
         }
     }
 
@@ -275,8 +351,15 @@ impl Raid {
         let s = st.slots.get_mut(slot)?;
         let name = s.bdev.take().map(|b| b.name());
         s.name = None;
+        if s.configured {
+            s.sb_offset = s.data_offset;
+            s.sb_uuid = s.uuid;
+        }
         s.uuid = Uuid::nil();
+        s.expected = None;
         s.configured = false;
+        s.failed = false;
+        // SPDK clears the offset so a new member gets its own.
         s.data_offset = 0;
         if st.process.as_ref().is_some_and(|p| p.slot == slot) {
             st.process = None;
@@ -327,6 +410,25 @@ impl Raid {
             return Err(IoError::EINVAL);
         }
         Ok(())
+    }
+
+    /// `memory_domains` of the raid: those of its configured members, in
+    /// slot order (SPDK's `raid_bdev_get_memory_domains`).
+    pub fn memory_domains(&self) -> Vec<Value> {
+        let bases: Vec<Arc<dyn Bdev>> = lock(&self.st)
+            .slots
+            .iter()
+            .filter(|s| s.configured)
+            .filter_map(|s| s.bdev.clone())
+            .collect();
+        bases
+            .iter()
+            .filter_map(|b| match b.extra_info().get("memory_domains") {
+                Some(Value::Array(d)) => Some(d.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
     }
 
     /// Reads from the first healthy leg, dropping legs that fail.
@@ -391,8 +493,12 @@ impl Raid {
     pub fn to_json(&self, with_name: bool) -> Value {
         let st = lock(&self.st);
         let discovered = st.slots.iter().filter(|s| s.bdev.is_some()).count();
+        // While configuring, SPDK counts every slot it waits for.
         let operational = if st.state == RunState::Configuring {
-            st.slots.len()
+            st.slots
+                .iter()
+                .filter(|s| s.name.is_some() || s.expected.is_some())
+                .count()
         } else {
             discovered
         };
