@@ -3,8 +3,8 @@
 # and exits 1 when there is none. Used by vmtest/run.sh to decide whether
 # libclang-dev must be installed (issue #23).
 #
-# bindgen finds libclang through clang-sys (runtime loading, clang-sys 1.x
-# 1.9.1 as locked, build/common.rs and build/dynamic.rs), and this searches
+# bindgen finds libclang through clang-sys (runtime loading; clang-sys
+# 1.9.1 as locked, build/common.rs and build/dynamic.rs); this searches
 # where clang-sys does, in its order:
 #   - only $LIBCLANG_PATH (a directory or a file), when it is set;
 #   - otherwise `${LLVM_CONFIG_PATH:-llvm-config} --prefix` /bin, /lib and
