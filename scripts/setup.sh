@@ -3,14 +3,31 @@
 # Idempotent: installs only what is missing. Needs root for apt (CI runs as root).
 set -euo pipefail
 
+# Each check tests the file or command that is used, the way it is used
+# (issue #23): the tools by name on PATH, as the node and the tests run them.
 need_pkgs=()
 want() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
-want etcd etcd-server          # controller state store (tests start a real etcd)
+# cargo links through cc, and ring's build script compiles C: compile and link.
+cc_links() {
+  local out rc
+  out=$(mktemp) || return 1
+  printf 'int main(void) { return 0; }\n' | cc -x c -o "$out" - >/dev/null 2>&1
+  rc=$?
+  rm -f "$out"
+  return "$rc"
+}
+# Controller state store: testkit starts this binary, not whichever etcd is on PATH.
+[[ -x ${SHORTHORN_ETCD_BIN:-/usr/bin/etcd} ]] || need_pkgs+=(etcd-server)
 want mkfs.xfs xfsprogs         # xfs volumes
 want mkfs.ext4 e2fsprogs       # ext4 volumes
 want fusermount3 fuse3         # the sim's ublk stand-in serves bdevs through FUSE
 want losetup mount             # loop devices
 want blkid util-linux
+want kill procps               # testkit stops storage nodes with kill(1)
+cc_links || need_pkgs+=(gcc libc6-dev)
+# deploy/tests/check.sh and the grpcio interop test create Python venvs;
+# Debian ships venv's ensurepip apart from python3.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 
 if ((${#need_pkgs[@]})); then
   echo "setup: installing ${need_pkgs[*]}"
@@ -23,7 +40,14 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and re-run" >&2
   exit 1
 fi
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# scripts/test.sh runs `cargo fmt` and `cargo clippy`: check those, not rustup.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 || {
+    echo "setup: cargo fmt and cargo clippy are needed (rustup component add rustfmt clippy)" >&2
+    exit 1
+  }
+fi
 
 # Real SPDK (issue #20): when a real spdk_tgt is asked for, its runtime
 # packages, hugepages and hugetlbfs. Kept in its own script.

@@ -56,10 +56,15 @@ apt_install() {
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# bindgen (spdk-sim's feature real-ublk, libublk's bindings) loads libclang
+# where clang-sys looks for it; find-libclang.sh searches the same places.
+# A broader probe took llvm-*-dev's libclang-cpp.so for libclang (issue #23).
 has_libclang() {
-  ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so' ||
-    compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null
+  "$ROOT/vmtest/find-libclang.sh" >/dev/null
 }
+
+# The kernel header libublk's bindings are generated from (linux-libc-dev).
+UBLK_HEADER=/usr/include/linux/ublk_cmd.h
 
 ensure_packages() {
   local need=()
@@ -70,7 +75,7 @@ ensure_packages() {
   want dmsetup dmsetup
   want cpio cpio
   want xz xz-utils
-  want depmod kmod
+  want depmod kmod               # and modprobe
   want losetup mount
   want blkid util-linux
   want strip binutils
@@ -78,9 +83,10 @@ ensure_packages() {
     need+=(qemu-system-x86)
   fi
   # spdk-sim's feature real-ublk (libublk's bindings) runs bindgen.
-  if ! has_libclang; then
-    need+=(libclang-dev)
-  fi
+  has_libclang || need+=(libclang-dev)
+  [[ -f $UBLK_HEADER ]] || need+=(linux-libc-dev)
+  # The private apt state that fetches the guest kernel verifies with it.
+  [[ -f $KEYRING ]] || need+=(debian-archive-keyring)
   if ((${#need[@]})); then
     say "installing ${need[*]}"
     apt_install "${need[@]}" || say "could not install ${need[*]}"
@@ -92,10 +98,13 @@ ensure_packages() {
     fi
     die "qemu-system-x86_64 is missing and could not be installed (set SHORTHORN_VM_ALLOW_SKIP=1 to skip)"
   fi
-  for t in busybox cpio depmod "${TOOLS[@]}"; do
+  for t in busybox cpio depmod modprobe xz strip "${TOOLS[@]}"; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing"
   done
-  has_libclang || die "libclang is missing (apt-get install libclang-dev)"
+  has_libclang || die "bindgen finds no libclang (vmtest/find-libclang.sh searches where it looks;" \
+    "libclang-dev: $(dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null || echo 'not installed'))"
+  [[ -f $UBLK_HEADER ]] || die "$UBLK_HEADER is missing (apt-get install linux-libc-dev)"
+  [[ -f $KEYRING ]] || die "$KEYRING is missing (apt-get install debian-archive-keyring)"
 }
 
 # --- kernel -----------------------------------------------------------------

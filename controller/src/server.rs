@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use csi_proto::controller_server::ControllerServer;
 use csi_proto::identity_server::IdentityServer;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{ControllerConfig, StoreConfig};
 use crate::context::Context;
@@ -125,7 +125,7 @@ pub async fn serve_with_admin(
                 .map_err(|e| ControllerError::io(format!("binding {}", path.display()), e))?;
             tracing::info!(socket = %path.display(), "controller serving");
             router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                .serve_with_incoming_shutdown(csi_proto::uds::incoming(listener), shutdown)
                 .await
         }
         Endpoint::Tcp(addr) => {

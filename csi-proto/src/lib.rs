@@ -7,7 +7,9 @@
 //! the generated `*_client` and `*_server` modules (for example
 //! [`identity_server::Identity`] and [`node_client::NodeClient`]).
 //!
-//! [`uds`] connects a tonic client to a CSI endpoint on a Unix socket.
+//! [`uds`] connects a tonic client to a CSI endpoint on a Unix socket, and
+//! accepts connections on one for a tonic server ([`uds::incoming`]), so
+//! that gRPC C-core clients' `:authority` gets through ([`authority`]).
 //!
 //! Messages with `csi_secret` fields (`secrets` maps) implement `Debug` with
 //! those fields replaced by a [`redact::Redacted`] marker, so requests can be
@@ -29,6 +31,7 @@ pub mod csi {
     }
 }
 
+pub mod authority;
 pub mod redact;
 pub mod uds;
 

@@ -1,18 +1,26 @@
-//! Unix domain socket transport for tonic clients.
+//! Unix domain socket transport for tonic clients and servers.
 //!
 //! CSI endpoints are almost always Unix sockets (`unix:///csi/csi.sock`).
 //! tonic's [`Endpoint`] only dials TCP by itself, so these helpers plug in a
 //! connector that dials the socket path instead. The HTTP/2 `:authority` is a
 //! fixed placeholder; the URI is never resolved.
+//!
+//! On the server side, [`incoming`] is what every Shorthorn CSI server
+//! serves: the accepted connections, each wrapped in
+//! [`AuthorityFix`](crate::authority::AuthorityFix).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint, Error, Uri};
 use tower::service_fn;
+
+use crate::authority::AuthorityFix;
 
 /// Placeholder URI for Unix-socket channels; only used as the `:authority`.
 const PLACEHOLDER_URI: &str = "http://localhost";
@@ -54,4 +62,14 @@ pub async fn connect(path: impl AsRef<Path>) -> Result<Channel, Error> {
 /// socket does not need to exist yet.
 pub fn connect_lazy(path: impl AsRef<Path>) -> Channel {
     endpoint().connect_with_connector_lazy(connector(path.as_ref()))
+}
+
+/// The connections accepted on `listener`, for
+/// `tonic::transport::Server::serve_with_incoming(_shutdown)`, each wrapped in
+/// [`AuthorityFix`] so that clients sending the socket path as `:authority`
+/// (gRPC C-core, grpc-java, grpcurl) are served like any other.
+pub fn incoming(
+    listener: UnixListener,
+) -> impl Stream<Item = std::io::Result<AuthorityFix<UnixStream>>> {
+    UnixListenerStream::new(listener).map(|accepted| accepted.map(AuthorityFix::new))
 }

@@ -18,10 +18,16 @@ if ! "$kustomize" version 2>/dev/null | grep -qx "$KUSTOMIZE_VERSION"; then
   echo "check.sh: installing kustomize $KUSTOMIZE_VERSION"
   GOBIN="$tools/bin" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 fi
+# The check is the import validate.py does, with the venv's own interpreter.
 if ! "$venv/bin/python" -c "import kubernetes_validate.version as v, sys; sys.exit(v.__version__ != '$KUBERNETES_VALIDATE_VERSION')" 2>/dev/null; then
   echo "check.sh: installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  python3 -c 'import ensurepip, venv' 2>/dev/null ||
+    { echo "check.sh: python3 with venv is needed (apt-get install python3-venv; scripts/setup.sh does)" >&2; exit 1; }
+  # A venv whose interpreter no longer runs (made by another python3) is rebuilt.
+  clear=()
+  "$venv/bin/python" -c '' 2>/dev/null || clear=(--clear)
+  python3 -m venv "${clear[@]}" "$venv"
+  "$venv/bin/python" -m pip install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
 if command -v shellcheck >/dev/null; then

@@ -7,7 +7,6 @@ use std::path::Path;
 use csi_proto::identity_server::IdentityServer;
 use csi_proto::node_server::NodeServer;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use super::{IdentityService, NodeService, NodeServiceConfig};
 use crate::error::{NodeError, Result};
@@ -42,7 +41,7 @@ pub async fn serve_node(
     tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_service(NodeServer::new(node))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(csi_proto::uds::incoming(listener), shutdown)
         .await
         .map_err(|e| NodeError::Serve {
             what: "CSI node service",

@@ -18,7 +18,6 @@ use shorthorn_node::frontend::FrontendKind;
 use shorthorn_node::probe::{KernelFeatures, ProbeHost};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use super::capture::{self, StageSplits};
 use crate::local::agent::LocalAgent;
@@ -120,7 +119,7 @@ impl Stack {
                 .add_service(IdentityServer::new(IdentityService::new(ctx.clone())))
                 .add_service(ControllerServer::new(ControllerService::new(ctx.clone())))
                 .serve_with_incoming_shutdown(
-                    UnixListenerStream::new(listener),
+                    csi_proto::uds::incoming(listener),
                     stopped(stop_rx.clone()),
                 ),
         );
@@ -240,7 +239,7 @@ async fn start_node_service(
                 let _ = ready_tx.send(Ok(()));
                 let served = tonic::transport::Server::builder()
                     .add_service(NodeServer::new(service))
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(stop))
+                    .serve_with_incoming_shutdown(csi_proto::uds::incoming(listener), stopped(stop))
                     .await;
                 if let Err(e) = served {
                     tracing::warn!(error = %e, "node service stopped with an error");

@@ -20,7 +20,6 @@ use shorthorn_node::csi::{NodeService, NodeServiceConfig};
 use shorthorn_node::frontend::FrontendKind;
 use shorthorn_node::probe::{KernelFeatures, ProbeHost};
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use super::agent::{self, LocalAgent};
 use super::config::{node_name, nvmf_port, render, AgentAccess, LocalStore};
@@ -209,7 +208,7 @@ async fn serve(
         .add_service(IdentityServer::new(IdentityService::new(ctx.clone())))
         .add_service(ControllerServer::new(ControllerService::new(ctx)))
         .add_service(NodeServer::new(node_service))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(stop_rx));
+        .serve_with_incoming_shutdown(csi_proto::uds::incoming(listener), stopped(stop_rx));
 
     std::fs::write(
         layout.ready_file(),
