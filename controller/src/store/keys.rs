@@ -17,6 +17,9 @@ pub(crate) const SNAPSHOT_NAMES: &str = "snapshot-names/";
 pub(crate) const VOLUME_SNAPSHOTS: &str = "volume-snapshots/";
 /// Prefix of the operation journal: `ops/<op-id>`.
 pub(crate) const OPS: &str = "ops/";
+/// The leader record (etcd only): the holder's identity, attached to its
+/// lease. Every write of the leader is conditional on its create revision.
+pub(crate) const LEADER: &str = "leader";
 
 /// Escapes `raw` into a single key segment.
 pub(crate) fn segment(raw: &str) -> String {

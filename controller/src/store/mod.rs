@@ -4,11 +4,17 @@
 //! [`KvStore`] is the small key/value seam with revisions for optimistic
 //! concurrency; [`EtcdStore`] and [`EmbeddedStore`] implement it. [`Store`]
 //! layers typed records and the key layout on top.
+//!
+//! One controller at a time: the embedded store is locked to one process
+//! (redb's `flock`); on etcd, a controller running a leader elector makes
+//! every write conditional on its leader key ([`LeaderFence`]), so a deposed
+//! controller's writes fail with [`StoreError::NotLeader`].
 
 mod embedded;
 mod error;
 mod etcd;
 mod keys;
+mod lock_holder;
 mod records;
 mod typed;
 
@@ -18,7 +24,7 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedStore;
 pub use error::{Result, StoreError};
-pub use etcd::{EtcdConfig, EtcdStore};
+pub use etcd::{Claim, EtcdConfig, EtcdStore, LeaderFence, LeaderRecord, Lease};
 pub use records::{
     ContentSource, OperationKind, OperationRecord, PublicationRecord, ReplicaHealth, ReplicaRecord,
     ReplicaSnapshot, SnapshotRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,
