@@ -1,11 +1,12 @@
 //! [`Context`]: what every operation, service and view works with (the
-//! store, the node registry, fencing, per-volume locks).
+//! store, the node registry, fencing, leadership, per-volume locks).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{ControllerError, Result};
 use crate::fence::Fencing;
+use crate::leader::Leadership;
 use crate::nodes::NodeRegistry;
 use crate::store::{ReplicaRecord, Store, VolumeRecord};
 
@@ -18,18 +19,30 @@ pub struct Context {
     pub nodes: Arc<NodeRegistry>,
     /// How published volumes are fenced for snapshots, and hold statistics.
     pub fencing: Arc<Fencing>,
+    /// Whether this controller may act (leader election on etcd).
+    pub leader: Leadership,
     locks: Arc<KeyedLocks>,
 }
 
 impl Context {
-    /// Bundles the store and the node registry.
+    /// Bundles the store and the node registry; this process is assumed to
+    /// be the only writer ([`Leadership::assumed`]) unless
+    /// [`Context::with_leadership`] says otherwise.
     pub fn new(store: Store, nodes: Arc<NodeRegistry>) -> Self {
         Self {
             store,
             nodes,
             fencing: Arc::default(),
+            leader: Leadership::assumed(),
             locks: Arc::default(),
         }
+    }
+
+    /// The same context acting only while `leadership` allows.
+    #[must_use]
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leader = leadership;
+        self
     }
 
     /// The same context with another fencing policy.
