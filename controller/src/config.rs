@@ -36,6 +36,15 @@
 //! embedded = "/var/lib/shorthorn/controller.redb"
 //! # or: etcd = { endpoints = ["http://etcd:2379"], prefix = "/shorthorn" }
 //!
+//! # With etcd, controllers sharing one prefix elect one leader through an
+//! # etcd lease; the others stand by. (The embedded file is locked to one
+//! # process instead.) Defaults:
+//! # [leader]
+//! # lease_ttl_secs = 15          # a dead leader is replaced after at most this (+ retry)
+//! # keepalive_interval_ms = 5000 # default: a third of the TTL
+//! # retry_interval_ms = 500      # how often a standby looks for a free lease
+//! # identity = "controller-0"    # default: <hostname>-<pid>-<random>
+//!
 //! # Kubernetes: discover node agents through the headless Service of the node
 //! # DaemonSet; every address it resolves to is asked for GET /identity.
 //! # [discovery]
@@ -69,6 +78,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use agent_api::client::{ClientTls, ServerTrust};
 use agent_api::FrontendKind;
@@ -118,6 +128,9 @@ pub struct ControllerConfig {
     /// The orphan sweep (`[sweep]`).
     #[serde(default)]
     pub sweep: SweepConfig,
+    /// Leader election on etcd (`[leader]`).
+    #[serde(default)]
+    pub leader: LeaderConfig,
 }
 
 /// Default grace period of an unexplained lvol: 10 minutes, far longer than
@@ -147,6 +160,97 @@ impl Default for SweepConfig {
             tombstone_ttl_secs: DEFAULT_TOMBSTONE_TTL_SECS,
             adopt_clusters: Vec::new(),
         }
+    }
+
+}
+
+/// Leader election among controllers sharing one etcd prefix (`[leader]`).
+///
+/// The leader holds an etcd lease of `lease_ttl_secs` and renews it every
+/// `keepalive_interval_ms`; it steps down by itself (stops its reconciler,
+/// refuses calls) when it has not renewed for the TTL minus one interval, so
+/// it stops before etcd can hand the lease to anyone else. A standby looks
+/// for a free lease every `retry_interval_ms`, so a leader that dies is
+/// replaced after at most the TTL plus that. 15 s is Kubernetes' own
+/// leader-election lease: long enough that an etcd hiccup of a few seconds
+/// does not depose a healthy leader, short next to the time Kubernetes
+/// takes to reschedule a dead controller pod.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderConfig {
+    /// Seconds the lease lives without renewal; at least 2 (etcd's minimum).
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_secs: u64,
+    /// Milliseconds between renewals; default a third of the TTL.
+    #[serde(default)]
+    pub keepalive_interval_ms: Option<u64>,
+    /// Milliseconds between a standby's looks at the leader key.
+    #[serde(default = "default_leader_retry")]
+    pub retry_interval_ms: u64,
+    /// This controller's name in the leader record (shown to the others);
+    /// default `<hostname>-<pid>-<random>`.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+fn default_lease_ttl() -> u64 {
+    15
+}
+fn default_leader_retry() -> u64 {
+    500
+}
+
+impl Default for LeaderConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl_secs: default_lease_ttl(),
+            keepalive_interval_ms: None,
+            retry_interval_ms: default_leader_retry(),
+            identity: None,
+        }
+    }
+}
+
+impl LeaderConfig {
+    /// The lease time to live.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl_secs)
+    }
+
+    /// Time between renewals.
+    pub fn keepalive_interval(&self) -> Duration {
+        self.keepalive_interval_ms
+            .map(Duration::from_millis)
+            .unwrap_or_else(|| self.ttl() / 3)
+    }
+
+    /// Time between a standby's attempts.
+    pub fn retry_interval(&self) -> Duration {
+        Duration::from_millis(self.retry_interval_ms)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.lease_ttl_secs < 2 {
+            return Err(ControllerError::Config(format!(
+                "[leader] lease_ttl_secs = {} is below etcd's minimum lease of 2 s",
+                self.lease_ttl_secs
+            )));
+        }
+        let keepalive = self.keepalive_interval();
+        if keepalive < Duration::from_millis(100) || keepalive > self.ttl() / 2 {
+            return Err(ControllerError::Config(format!(
+                "[leader] keepalive_interval_ms = {} must be between 100 and half the lease TTL ({} ms)",
+                keepalive.as_millis(),
+                self.ttl().as_millis() / 2
+            )));
+        }
+        if self.retry_interval_ms < 50 {
+            return Err(ControllerError::Config(format!(
+                "[leader] retry_interval_ms = {} must be at least 50",
+                self.retry_interval_ms
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -458,6 +562,7 @@ impl ControllerConfig {
         if let Some(tls) = &self.agent_tls {
             tls.trust()?;
         }
+        self.leader.validate()?;
         if self.nodes.is_empty() && self.discovery.is_none() {
             return Err(ControllerError::Config(
                 "no storage nodes: list [[nodes]] or configure [discovery]".into(),
@@ -570,6 +675,26 @@ mod tests {
         let missing = tls_for("/nonexistent/ca.crt");
         let err = missing.load(None).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/ca.crt"), "{err}");
+    }
+
+    #[test]
+    fn leader_defaults_and_limits() {
+        let config = ControllerConfig::from_toml(SAMPLE).unwrap();
+        assert_eq!(config.leader.ttl(), Duration::from_secs(15));
+        assert_eq!(config.leader.keepalive_interval(), Duration::from_secs(5));
+        assert_eq!(config.leader.retry_interval(), Duration::from_millis(500));
+        let short = format!("leader = {{ lease_ttl_secs = 3 }}\n{SAMPLE}");
+        let config = ControllerConfig::from_toml(&short).unwrap();
+        assert_eq!(config.leader.keepalive_interval(), Duration::from_secs(1));
+        for (bad, says) in [
+            ("lease_ttl_secs = 1", "etcd's minimum"),
+            ("keepalive_interval_ms = 9000", "half the lease TTL"),
+            ("retry_interval_ms = 1", "at least 50"),
+        ] {
+            let text = format!("leader = {{ {bad} }}\n{SAMPLE}");
+            let err = ControllerConfig::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     fn tls_for(ca: &str) -> AgentTlsConfig {

@@ -1,12 +1,13 @@
 //! [`Context`]: what every operation, service and view works with (the
-//! store, the node registry, fencing, per-volume locks, the orphan sweep's
-//! memory).
+//! store, the node registry, fencing, leadership, per-volume locks, the
+//! orphan sweep's memory).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{ControllerError, Result};
 use crate::fence::Fencing;
+use crate::leader::Leadership;
 use crate::nodes::NodeRegistry;
 use crate::reconciler::sweep::grace::{SweepPolicy, Sweeper};
 use crate::store::{ReplicaRecord, Store, VolumeRecord};
@@ -22,17 +23,22 @@ pub struct Context {
     pub fencing: Arc<Fencing>,
     /// The orphan sweep's policy and what it remembers between passes.
     pub sweeper: Arc<Sweeper>,
+    /// Whether this controller may act (leader election on etcd).
+    pub leader: Leadership,
     locks: Arc<KeyedLocks>,
 }
 
 impl Context {
-    /// Bundles the store and the node registry.
+    /// Bundles the store and the node registry; this process is assumed to
+    /// be the only writer ([`Leadership::assumed`]) unless
+    /// [`Context::with_leadership`] says otherwise.
     pub fn new(store: Store, nodes: Arc<NodeRegistry>) -> Self {
         Self {
             store,
             nodes,
             fencing: Arc::default(),
             sweeper: Arc::default(),
+            leader: Leadership::assumed(),
             locks: Arc::default(),
         }
     }
@@ -41,6 +47,13 @@ impl Context {
     #[must_use]
     pub fn with_sweep_policy(mut self, policy: SweepPolicy) -> Self {
         self.sweeper = Arc::new(Sweeper::new(policy));
+        self
+    }
+
+    /// The same context acting only while `leadership` allows.
+    #[must_use]
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leader = leadership;
         self
     }
 

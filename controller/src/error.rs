@@ -359,6 +359,24 @@ pub enum ControllerError {
         deadline: Duration,
     },
 
+    // ---- Leadership ----
+    /// This controller is not the leader on etcd (standing by, or deposed):
+    /// the call was refused, or its write was, and nothing changed.
+    #[error("{reason}; nothing was changed: retry, the leader controller serves this call")]
+    NotLeader {
+        /// Who leads, or how leadership was lost.
+        reason: String,
+    },
+
+    /// The embedded store's file is held by another controller.
+    #[error("state file {path} is locked by {holder}: another controller is using it; stop that one, or give this controller its own file")]
+    StoreInUse {
+        /// The database file.
+        path: String,
+        /// Who holds it, as far as known.
+        holder: String,
+    },
+
     // ---- Nodes, agents, the store ----
     /// A storage node could not be reached at all.
     #[error("storage node {node} is unreachable: {reason}; check that its spdk_tgt (or node agent) is running and reachable from the controller")]
@@ -411,6 +429,8 @@ impl From<StoreError> for ControllerError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict { key } => ControllerError::ConcurrentUpdate { key },
+            StoreError::NotLeader { reason } => ControllerError::NotLeader { reason },
+            StoreError::Locked { path, holder } => ControllerError::StoreInUse { path, holder },
             other => ControllerError::Store(other),
         }
     }
@@ -503,7 +523,10 @@ impl ControllerError {
             | E::NameTakenConcurrently { .. }
             | E::ConcurrentUpdate { .. }
             | E::FenceDeadlinePassed { .. } => Code::Aborted,
-            E::NodeUnreachable { .. } | E::Store(_) => Code::Unavailable,
+            E::NodeUnreachable { .. }
+            | E::Store(_)
+            | E::NotLeader { .. }
+            | E::StoreInUse { .. } => Code::Unavailable,
             E::Spdk { kind, .. } => match kind {
                 spdk_client::ErrorKind::NoSpace => Code::ResourceExhausted,
                 spdk_client::ErrorKind::Busy => Code::Unavailable,
@@ -578,6 +601,15 @@ mod tests {
         let err = down().unwrap_err();
         assert_eq!(err.code(), Code::Unavailable);
         assert!(err.to_string().contains("etcd down"), "{err}");
+        let deposed = ControllerError::from(StoreError::NotLeader {
+            reason: "this controller lost leadership: its etcd lease expired".into(),
+        });
+        assert_eq!(deposed.code(), Code::Unavailable);
+        let message = deposed.to_string();
+        assert!(
+            message.starts_with("this controller lost leadership") && message.contains("retry"),
+            "{message}"
+        );
     }
 
     #[test]

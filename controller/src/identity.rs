@@ -29,8 +29,11 @@ impl IdentityService {
         Self { ctx }
     }
 
-    /// Ready when the store answers and at least one storage node is usable.
+    /// Ready when this controller acts as leader, the store answers and at
+    /// least one storage node is usable. A standby is healthy but not ready
+    /// (CSI's "still initializing"), so the sidecars wait for it.
     pub async fn ready(&self) -> Result<(), ControllerError> {
+        self.ctx.leader.check_acting()?;
         self.ctx.store.health().await?;
         let nodes = self.ctx.nodes.refresh_all().await;
         if nodes.iter().any(|n| n.status().online) {

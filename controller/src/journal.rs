@@ -115,6 +115,26 @@ impl Journal {
         }
     }
 
+    /// Re-reads the entry: call it under the volume lock, before acting on an
+    /// entry listed earlier (recovery). `None` when it is gone or was
+    /// rewritten since it was read, i.e. another actor finished it or moved
+    /// it on in between; the caller then leaves it alone (a later pass sees
+    /// its new state).
+    pub async fn reread(self) -> Result<Option<Self>> {
+        let id = &self.record.id;
+        match self.store.get_operation(id).await? {
+            Some(current) if current.revision == self.revision => Ok(Some(self)),
+            Some(current) => {
+                tracing::info!(op = %id, listed = self.revision.0, now = current.revision.0, "journal entry changed since it was listed; not acting on it");
+                Ok(None)
+            }
+            None => {
+                tracing::info!(op = %id, "journal entry finished since it was listed; nothing to recover");
+                Ok(None)
+            }
+        }
+    }
+
     /// The journaled record.
     pub fn record(&self) -> &OperationRecord {
         &self.record

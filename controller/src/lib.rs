@@ -10,6 +10,8 @@
 //! - [`placement`], [`capacity`], [`naming`]: pure decisions.
 //! - [`journal`]: the operation journal and the crash-test fault hook.
 //! - [`ops`]: the multi-step operations; [`reconciler`]: crash recovery and cleanup.
+//! - [`leader`]: one controller at a time (etcd leader lease, the CSI gate,
+//!   recovery and reconciler only while leading).
 //! - [`fence`]: holding a published volume's I/O still for snapshots;
 //!   [`snapshots`]: the shared snapshot helpers (reading, locking, lvol removal).
 //! - [`identity`], [`service`]: the tonic services; [`error`]: the one error
@@ -34,6 +36,7 @@ pub mod fence;
 pub mod health;
 pub mod identity;
 pub mod journal;
+pub mod leader;
 pub mod naming;
 pub mod nodes;
 pub mod ops;

@@ -15,6 +15,12 @@ use crate::store::OperationKind;
 pub use sweep::sweep_orphans;
 
 /// Finishes or rolls back every journaled operation; returns how many.
+///
+/// The entries are listed first and each is acted on under its volume's
+/// lock, which the operation in flight may hold meanwhile: so every
+/// operation's `recover` re-reads its entry once it holds the lock
+/// ([`Journal::reread`]) and leaves it alone if it is gone or changed (the
+/// operation finished or moved on; a later pass sees its new state).
 pub async fn recover_pending(ctx: &Context) -> Result<usize> {
     let pending = ctx.store.list_pending_operations().await?;
     let mut done = 0;

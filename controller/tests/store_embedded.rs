@@ -5,6 +5,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shorthorn_controller::config::ControllerConfig;
+use shorthorn_controller::server;
 
 use shorthorn_controller::store::{
     EmbeddedStore, Expect, KvStore, ReplicaHealth, ReplicaRecord, Store, StoreError, TxnOp,
@@ -84,9 +88,35 @@ async fn second_open_of_the_same_file_is_refused() {
     let _first = EmbeddedStore::open(&path).await.expect("open");
     let second = EmbeddedStore::open(&path).await;
     assert!(
-        matches!(&second, Err(StoreError::Locked { path: p }) if p.ends_with("state.redb")),
+        matches!(&second, Err(StoreError::Locked { path: p, holder })
+            if p.ends_with("state.redb") && holder.contains("this process")),
         "{second:?}"
     );
+}
+
+#[tokio::test]
+async fn a_second_controller_on_the_same_file_fails_fast_naming_file_and_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.redb");
+    let config = ControllerConfig::from_toml(&format!(
+        "[store]\nembedded = {:?}\n\n[[nodes]]\nname = \"n1\"\nspdk_socket = \"/nonexistent.sock\"\nnvmf_address = \"127.0.0.1\"\n",
+        path.display().to_string()
+    ))
+    .expect("config");
+    let _first = EmbeddedStore::open(&path).await.expect("open");
+    let started = Instant::now();
+    let second = server::start(&config).await;
+    let took = started.elapsed();
+    let err = second.expect_err("a second controller must not start on a held file");
+    let message = err.to_string();
+    println!("second controller refused after {took:?}: {message}");
+    assert!(
+        message.contains(&path.display().to_string())
+            && message.contains(&format!("pid {}", std::process::id()))
+            && message.contains("another controller is using it"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(2), "refused only after {took:?}");
 }
 
 /// Child mode: commit three-key transactions forever, announcing each.
@@ -145,13 +175,16 @@ fn sigkill_mid_transactions_leaves_only_whole_transactions() {
         }
     }
     let locked = runtime().block_on(EmbeddedStore::open(&path));
-    let locked_while_child_runs = matches!(locked, Err(StoreError::Locked { .. }));
+    let child_pid = format!("pid {}", child.id());
+    let locked_while_child_runs = matches!(&locked,
+        Err(StoreError::Locked { holder, .. }) if holder.contains(&child_pid));
+    println!("open while the child writes: {locked:?}");
     drop(locked);
     child.kill().expect("SIGKILL child");
     child.wait().expect("reap child");
     assert!(
         locked_while_child_runs,
-        "a store held by another process must be refused"
+        "a store held by another process must be refused, naming it ({child_pid})"
     );
     let last_acknowledged = last_acknowledged.expect("child committed nothing");
 

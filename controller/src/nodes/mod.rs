@@ -221,6 +221,8 @@ pub struct NodeRegistry {
     placement: Mutex<()>,
     /// This controller's cluster identity, shared with every node handle.
     cluster: Arc<OnceLock<ClusterIdentity>>,
+    /// Other clusters whose nodes this one takes over (`[sweep] adopt_clusters`).
+    pub adopt_clusters: Vec<String>,
 }
 
 impl NodeRegistry {
@@ -244,6 +246,7 @@ impl NodeRegistry {
             discovered_tls,
             placement: Mutex::default(),
             cluster: Arc::default(),
+            adopt_clusters: config.sweep.adopt_clusters.clone(),
         };
         for node in &config.nodes {
             registry.insert(NodeHandle::new(node.clone(), registry.agent_tls.as_ref())?);

@@ -284,6 +284,9 @@ pub async fn rollback(ctx: &Context, volume_id: &str, nodes: &[String]) -> Resul
 pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
     let guard = ctx.lock(&volume_id).await;
+    let Some(journal) = journal.reread().await? else {
+        return Ok(()); // finished or moved on by another actor meanwhile
+    };
     if ctx.store.get_volume(&volume_id).await?.is_some() {
         tracing::info!(volume = %volume_id, "interrupted create had completed");
         return journal.finish().await;

@@ -142,6 +142,9 @@ async fn wait_for_raid(ctx: &Context, volume_id: &str, node: &str, size: u64) {
 pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
     let _guard = ctx.lock(&volume_id).await;
+    let Some(journal) = journal.reread().await? else {
+        return Ok(()); // finished or moved on by another actor meanwhile
+    };
     if ctx.volume(&volume_id).await?.is_none() {
         return journal.finish().await;
     }

@@ -238,6 +238,9 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
     let payload: PublishPayload = journal.payload()?;
     let _guard = ctx.lock(&volume_id).await;
+    let Some(journal) = journal.reread().await? else {
+        return Ok(()); // finished or moved on by another actor meanwhile
+    };
     if ctx
         .store
         .get_publication(&volume_id, &payload.node)

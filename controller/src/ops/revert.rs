@@ -214,6 +214,9 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let payload: RevertPayload = journal.payload()?;
     let _snap_guard = ctx.lock(&snapshot_lock(&payload.snapshot_id)).await;
     let _guard = ctx.lock(&volume_id).await;
+    let Some(journal) = journal.reread().await? else {
+        return Ok(()); // finished or moved on by another actor meanwhile
+    };
     if journal.record().step == "started" {
         remove_temps(ctx, &payload.nodes, &volume_id).await?;
         return journal.finish().await;

@@ -289,6 +289,9 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let payload: SnapshotPayload = journal.payload()?;
     let _snap_guard = ctx.lock(&snapshot_lock(&payload.snapshot_id)).await;
     let _guard = ctx.lock(&volume_id).await;
+    let Some(journal) = journal.reread().await? else {
+        return Ok(()); // finished or moved on by another actor meanwhile
+    };
     // A fence the crash left in place is lifted (its deadline would lift it anyway).
     match fence_of(ctx, &volume_id).await {
         Ok(Some(fence)) => {

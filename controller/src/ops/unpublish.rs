@@ -70,5 +70,8 @@ async fn finish(ctx: &Context, volume_id: &str, mut journal: Journal) -> Result<
 pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
     let _guard = ctx.lock(&volume_id).await;
+    let Some(journal) = journal.reread().await? else {
+        return Ok(()); // finished or moved on by another actor meanwhile
+    };
     finish(ctx, &volume_id, journal).await
 }

@@ -4,6 +4,15 @@
 //! payload. A global revision counter lives in a meta table and is bumped
 //! once per write transaction. redb commits are durable by default (fsync
 //! before `commit` returns), so an acknowledged write survives a crash.
+//!
+//! One controller at a time: redb takes an exclusive, non-blocking `flock`
+//! on the file when it opens it (`FileBackend::new`), held until the
+//! database is dropped and released by the kernel when the process dies, so
+//! a second controller on the same file fails at once with
+//! [`StoreError::Locked`] naming the file and, from `/proc/locks`, the
+//! holder; a crashed one never leaves a stale lock behind. That lock is the
+//! embedded store's leader lease: every write goes through the one open
+//! database, so no write can come from a second controller.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -66,9 +75,7 @@ impl EmbeddedStore {
 
 fn open_blocking(path: &Path) -> Result<Database> {
     let db = Database::create(path).map_err(|err| match err {
-        DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-            path: path.display().to_string(),
-        },
+        DatabaseError::DatabaseAlreadyOpen => locked(path),
         other => map_err(path, other),
     })?;
     // Make sure both tables exist so read transactions can always open them.
@@ -81,11 +88,23 @@ fn open_blocking(path: &Path) -> Result<Database> {
     Ok(db)
 }
 
+/// The file is held open (and flocked) by another process, or another
+/// handle in this one.
+fn locked(path: &Path) -> StoreError {
+    StoreError::Locked {
+        path: path.display().to_string(),
+        holder: super::lock_holder::describe_flock_holder(path),
+    }
+}
+
 /// Maps any redb error to a store error naming the file.
 fn map_err(path: &Path, err: impl Into<redb::Error>) -> StoreError {
+    let err = err.into();
+    if matches!(err, redb::Error::DatabaseAlreadyOpen) {
+        return locked(path);
+    }
     let path = path.display().to_string();
-    match err.into() {
-        redb::Error::DatabaseAlreadyOpen => StoreError::Locked { path },
+    match err {
         redb::Error::Corrupted(reason) => StoreError::Corrupt { key: path, reason },
         redb::Error::Io(err) => StoreError::Unavailable {
             endpoint: path,

@@ -37,11 +37,23 @@ pub enum StoreError {
         /// Highest version this build reads.
         supported: u32,
     },
-    /// The embedded database file is held by another process.
-    #[error("state file {path} is locked by another process")]
+    /// The embedded database file is held by another process (redb takes an
+    /// exclusive `flock` on it): only one controller may use it.
+    #[error("state file {path} is locked by {holder}: another controller is using it; stop that one, or give this controller its own file")]
     Locked {
         /// Path of the database file.
         path: String,
+        /// Who holds the lock, as far as `/proc/locks` tells (`pid 123 (shorthorn)`),
+        /// or `another process`.
+        holder: String,
+    },
+    /// This controller does not hold the leader lease on etcd (it never had it,
+    /// lost it, or cannot prove it still has it): the write was refused and
+    /// nothing changed.
+    #[error("{reason}; the write was refused and nothing changed")]
+    NotLeader {
+        /// Why this controller is not the leader, for the operator.
+        reason: String,
     },
     /// The request was malformed (empty key, duplicate key in a transaction, ...).
     #[error("invalid store request: {0}")]

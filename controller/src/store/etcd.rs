@@ -4,6 +4,15 @@
 //! configurable prefix; keys and values travel base64-encoded. Expectations
 //! map to etcd compares: `Absent` is `create_revision == 0`, `Revision(r)` is
 //! `mod_revision == r`.
+//!
+//! [`lease`] adds etcd leases and the leader key; [`fence`] makes every write
+//! of a controller running a leader elector conditional on still holding it.
+
+mod fence;
+mod lease;
+
+pub use fence::LeaderFence;
+pub use lease::{Claim, LeaderRecord, Lease};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,8 +29,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use self::fence::WriteCondition;
 use super::{
-    expectation_holds, validate_key, validate_txn, Entry, Expect, KvStore, Result, Revision,
+    expectation_holds, keys, validate_key, validate_txn, Entry, Expect, KvStore, Result, Revision,
     StoreError, TxnOp,
 };
 
@@ -58,6 +68,8 @@ pub struct EtcdStore {
     current: Arc<AtomicUsize>,
     prefix: Arc<str>,
     request_timeout: Duration,
+    /// Which writes the leader elector allows (open when none runs).
+    fence: Arc<LeaderFence>,
 }
 
 /// Whether a failed request may be retried on another endpoint.
@@ -98,7 +110,14 @@ impl EtcdStore {
             current: Arc::new(AtomicUsize::new(0)),
             prefix: config.prefix.into(),
             request_timeout: config.request_timeout,
+            fence: Arc::default(),
         })
+    }
+
+    /// The write fence shared by every clone of this store. Open (writes
+    /// unconditional) until a leader elector closes or holds it.
+    pub fn fence(&self) -> &LeaderFence {
+        &self.fence
     }
 
     fn full_key(&self, key: &str) -> Vec<u8> {
@@ -196,8 +215,10 @@ impl EtcdStore {
         Err(gateway_error(endpoint, status, &body))
     }
 
-    /// Runs one etcd txn built from `ops`; returns (succeeded, response).
+    /// Runs one etcd txn built from `ops`, conditional on the write fence;
+    /// returns the response of a txn that applied.
     async fn etcd_txn(&self, ops: &[TxnOp]) -> Result<TxnResponse> {
+        let condition = self.fence.admit()?;
         let mut compare = Vec::new();
         let mut failure = Vec::new();
         let mut success = Vec::with_capacity(ops.len());
@@ -222,12 +243,48 @@ impl EtcdStore {
                 TxnOp::Delete { .. } => json!({ "request_delete_range": { "key": key } }),
             });
         }
+        if let WriteCondition::LeaderKey { revision } = condition {
+            // Last, so the failure ranges of the ops keep their positions.
+            let key = B64.encode(self.full_key(keys::LEADER));
+            compare.push(json!({
+                "key": key, "target": "CREATE", "result": "EQUAL",
+                "create_revision": revision.to_string()
+            }));
+            failure.push(json!({ "request_range": { "key": key } }));
+        }
         let body = json!({ "compare": compare, "success": success, "failure": failure });
         let response: TxnResponse = self.call("/v3/kv/txn", &body, Retry::ConnectOnly).await?;
         if response.succeeded {
             return Ok(response);
         }
+        if let WriteCondition::LeaderKey { revision } = condition {
+            if let Some(lost) = self.leadership_lost(&response, revision)? {
+                return Err(lost);
+            }
+        }
         Err(self.conflict_from_failure(ops, &response))
+    }
+
+    /// `NotLeader` when the failure branch shows the leader key created at
+    /// `revision` is gone or someone else's (and closes the fence).
+    fn leadership_lost(&self, response: &TxnResponse, revision: u64) -> Result<Option<StoreError>> {
+        let range = response
+            .responses
+            .last()
+            .and_then(|r| r.response_range.as_ref());
+        let current = match range {
+            Some(range) => self.leader_record(range)?,
+            None => None,
+        };
+        let why = match current {
+            Some(record) if record.revision == revision => return Ok(None),
+            Some(record) => format!("controller {} took over", record.holder),
+            None => "its etcd lease expired or was revoked".to_string(),
+        };
+        let reason = format!("this controller lost leadership: {why}");
+        tracing::warn!(%reason, "etcd refused a write: not the leader any more");
+        self.fence.deposed(revision, &reason);
+        Ok(Some(StoreError::NotLeader { reason }))
     }
 
     /// Finds which expectation failed from the failure branch's ranges.
@@ -318,6 +375,20 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// etcd encodes int64 fields as JSON strings; accept numbers too.
+fn de_i64<'de, D: serde::Deserializer<'de>>(de: D) -> std::result::Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Text(String),
+        Int(i64),
+    }
+    match Num::deserialize(de)? {
+        Num::Int(n) => Ok(n),
+        Num::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// etcd encodes int64 fields as JSON strings; accept numbers too.
 fn de_u64<'de, D: serde::Deserializer<'de>>(de: D) -> std::result::Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -344,6 +415,10 @@ struct KeyValue {
     value: String,
     #[serde(default, deserialize_with = "de_u64")]
     mod_revision: u64,
+    #[serde(default, deserialize_with = "de_u64")]
+    create_revision: u64,
+    #[serde(default, deserialize_with = "de_i64")]
+    lease: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,6 +21,9 @@ pub(crate) const OPS: &str = "ops/";
 pub(crate) const CLUSTER: &str = "cluster";
 /// Prefix of tombstones of deleted volumes: `tombstones/<volume>`.
 pub(crate) const TOMBSTONES: &str = "tombstones/";
+/// The leader record (etcd only): the holder's identity, attached to its
+/// lease. Every write of the leader is conditional on its create revision.
+pub(crate) const LEADER: &str = "leader";
 
 /// Escapes `raw` into a single key segment.
 pub(crate) fn segment(raw: &str) -> String {

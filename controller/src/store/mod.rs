@@ -6,12 +6,18 @@
 //! layers typed records and the key layout on top. Beside the records of
 //! `records`, the cluster identity ([`ClusterRecord`]) and the tombstones of
 //! deleted volumes ([`TombstoneRecord`]) each live in their own module.
+//!
+//! One controller at a time: the embedded store is locked to one process
+//! (redb's `flock`); on etcd, a controller running a leader elector makes
+//! every write conditional on its leader key ([`LeaderFence`]), so a deposed
+//! controller's writes fail with [`StoreError::NotLeader`].
 
 mod cluster;
 mod embedded;
 mod error;
 mod etcd;
 mod keys;
+mod lock_holder;
 mod records;
 mod tombstones;
 mod typed;
@@ -23,7 +29,7 @@ use async_trait::async_trait;
 pub use cluster::ClusterRecord;
 pub use embedded::EmbeddedStore;
 pub use error::{Result, StoreError};
-pub use etcd::{EtcdConfig, EtcdStore};
+pub use etcd::{Claim, EtcdConfig, EtcdStore, LeaderFence, LeaderRecord, Lease};
 pub use records::{
     ContentSource, OperationKind, OperationRecord, PublicationRecord, ReplicaHealth, ReplicaRecord,
     ReplicaSnapshot, SnapshotRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,

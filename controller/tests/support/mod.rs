@@ -34,6 +34,9 @@ use tonic::transport::Channel;
 /// MiB.
 pub const MIB: i64 = 1024 * 1024;
 
+/// Leader lease TTL of the harness's controllers (etcd's minimum is 2 s).
+pub const TEST_LEASE_TTL_SECS: u64 = 3;
+
 /// Which state store the controller uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
@@ -103,8 +106,10 @@ impl Harness {
                 dir.path().join("state.redb").display().to_string()
             ),
         };
+        // A short leader lease: a crashed test controller's lease (etcd)
+        // holds up its successor for at most this long.
         let config = format!(
-            "reconcile_interval_secs = 3600\n{extra_toml}\n{store_toml}\n{}",
+            "reconcile_interval_secs = 3600\nleader = {{ lease_ttl_secs = {TEST_LEASE_TTL_SECS} }}\n{extra_toml}\n{store_toml}\n{}",
             cluster.controller_toml(frontends)
         );
         let config_path = dir.path().join("controller.toml");
@@ -328,9 +333,11 @@ impl Harness {
         assert!(left.is_empty(), "{when}, left behind: {left:#?}");
     }
 
-    /// A reconciler pass of a fresh controller context (sweeping what dead
-    /// nodes kept), then [`Harness::assert_clean`].
-    pub async fn reconcile_and_assert_clean(&self) {
+    /// Stops the controller, runs a reconciler pass of a fresh controller
+    /// context (sweeping what dead nodes kept), then [`Harness::assert_clean`].
+    /// (One controller at a time: the fresh one takes over the store.)
+    pub async fn reconcile_and_assert_clean(&mut self) {
+        self.stop_controller().await;
         let ctx = server::start(&self.config()).await.expect("start");
         shorthorn_controller::reconciler::reconcile_once(&ctx)
             .await
@@ -423,12 +430,26 @@ async fn launch(config_path: &Path, dir: &Path) -> Launched {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let channel = csi_proto::uds::connect(&socket).await.expect("connect");
-    (
-        tx,
-        server,
-        ControllerClient::new(channel.clone()),
-        IdentityClient::new(channel),
-    )
+    let mut identity = IdentityClient::new(channel.clone());
+    // The socket is up at once; the controller acts once it leads (on etcd,
+    // after a crashed predecessor's lease ran out) and has recovered.
+    loop {
+        let ready = identity
+            .probe(csi_proto::ProbeRequest {})
+            .await
+            .map(|r| r.into_inner().ready == Some(true))
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "controller never became ready (leader, store and a node up)"
+        );
+        assert!(!server.is_finished(), "controller exited during startup");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (tx, server, ControllerClient::new(channel), identity)
 }
 
 /// Every lvol on a node but its cluster stamp.

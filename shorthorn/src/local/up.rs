@@ -12,8 +12,8 @@ use shorthorn_controller::admin;
 use shorthorn_controller::config::ControllerConfig;
 use shorthorn_controller::context::Context;
 use shorthorn_controller::identity::{IdentityService, DRIVER_NAME};
+use shorthorn_controller::leader::{self, LeaderGate};
 use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
-use shorthorn_controller::reconciler;
 use shorthorn_controller::server::Endpoint;
 use shorthorn_controller::service::ControllerService;
 use shorthorn_node::csi::{NodeService, NodeServiceConfig};
@@ -199,14 +199,18 @@ async fn serve(
         admin_listener,
         stopped(stop_rx.clone()),
     ));
-    let reconcile = tokio::spawn(reconciler::run(
+    // Only while this controller leads (with --etcd another one may take over).
+    let reconcile = tokio::spawn(leader::supervise(
         ctx.clone(),
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
         stopped(stop_rx.clone()),
     ));
     let server = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(IdentityService::new(ctx.clone())))
-        .add_service(ControllerServer::new(ControllerService::new(ctx)))
+        .add_service(LeaderGate::new(
+            ControllerServer::new(ControllerService::new(ctx.clone())),
+            ctx.leader.clone(),
+        ))
         .add_service(NodeServer::new(node_service))
         .serve_with_incoming_shutdown(csi_proto::uds::incoming(listener), stopped(stop_rx));
 
@@ -237,6 +241,8 @@ async fn serve(
     let served = server.await;
     let _ = stop_tx.send(true);
     let _ = reconcile.await;
+    // Another controller on the same etcd may take over at once.
+    ctx.leader.resign().await;
     match agent.task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "node agent stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "node agent task failed"),
