@@ -57,7 +57,7 @@ impl AnaFenceApi {
     pub(super) async fn suspend(&self, body: &[u8]) -> AgentResponse {
         let req: AnaFenceSuspendRequest = match parse(body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(why) => return bad_body(&why),
         };
         let deadline = match req.check() {
             Ok(d) => d,
@@ -87,7 +87,7 @@ impl AnaFenceApi {
     pub(super) async fn resume(&self, body: &[u8]) -> AgentResponse {
         let req: AnaFenceResumeRequest = match parse(body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(why) => return bad_body(&why),
         };
         if let Err(why) = req.check() {
             return refused(&why);
@@ -126,11 +126,13 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AgentResponse> {
-    serde_json::from_slice(body).map_err(|e| {
-        warn!(error = %e, "refused: bad ANA fence request body");
-        error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}"))
-    })
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
+}
+
+fn bad_body(why: &str) -> AgentResponse {
+    warn!(reason = why, "refused: bad ANA fence request body");
+    error(StatusCode::BAD_REQUEST, why)
 }
 
 fn refused(why: &agent_api::FenceRefusal) -> AgentResponse {
