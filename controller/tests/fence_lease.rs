@@ -11,16 +11,26 @@
 //! refuses or delays chosen calls), between the controller and the agent (a
 //! TCP proxy that can be cut), or by crashing the agent or the controller.
 //! Each test ends by reading every replica's bytes directly.
+//!
+//! The ublk frontend's node-quiesce fence goes through the same release
+//! path: its resume is retried, its deadline starts before the fence, and
+//! a hold that lapsed voids the snapshot (a test double of the agent's
+//! quiesce stands for the node's kernel side, as in `snapshot_fence`).
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_api::FrontendKind as Frontend;
+use async_trait::async_trait;
 use shorthorn_controller::context::Context;
 use shorthorn_controller::error::ControllerError;
+use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::ana::AnaFence;
-use shorthorn_controller::fence::Fencing;
+use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
+use shorthorn_controller::fence::{Fencing, Resumed};
 use shorthorn_controller::{naming, ops, reconciler};
 use spdk_client::{BdevNvmeAttachControllerParams, SpdkClient};
 use support::agent::NodeAgent;
@@ -34,6 +44,9 @@ const SET_ANA: &str = "nvmf_subsystem_listener_set_ana_state";
 const SNAPSHOT: &str = "bdev_lvol_snapshot";
 /// Time the sim's initiator may take to notice the path is back.
 const RESUME_SLACK: Duration = Duration::from_millis(1500);
+
+/// How late the writer may record a write that completed before the fence.
+const REPORT_LAG: Duration = Duration::from_millis(250);
 
 /// Not a test: the body of the crashing controller, run only as a child.
 #[tokio::test]
@@ -224,9 +237,10 @@ async fn with_no_resume_getting_through_the_agent_lifts_the_fence_by_its_deadlin
     let fenced = r.node2.wait_for(SNAPSHOT, 0, Duration::from_secs(20)).await;
     r.cut.as_ref().expect("cut proxy").cut();
 
+    // A write drained by the fence may report back a little after it.
     let back = r
         .writer()
-        .next_completion_after(fenced, deadline + Duration::from_secs(10))
+        .next_completion_after(fenced + REPORT_LAG, deadline + Duration::from_secs(10))
         .await;
     let stalled = back - fenced;
     println!("MEASURE agent lease, no resume: I/O stalled {stalled:?} (deadline {deadline:?})");
@@ -476,4 +490,166 @@ async fn the_agent_lifts_the_fence_of_a_controller_killed_inside_it() {
     h.delete_volume(&vol).await;
     h.assert_clean().await;
     drop(agent);
+}
+
+/// The node side of a ublk volume's quiesce: its resume fails the first
+/// `failing_resumes` times; with `lapses`, its hold ends by itself at once
+/// (as when the agent lost it), so resume finds none; suspend takes `slow`.
+#[derive(Debug, Default)]
+struct QuiesceDouble {
+    failing_resumes: u32,
+    lapses: bool,
+    slow: Duration,
+    held: AtomicBool,
+    resumes: AtomicU32,
+}
+
+#[async_trait]
+impl NodeQuiesce for QuiesceDouble {
+    async fn suspend(&self, _volume_id: &str, _deadline: Duration) -> CResult<()> {
+        tokio::time::sleep(self.slow).await;
+        self.held.store(!self.lapses, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn resume(&self, _volume_id: &str) -> CResult<Resumed> {
+        if self.resumes.fetch_add(1, Ordering::SeqCst) < self.failing_resumes {
+            return Err(ControllerError::Internal("agent unreachable".into()));
+        }
+        let was_held = self.held.swap(false, Ordering::SeqCst);
+        Ok(Resumed {
+            lease_expired: !was_held,
+        })
+    }
+}
+
+/// A ublk volume published on node-0 with data on it, node-2 behind a
+/// proxy; one snapshot under `double` with a 1 s deadline.
+async fn quiesced_snapshot(
+    double: Arc<QuiesceDouble>,
+) -> (
+    Harness,
+    Context,
+    String,
+    RpcProxy,
+    Result<String, ControllerError>,
+) {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let node2 = RpcProxy::start(
+        &h.dir.path().join("node-2-proxy.sock"),
+        &h.cluster.node(2).rpc_socket,
+    )
+    .await;
+    h.reroute_node(2, &socket_toml(&node2));
+    let fencing = Fencing::default()
+        .with_node_quiesce(double)
+        .with_deadline(Duration::from_secs(1));
+    let ctx = own_context(h.config(), Frontend::Ublk, fencing).await;
+    let vol = own_volume(&ctx, "pvc-quiesce-lease", 16, 3).await;
+    ops::publish::publish(&ctx, &vol, "node-0", false)
+        .await
+        .expect("publish");
+    sim_write(
+        &h.spdk(0),
+        &raid(&vol),
+        0,
+        &pattern(WRITER_SPAN as usize, 9),
+    )
+    .await;
+    let outcome = ops::snapshot_create::create_snapshot(&ctx, "quiesced", &vol)
+        .await
+        .map(|s| s.id);
+    (h, ctx, vol, node2, outcome)
+}
+
+async fn quiesced_cleanup(h: &Harness, ctx: &Context, vol: &str, snapshots: &[String]) {
+    let want = pattern(WRITER_SPAN as usize, 9);
+    for i in 0..3 {
+        let got = sim_read(&h.spdk(i), &replica_alias(vol), 0, WRITER_SPAN).await;
+        assert!(got == want, "replica on node-{i} changed");
+    }
+    for id in snapshots {
+        ops::snapshot_delete::delete_snapshot(ctx, id)
+            .await
+            .expect("delete snapshot");
+    }
+    ops::unpublish::unpublish(ctx, vol, None)
+        .await
+        .expect("unpublish");
+    ops::delete_volume::delete_volume(ctx, vol)
+        .await
+        .expect("delete volume");
+    h.assert_clean().await;
+}
+
+async fn assert_no_snapshot(h: &Harness, ctx: &Context, vol: &str) {
+    assert!(ctx
+        .store
+        .list_snapshots_of_volume(vol)
+        .await
+        .expect("snapshots")
+        .is_empty());
+    assert!(h
+        .lvols_with_prefix(naming::SNAPSHOT_PREFIX)
+        .await
+        .is_empty());
+    assert!(ctx
+        .store
+        .list_pending_operations()
+        .await
+        .expect("operations")
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_quiesce_resume_that_fails_is_retried_and_the_snapshot_stands() {
+    let double = Arc::new(QuiesceDouble {
+        failing_resumes: 3,
+        ..Default::default()
+    });
+    let (h, ctx, vol, _node2, outcome) = quiesced_snapshot(double.clone()).await;
+    let id = outcome.expect("the snapshot stands once a resume got through");
+    assert_eq!(
+        double.resumes.load(Ordering::SeqCst),
+        4,
+        "three failed, one lifted"
+    );
+    assert!(!double.held.load(Ordering::SeqCst));
+    let clients: Vec<_> = (0..3).map(|i| h.spdk(i)).collect();
+    let sums = checksums(&clients, &snapshot_alias(&id), WRITER_SPAN).await;
+    assert!(
+        sums.iter().all(|s| *s == sums[0]),
+        "replicas differ: {sums:x?}"
+    );
+    quiesced_cleanup(&h, &ctx, &vol, &[id]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_quiesce_hold_that_lapsed_voids_the_snapshot() {
+    let double = Arc::new(QuiesceDouble {
+        lapses: true,
+        ..Default::default()
+    });
+    let (h, ctx, vol, _node2, outcome) = quiesced_snapshot(double).await;
+    assert_aborted_retry(outcome, "lifted by itself");
+    assert_no_snapshot(&h, &ctx, &vol).await;
+    quiesced_cleanup(&h, &ctx, &vol, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_that_took_its_whole_deadline_to_hold_sends_no_replica_snapshot() {
+    // The snapshot's clock started before the fence: once held, no time is left.
+    let double = Arc::new(QuiesceDouble {
+        slow: Duration::from_millis(1200),
+        ..Default::default()
+    });
+    let (h, ctx, vol, node2, outcome) = quiesced_snapshot(double.clone()).await;
+    assert_aborted_retry(outcome, "did not complete within");
+    assert!(
+        node2.seen_of(SNAPSHOT).is_empty(),
+        "no replica snapshot is taken once the deadline passed"
+    );
+    assert!(!double.held.load(Ordering::SeqCst), "the fence was lifted");
+    assert_no_snapshot(&h, &ctx, &vol).await;
+    quiesced_cleanup(&h, &ctx, &vol, &[]).await;
 }
