@@ -5,7 +5,8 @@
 //! - [`attach`]: [`AttachSpec`], how a node reaches a published volume,
 //!   carried in the CSI `publish_context`.
 //! - [`identity`]: [`NodeIdentity`] (`GET /identity`) and [`KernelFeatures`].
-//! - [`quiesce`]: the I/O fence lease (`POST /quiesce/*`).
+//! - [`quiesce`]: the I/O fence lease of ublk volumes (`POST /quiesce/*`).
+//! - [`ana_fence`]: the I/O fence lease of NVMe/TCP volumes (`POST /fence/ana/*`).
 //! - [`nqn`]: NQN validation shared by both sides.
 //! - [`routes`]: the paths and the error body.
 //! - `client` (feature `client`): [`AgentClient`](client::AgentClient), HTTPS
@@ -18,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod ana_fence;
 pub mod attach;
 #[cfg(feature = "client")]
 pub mod client;
@@ -27,6 +29,10 @@ pub mod nqn;
 pub mod quiesce;
 pub mod routes;
 
+pub use ana_fence::{
+    AnaFenceResumeRequest, AnaFenceResumeResponse, AnaFenceSuspendRequest, AnaFenceSuspendResponse,
+    FenceListener, FenceRefusal,
+};
 pub use attach::{AttachSpec, ContextError, NvmeTcpTarget, UblkTarget};
 pub use frontend::FrontendKind;
 pub use identity::{KernelFeatures, NodeIdentity, Tools};

@@ -45,4 +45,10 @@ pub struct ResumeResponse {
     pub volume_id: String,
     /// How long I/O was held, in milliseconds.
     pub held_ms: u64,
+    /// True when no hold was in force when this resume arrived: its lease
+    /// had run out (or the volume was never suspended, or already resumed).
+    /// Work done under the fence is then not proven to have seen no I/O.
+    /// Absent from older agents' answers, read as false.
+    #[serde(default)]
+    pub expired: bool,
 }

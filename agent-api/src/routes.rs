@@ -6,6 +6,8 @@
 //! | `GET /identity` | | [`NodeIdentity`](crate::NodeIdentity) |
 //! | `POST /quiesce/suspend` | [`SuspendRequest`](crate::SuspendRequest) | [`SuspendResponse`](crate::SuspendResponse) |
 //! | `POST /quiesce/resume` | [`ResumeRequest`](crate::ResumeRequest) | [`ResumeResponse`](crate::ResumeResponse) |
+//! | `POST /fence/ana/suspend` | [`AnaFenceSuspendRequest`](crate::AnaFenceSuspendRequest) | [`AnaFenceSuspendResponse`](crate::AnaFenceSuspendResponse) |
+//! | `POST /fence/ana/resume` | [`AnaFenceResumeRequest`](crate::AnaFenceResumeRequest) | [`AnaFenceResumeResponse`](crate::AnaFenceResumeResponse) |
 //! | `GET /healthz` (no token) | | `ok` |
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,10 @@ pub const IDENTITY: &str = "/identity";
 pub const QUIESCE_SUSPEND: &str = "/quiesce/suspend";
 /// Let a volume's I/O flow again.
 pub const QUIESCE_RESUME: &str = "/quiesce/resume";
+/// Hold a volume's NVMe/TCP frontend I/O (ANA inaccessible + drain) under a lease.
+pub const ANA_FENCE_SUSPEND: &str = "/fence/ana/suspend";
+/// Restore a volume's NVMe/TCP frontend path to ANA optimized.
+pub const ANA_FENCE_RESUME: &str = "/fence/ana/resume";
 /// Liveness, without a token.
 pub const HEALTHZ: &str = "/healthz";
 

@@ -351,12 +351,29 @@ pub enum ControllerError {
         key: String,
     },
     /// The replicas' snapshots took longer than the fence may hold I/O.
-    #[error("the replica snapshots of volume {volume} did not complete within the {deadline:?} fence deadline; retry")]
+    #[error("the replica snapshots of volume {volume} did not complete within the {deadline:?} fence deadline, so they may hold different bytes; the snapshot was rolled back: retry")]
     FenceDeadlinePassed {
         /// The volume.
         volume: String,
         /// The fence deadline.
         deadline: Duration,
+    },
+    /// The fence had lifted by itself before it was resumed: what was
+    /// taken under it is not proven consistent.
+    #[error("the I/O fence of volume {volume} lifted by itself (its {deadline:?} lease ran out, or the node agent restarted) before the snapshot was done, so the replica snapshots may hold different bytes; the snapshot was rolled back: retry")]
+    FenceLeaseExpired {
+        /// The volume.
+        volume: String,
+        /// The fence deadline.
+        deadline: Duration,
+    },
+    /// No resume got through before the fence's deadline.
+    #[error("could not confirm that the I/O fence of volume {volume} held until the snapshot was done ({reason}); the snapshot was rolled back and I/O resumes by the fence's deadline: retry")]
+    FenceNotConfirmed {
+        /// The volume.
+        volume: String,
+        /// The last resume failure.
+        reason: String,
     },
 
     // ---- Leadership ----
@@ -522,7 +539,9 @@ impl ControllerError {
             | E::OperationInProgress { .. }
             | E::NameTakenConcurrently { .. }
             | E::ConcurrentUpdate { .. }
-            | E::FenceDeadlinePassed { .. } => Code::Aborted,
+            | E::FenceDeadlinePassed { .. }
+            | E::FenceLeaseExpired { .. }
+            | E::FenceNotConfirmed { .. } => Code::Aborted,
             E::NodeUnreachable { .. }
             | E::Store(_)
             | E::NotLeader { .. }

@@ -17,7 +17,7 @@
 //! - [`identity`], [`service`]: the tonic services; [`error`]: the one error
 //!   type, its gRPC mapping and the `From` conversions of store, node and agent errors.
 //!
-//! Nodes are reached only through `agent-api` (identity, quiesce, and SPDK
+//! Nodes are reached only through `agent-api` (identity, quiesce, ANA fence leases, and SPDK
 //! JSON-RPC through the agent) or a local SPDK socket; this crate never links
 //! the node crate (see `docs/architecture.md`).
 //! - [`store`]: durable state (etcd or embedded redb).

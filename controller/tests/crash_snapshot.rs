@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use csi_proto::ListSnapshotsRequest;
 use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
-use shorthorn_controller::fence::Fencing;
+use shorthorn_controller::fence::{Fencing, Resumed};
 use shorthorn_controller::journal::Journal;
 use shorthorn_controller::ops::snapshot_create::SnapshotPayload;
 use shorthorn_controller::reconciler;
@@ -424,10 +424,12 @@ impl NodeQuiesce for HeldQuiesce {
         Ok(())
     }
 
-    async fn resume(&self, _volume_id: &str) -> CResult<()> {
-        self.suspended.store(false, Ordering::SeqCst);
+    async fn resume(&self, _volume_id: &str) -> CResult<Resumed> {
+        let was_held = self.suspended.swap(false, Ordering::SeqCst);
         self.resumes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(Resumed {
+            lease_expired: !was_held,
+        })
     }
 }
 

@@ -6,6 +6,10 @@
 //! closed by suspend once in-flight writes are done, reopened by resume or
 //! by its lease): the controller side is the real `Fence` path.
 //!
+//! The ANA fence runs twice: held by the publishing node's agent as a lease
+//! (nodes with an agent), and by the controller's guard task (nodes reached
+//! through their SPDK socket).
+//!
 //! Prints fence hold times (p50/p99 over 50 snapshots of a 3-replica
 //! volume) and SPDK calls per CreateSnapshot; asserts only data.
 
@@ -21,9 +25,10 @@ use async_trait::async_trait;
 use shorthorn_controller::context::Context;
 use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
-use shorthorn_controller::fence::{ana::AnaFence, Fence, FenceKind, Fencing};
+use shorthorn_controller::fence::{ana::AnaFence, Fence, FenceKind, Fencing, Resumed};
 use shorthorn_controller::ops;
 use spdk_client::{BdevNvmeAttachControllerParams, SpdkClient};
+use support::agent::NodeAgent;
 use support::*;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 
@@ -144,14 +149,32 @@ async fn cleanup(ctx: &Context, h: &Harness, vol: &str, snapshots: &[String]) {
     h.assert_clean().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica() {
-    let h = Harness::start(3, StoreKind::Etcd).await;
+/// 50 ANA-fenced snapshots of a volume published on node-0 under a writer;
+/// node-0's fence is held by its node agent (a lease) when `agent`, by the
+/// controller's guard task otherwise.
+async fn ana_fenced_snapshots(agent: bool) {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let node_agent = if agent {
+        let node = h.cluster.node(0);
+        let (port, socket) = (node.nvmf_port, node.rpc_socket.clone());
+        let a = NodeAgent::start(h.dir.path(), "node-0", port, &socket).await;
+        h.reroute_node(0, &a.endpoint_toml(&a.url()));
+        Some(a)
+    } else {
+        None
+    };
     let ctx = own_context(h.config(), Frontend::NvmeTcp, Fencing::default()).await;
     let vol = own_volume(&ctx, "pvc-ana", 16, 3).await;
     ops::publish::publish(&ctx, &vol, "node-0", false)
         .await
         .expect("publish");
+    let fence = AnaFence::new(ctx.nodes.get("node-0").expect("node"), &vol);
+    assert_eq!(fence.is_agent_lease(), agent);
+    let holder = if agent {
+        "agent lease"
+    } else {
+        "controller guard"
+    };
 
     // node-1's initiator plays node-0's kernel.
     let kernel = h.spdk(1);
@@ -166,21 +189,34 @@ async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica() {
     let ns = bdevs.first().cloned().expect("namespace bdev");
 
     let writer = Writer::start(kernel.clone(), ns.clone(), None);
+    println!("MEASURE ana fence held by the {holder}:");
     let ids = snapshot_under_writer(&ctx, &h, &vol, FenceKind::Ana, &writer).await;
     let writes = writer.stop().await;
-    println!("MEASURE ana: writer completed {writes} writes during {SNAPSHOTS} snapshots");
+    println!(
+        "MEASURE ana ({holder}): writer completed {writes} writes during {SNAPSHOTS} snapshots"
+    );
 
-    // The deadline guard restores the path even if nobody resumes.
-    let fence = AnaFence::new(ctx.nodes.get("node-0").expect("node"), &vol);
+    // The deadline (lease or guard) restores the path even if nobody resumes.
     fence
         .suspend(Duration::from_millis(300))
         .await
         .expect("suspend");
-    sim_write(&kernel, &ns, 0, &[7u8; 4096]).await; // waits for the guard, then succeeds
-    assert_ana_optimized(&h, &vol, "after the deadline guard").await;
+    sim_write(&kernel, &ns, 0, &[7u8; 4096]).await; // waits for the deadline, then succeeds
+    assert_ana_optimized(&h, &vol, "after the deadline").await;
 
     detach_kernel(&kernel).await;
     cleanup(&ctx, &h, &vol, &ids).await;
+    drop(node_agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica() {
+    ana_fenced_snapshots(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica() {
+    ana_fenced_snapshots(true).await;
 }
 
 /// The node side of a quiesce: a gate writes pass through, like FIFREEZE.
@@ -205,9 +241,11 @@ impl NodeQuiesce for FreezeDouble {
         Ok(())
     }
 
-    async fn resume(&self, _volume_id: &str) -> CResult<()> {
-        self.held.lock().expect("lock").take();
-        Ok(())
+    async fn resume(&self, _volume_id: &str) -> CResult<Resumed> {
+        let was_held = self.held.lock().expect("lock").take().is_some();
+        Ok(Resumed {
+            lease_expired: !was_held,
+        })
     }
 }
 

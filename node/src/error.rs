@@ -153,6 +153,42 @@ pub enum NodeError {
         requested: String,
     },
 
+    /// spdk_tgt refused, or did not answer, a call of an ANA fence.
+    #[error("ANA fence of {nqn}: {method} failed: {source}")]
+    AnaFenceSpdk {
+        /// The volume subsystem.
+        nqn: String,
+        /// The SPDK method.
+        method: &'static str,
+        /// What spdk-client reported.
+        #[source]
+        source: spdk_client::SpdkError,
+    },
+
+    /// The drain barrier did not complete before the lease ran out.
+    #[error("the I/O of {nqn} did not drain within its {lease:?} lease; the lease restores the optimized path")]
+    AnaFenceDrainTimeout {
+        /// The volume subsystem.
+        nqn: String,
+        /// The lease.
+        lease: Duration,
+    },
+
+    /// A fence request named another listener than the lease holds.
+    #[error("the ANA fence of {nqn} is held on listener {held}, not {requested}")]
+    AnaFenceConflict {
+        /// The volume subsystem.
+        nqn: String,
+        /// The listener the lease holds.
+        held: String,
+        /// The listener asked for.
+        requested: String,
+    },
+
+    /// The agent has not yet restored the fences its previous run left.
+    #[error("the node agent is still restoring ANA fences left by its previous run; retry")]
+    AnaFenceStarting,
+
     /// A path that must be a mount point is not one.
     #[error("{path} is not a mount point")]
     NotMounted {

@@ -211,7 +211,11 @@ async fn quiesce_refuses_volumes_the_node_has_not_staged() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let body: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body, json!({"volume_id": "vol-9", "held_ms": 0}));
+    // Nothing was held, so nothing done under a fence is proven fenced.
+    assert_eq!(
+        body,
+        json!({"volume_id": "vol-9", "held_ms": 0, "expired": true})
+    );
     let (status, _) = agent
         .send("POST", "/quiesce/resume", None, r#"{"volume_id":"vol-9"}"#)
         .await;

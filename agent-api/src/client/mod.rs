@@ -6,8 +6,9 @@
 //! - The bearer token goes in every request and is never printed: `Debug`
 //!   shows the URL only, and errors never carry it.
 //! - Every call has a time limit; idempotent calls (`GET /identity`,
-//!   `POST /quiesce/resume`) are tried again on transient failures. A
-//!   suspend is not: it holds I/O, so its caller decides.
+//!   `POST /quiesce/resume`, `POST /fence/ana/resume`) are tried again on
+//!   transient failures. A suspend is not: it holds I/O, so its caller
+//!   decides.
 
 mod error;
 
@@ -27,6 +28,9 @@ pub use error::AgentError;
 pub use spdk_client::https as tls;
 pub use spdk_client::https::{ClientTls, ServerTrust};
 
+use crate::ana_fence::{
+    AnaFenceResumeRequest, AnaFenceResumeResponse, AnaFenceSuspendRequest, AnaFenceSuspendResponse,
+};
 use crate::identity::NodeIdentity;
 use crate::quiesce::{ResumeRequest, ResumeResponse, SuspendRequest, SuspendResponse};
 use crate::routes::{self, ErrorBody};
@@ -139,6 +143,39 @@ impl AgentClient {
             self.call(
                 Method::POST,
                 routes::QUIESCE_RESUME,
+                Some(body.clone()),
+                self.timeout,
+            )
+        })
+        .await
+    }
+
+    /// `POST /fence/ana/suspend`: the agent sets the volume's loopback
+    /// listener ANA-inaccessible and drains its I/O, under a lease of the
+    /// request's deadline that restores `optimized` by itself. Tried once;
+    /// the call may take that deadline plus the client's time limit.
+    pub async fn ana_fence_suspend(
+        &self,
+        request: &AnaFenceSuspendRequest,
+    ) -> Result<AnaFenceSuspendResponse, AgentError> {
+        let body = encode(request);
+        let limit = Duration::from_millis(request.deadline_ms) + self.timeout;
+        self.call(Method::POST, routes::ANA_FENCE_SUSPEND, Some(body), limit)
+            .await
+    }
+
+    /// `POST /fence/ana/resume`: restores `optimized` and says whether the
+    /// lease had already run out; idempotent, so tried again on transient
+    /// failures.
+    pub async fn ana_fence_resume(
+        &self,
+        request: &AnaFenceResumeRequest,
+    ) -> Result<AnaFenceResumeResponse, AgentError> {
+        let body = encode(request);
+        self.idempotent(|| {
+            self.call(
+                Method::POST,
+                routes::ANA_FENCE_RESUME,
                 Some(body.clone()),
                 self.timeout,
             )

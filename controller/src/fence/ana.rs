@@ -7,89 +7,64 @@
 //! ANA group, which SPDK completes only once the namespace's in-flight I/O
 //! has drained. Resume: set the listener optimized.
 //!
-//! A guard task started with the suspend restores optimized at the deadline
-//! even if the snapshot calls (or the drain itself) hang.
+//! Who holds the fence decides whether its deadline survives the controller:
+//! - [`ana_agent`](super::ana_agent): the node agent on the publishing node,
+//!   as a lease that restores optimized by itself when it runs out, even if
+//!   the controller died. Used whenever the node has an agent.
+//! - [`ana_guard`](super::ana_guard): a guard task in this controller that
+//!   restores optimized at the deadline. Used for nodes reached through a
+//!   local SPDK socket (tests, local mode), where no agent exists; it dies
+//!   with the controller, whose startup recovery then lifts the fence.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use agent_api::ana_fence::FenceListener;
 use async_trait::async_trait;
-use spdk_client::{
-    AnaState, ListenAddress, NvmfSubsystemListenerSetAnaStateParams,
-    NvmfSubsystemSetNsAnaGroupParams,
-};
-use tokio::task::JoinHandle;
 
-use super::{Fence, FenceKind};
+use super::ana_agent::AgentAnaLease;
+use super::ana_guard::GuardedAna;
+use super::{Fence, FenceKind, Resumed};
 use crate::error::Result;
 use crate::naming;
 use crate::nodes::NodeHandle;
 
-/// Namespace id of the volume in its frontend subsystem.
-const NSID: u32 = 1;
-/// ANA group of that namespace (SPDK's default: the namespace id).
-const ANA_GROUP: u32 = 1;
-
 /// Fences the frontend subsystem of one volume on its publishing node.
 #[derive(Debug)]
 pub struct AnaFence {
-    node: Arc<NodeHandle>,
-    nqn: String,
-    listener: ListenAddress,
-    guard: Mutex<Option<JoinHandle<()>>>,
+    holder: Holder,
+}
+
+#[derive(Debug)]
+enum Holder {
+    // Boxed: an AgentClient is large, and fences are few and short-lived.
+    Agent(Box<AgentAnaLease>),
+    Guard(GuardedAna),
 }
 
 impl AnaFence {
-    /// The fence of `volume_id`'s frontend subsystem on `node`.
+    /// The fence of `volume_id`'s frontend subsystem on `node`: held by the
+    /// node's agent when it has one, by a guard task here otherwise.
     pub fn new(node: Arc<NodeHandle>, volume_id: &str) -> Self {
         // Matches the listener ControllerPublishVolume creates.
-        let address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let listener = ListenAddress {
-            trtype: "TCP".into(),
-            adrfam: Some("IPv4".into()),
-            traddr: address.to_string(),
-            trsvcid: Some(node.config.nvmf_port.to_string()),
+        let listener = FenceListener::loopback(node.config.nvmf_port);
+        let nqn = naming::volume_nqn(volume_id);
+        let holder = match &node.agent {
+            Some(agent) => Holder::Agent(Box::new(AgentAnaLease::new(
+                agent.clone(),
+                node.name(),
+                nqn,
+                listener,
+            ))),
+            None => Holder::Guard(GuardedAna::new(node, nqn, listener)),
         };
-        Self {
-            nqn: naming::volume_nqn(volume_id),
-            node,
-            listener,
-            guard: Mutex::new(None),
-        }
+        Self { holder }
     }
 
-    async fn set_state(
-        node: &NodeHandle,
-        nqn: &str,
-        listener: &ListenAddress,
-        state: AnaState,
-    ) -> Result<()> {
-        let params = NvmfSubsystemListenerSetAnaStateParams {
-            nqn: nqn.to_string(),
-            listen_address: listener.clone(),
-            ana_state: state,
-            anagrpid: None,
-            tgt_name: None,
-        };
-        node.client
-            .nvmf_subsystem_listener_set_ana_state(&params)
-            .await
-            .map_err(|e| {
-                node.call_failed("nvmf_subsystem_listener_set_ana_state", e)
-                    .into()
-            })
-    }
-
-    fn cancel_guard(&self) {
-        if let Some(task) = self
-            .guard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
-        }
+    /// Whether the node agent holds this fence (as a lease that outlives
+    /// the controller).
+    pub fn is_agent_lease(&self) -> bool {
+        matches!(self.holder, Holder::Agent(_))
     }
 }
 
@@ -100,56 +75,31 @@ impl Fence for AnaFence {
     }
 
     async fn suspend(&self, deadline: Duration) -> Result<()> {
-        let (node, nqn, listener) = (self.node.clone(), self.nqn.clone(), self.listener.clone());
-        let guard = tokio::spawn(async move {
-            tokio::time::sleep(deadline).await;
-            tracing::warn!(nqn = %nqn, ?deadline, "ANA fence deadline passed; restoring the optimized path");
-            // Retry until the node answers: a path left inaccessible stalls the pod.
-            loop {
-                match Self::set_state(&node, &nqn, &listener, AnaState::Optimized).await {
-                    Ok(()) => return,
-                    Err(e) => {
-                        tracing::error!(nqn = %nqn, error = %e, "restoring the optimized ANA state failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            }
-        });
-        if let Some(old) = self
-            .guard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(guard)
-        {
-            old.abort();
+        match &self.holder {
+            Holder::Agent(a) => a.suspend(deadline).await,
+            Holder::Guard(g) => g.suspend(deadline).await,
         }
-        Self::set_state(
-            &self.node,
-            &self.nqn,
-            &self.listener,
-            AnaState::Inaccessible,
-        )
-        .await?;
-        // Drain barrier: completes once the namespace's in-flight I/O is done.
-        let params = NvmfSubsystemSetNsAnaGroupParams {
-            nqn: self.nqn.clone(),
-            nsid: NSID,
-            anagrpid: ANA_GROUP,
-            tgt_name: None,
-        };
-        self.node
-            .client
-            .nvmf_subsystem_set_ns_ana_group(&params)
-            .await
-            .map_err(|e| {
-                self.node
-                    .call_failed("nvmf_subsystem_set_ns_ana_group", e)
-                    .into()
-            })
     }
 
-    async fn resume(&self) -> Result<()> {
-        self.cancel_guard();
-        Self::set_state(&self.node, &self.nqn, &self.listener, AnaState::Optimized).await
+    async fn resume(&self) -> Result<Resumed> {
+        match &self.holder {
+            Holder::Agent(a) => a.resume().await,
+            Holder::Guard(g) => g.resume().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_accepts_the_nqn_and_listener_publish_creates() {
+        let id = naming::new_volume_id();
+        assert_eq!(
+            agent_api::ana_fence::check_volume_nqn(&naming::volume_nqn(&id)),
+            Ok(())
+        );
+        assert_eq!(FenceListener::loopback(4420).check(), Ok(()));
     }
 }

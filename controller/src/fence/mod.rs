@@ -4,21 +4,31 @@
 //! - [`ana`]: NVMe/TCP frontend. The kernel-facing listener on the publishing
 //!   node goes ANA-inaccessible (the host queues and retries), a namespace
 //!   ANA-group re-set waits for in-flight I/O, and the listener goes back to
-//!   optimized. A guard task restores optimized when the deadline passes.
+//!   optimized. The node agent holds it as a lease ([`ana_agent`]); on nodes
+//!   without an agent a guard task here does ([`ana_guard`]).
 //! - [`node_quiesce`]: ublk frontend. The node agent freezes the filesystem
 //!   (or suspends the dm device) under a lease that expires by itself.
 //!
-//! Every fence has a deadline after which I/O resumes without the
-//! controller. [`FenceGuard`] lifts a fence on drop if nobody did, and
-//! [`FenceStats`] keeps recent hold times per kind for metrics.
+//! Every fence has a deadline after which I/O resumes by itself; with an
+//! agent, without the controller. Resume is tried again until it succeeds
+//! or the deadline (plus [`RESUME_GRACE`]) has passed, after which the
+//! lease or guard has restored I/O ([`resume_retrying`]). A resume says
+//! whether the fence had already lifted by itself ([`Resumed`]): work done
+//! under it is then not proven consistent. [`FenceGuard`] lifts a fence on
+//! drop if nobody did, and [`FenceStats`] keeps recent hold times per kind
+//! for metrics.
 
 pub mod ana;
+pub mod ana_agent;
+pub mod ana_guard;
 pub mod node_quiesce;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 
@@ -33,6 +43,14 @@ use node_quiesce::{AgentQuiesce, NodeQuiesce, NodeQuiesceFence};
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// Hold times remembered per fence kind.
 pub const RECENT_HOLDS: usize = 256;
+/// How long past a fence's deadline a failing resume is still tried: by
+/// then its lease (or guard) has restored I/O, and a resume that gets
+/// through learns that the fence had lifted.
+pub const RESUME_GRACE: Duration = Duration::from_secs(1);
+/// First pause between resume attempts; doubled up to [`MAX_RESUME_PAUSE`].
+const FIRST_RESUME_PAUSE: Duration = Duration::from_millis(50);
+/// Longest pause between resume attempts.
+const MAX_RESUME_PAUSE: Duration = Duration::from_millis(500);
 
 /// Which mechanism holds the I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,8 +79,61 @@ pub trait Fence: Send + Sync + fmt::Debug {
     /// Stops new I/O and waits for in-flight I/O to complete. I/O resumes by
     /// itself after `deadline` even if [`Fence::resume`] is never called.
     async fn suspend(&self, deadline: Duration) -> Result<()>;
-    /// Lets I/O flow again. Idempotent.
-    async fn resume(&self) -> Result<()>;
+    /// Lets I/O flow again and says whether the fence was still in force.
+    /// Idempotent.
+    async fn resume(&self) -> Result<Resumed>;
+}
+
+/// What a successful resume found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// The fence was no longer in force when the resume arrived: its lease
+    /// or guard had run out (or was lost, e.g. with an agent restart, or
+    /// the fence was never taken). Work done under it is not proven to
+    /// have seen no I/O.
+    pub lease_expired: bool,
+}
+
+/// A fence lifted by [`FenceGuard::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// How long I/O was held (until the resume succeeded).
+    pub held: Duration,
+    /// See [`Resumed::lease_expired`].
+    pub lease_expired: bool,
+}
+
+/// Resumes `fence`, trying again on failure until `lease_end` plus
+/// [`RESUME_GRACE`] has passed (by then the fence's lease or guard has
+/// restored I/O by itself). Returns the last error if no attempt succeeded.
+pub async fn resume_retrying(fence: &dyn Fence, lease_end: Instant) -> Result<Resumed> {
+    let give_up = lease_end + RESUME_GRACE;
+    let mut pause = FIRST_RESUME_PAUSE;
+    let mut tries = 1u32;
+    loop {
+        match fence.resume().await {
+            Ok(resumed) => {
+                if tries > 1 {
+                    tracing::info!(
+                        fence = fence.kind().as_str(),
+                        tries,
+                        "fence lifted after failed resume attempts"
+                    );
+                }
+                return Ok(resumed);
+            }
+            Err(e) if Instant::now() + pause < give_up => {
+                tracing::warn!(fence = fence.kind().as_str(), error = %e, tries, "resuming I/O failed; trying again until the fence's deadline");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RESUME_PAUSE);
+                tries += 1;
+            }
+            Err(e) => {
+                tracing::error!(fence = fence.kind().as_str(), error = %e, tries, "resuming I/O failed until past the fence's deadline; its lease or guard restores I/O");
+                return Err(e);
+            }
+        }
+    }
 }
 
 /// Recent fence hold times, by kind.
@@ -187,12 +258,14 @@ impl Fencing {
         }
     }
 
-    /// Suspends I/O through `fence`; the returned guard lifts it.
+    /// Suspends I/O through `fence` for at most [`Fencing::deadline`]; the
+    /// returned guard lifts it.
     pub async fn hold(&self, fence: Arc<dyn Fence>) -> Result<FenceGuard<'_>> {
         let started = Instant::now();
+        let lease_end = started + self.deadline();
         if let Err(e) = fence.suspend(self.deadline()).await {
             // A half-applied suspend (e.g. ANA set, drain failed) is undone.
-            if let Err(undo) = fence.resume().await {
+            if let Err(undo) = resume_retrying(&*fence, lease_end).await {
                 tracing::error!(fence = fence.kind().as_str(), error = %undo, "could not lift a half-applied fence; it lifts by itself at its deadline");
             }
             return Err(e);
@@ -200,6 +273,7 @@ impl Fencing {
         Ok(FenceGuard {
             fence: Some(fence),
             started,
+            lease_end,
             stats: &self.stats,
         })
     }
@@ -211,24 +285,41 @@ impl Fencing {
 pub struct FenceGuard<'a> {
     fence: Option<Arc<dyn Fence>>,
     started: Instant,
+    /// When the fence lifts by itself at the latest (its deadline counted
+    /// from before the suspend was sent).
+    lease_end: Instant,
     stats: &'a FenceStats,
 }
 
 impl FenceGuard<'_> {
-    /// Lifts the fence; returns how long I/O was held.
-    pub async fn release(mut self) -> Result<Duration> {
+    /// When the fence lifts by itself at the latest.
+    pub fn lease_end(&self) -> Instant {
+        self.lease_end
+    }
+
+    /// Lifts the fence, trying again until its deadline ([`resume_retrying`]);
+    /// returns how long I/O was held and whether the fence had already
+    /// lifted by itself.
+    pub async fn release(mut self) -> Result<Released> {
         let Some(fence) = self.fence.take() else {
-            return Ok(Duration::ZERO);
+            return Ok(Released {
+                held: Duration::ZERO,
+                lease_expired: false,
+            });
         };
-        let outcome = fence.resume().await;
+        let outcome = resume_retrying(&*fence, self.lease_end).await;
         let held = self.started.elapsed();
         self.stats.record(fence.kind(), held);
         tracing::info!(
             fence = fence.kind().as_str(),
             held_ms = held.as_secs_f64() * 1000.0,
+            lease_expired = outcome.as_ref().is_ok_and(|r| r.lease_expired),
             "fence lifted"
         );
-        outcome.map(|()| held)
+        outcome.map(|r| Released {
+            held,
+            lease_expired: r.lease_expired,
+        })
     }
 }
 
@@ -239,9 +330,10 @@ impl Drop for FenceGuard<'_> {
                 fence = fence.kind().as_str(),
                 "fence dropped while held; lifting it in the background"
             );
+            let lease_end = self.lease_end;
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
-                    if let Err(e) = fence.resume().await {
+                    if let Err(e) = resume_retrying(&*fence, lease_end).await {
                         tracing::error!(error = %e, "background fence lift failed; the fence lifts by itself at its deadline");
                     }
                 });
@@ -253,6 +345,60 @@ impl Drop for FenceGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fence whose resume fails `failures` times, then succeeds.
+    #[derive(Debug)]
+    struct Flaky {
+        failures: u32,
+        tries: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Fence for Flaky {
+        fn kind(&self) -> FenceKind {
+            FenceKind::Ana
+        }
+        async fn suspend(&self, _deadline: Duration) -> Result<()> {
+            Ok(())
+        }
+        async fn resume(&self) -> Result<Resumed> {
+            if self.tries.fetch_add(1, Ordering::SeqCst) < self.failures {
+                return Err(ControllerError::Internal("resume refused".into()));
+            }
+            Ok(Resumed {
+                lease_expired: false,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_resume_is_tried_again_until_the_deadline() {
+        let flaky = Flaky {
+            failures: 5,
+            tries: AtomicU32::new(0),
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        let resumed = resume_retrying(&flaky, end).await.expect("resumed");
+        assert!(!resumed.lease_expired);
+        assert_eq!(flaky.tries.load(Ordering::SeqCst), 6);
+
+        let stubborn = Flaky {
+            failures: u32::MAX,
+            tries: AtomicU32::new(0),
+        };
+        let started = Instant::now();
+        let end = started + Duration::from_millis(500);
+        let err = resume_retrying(&stubborn, end).await.unwrap_err();
+        assert!(err.to_string().contains("resume refused"), "{err}");
+        let gave_up = started.elapsed();
+        assert!(
+            gave_up >= Duration::from_millis(500)
+                && gave_up <= Duration::from_millis(600) + RESUME_GRACE,
+            "gave up after {gave_up:?}"
+        );
+        assert!(stubborn.tries.load(Ordering::SeqCst) > 5);
+    }
 
     #[test]
     fn percentiles_come_from_recent_holds() {

@@ -9,7 +9,7 @@ use agent_api::client::AgentClient;
 use agent_api::{ResumeRequest, SuspendRequest};
 use async_trait::async_trait;
 
-use super::{Fence, FenceKind};
+use super::{Fence, FenceKind, Resumed};
 use crate::error::Result;
 use crate::nodes::NodeHandle;
 
@@ -18,8 +18,9 @@ use crate::nodes::NodeHandle;
 pub trait NodeQuiesce: Send + Sync + std::fmt::Debug {
     /// Freezes `volume_id`'s I/O for at most `deadline`.
     async fn suspend(&self, volume_id: &str, deadline: Duration) -> Result<()>;
-    /// Thaws `volume_id`'s I/O. Idempotent.
-    async fn resume(&self, volume_id: &str) -> Result<()>;
+    /// Thaws `volume_id`'s I/O and says whether the hold was still in
+    /// force (see [`Resumed`]). Idempotent.
+    async fn resume(&self, volume_id: &str) -> Result<Resumed>;
 }
 
 /// The node agent's `POST /quiesce/suspend` and `/quiesce/resume`.
@@ -48,12 +49,14 @@ impl NodeQuiesce for AgentQuiesce {
         Ok(())
     }
 
-    async fn resume(&self, volume_id: &str) -> Result<()> {
+    async fn resume(&self, volume_id: &str) -> Result<Resumed> {
         let request = ResumeRequest {
             volume_id: volume_id.to_string(),
         };
-        self.agent.resume(&request).await?;
-        Ok(())
+        let answer = self.agent.resume(&request).await?;
+        Ok(Resumed {
+            lease_expired: answer.expired,
+        })
     }
 }
 
@@ -87,7 +90,7 @@ impl Fence for NodeQuiesceFence {
         self.quiesce.suspend(&self.volume_id, deadline).await
     }
 
-    async fn resume(&self) -> Result<()> {
+    async fn resume(&self) -> Result<Resumed> {
         self.quiesce.resume(&self.volume_id).await
     }
 }

@@ -5,11 +5,15 @@
 //! Order: check every replica's lvstore has room for the copy-on-write the
 //! snapshot causes (RESOURCE_EXHAUSTED otherwise: a thin lvstore that fills
 //! up silently drops its raid leg), choose the fence (see [`crate::fence`]),
-//! journal `started`, fence, snapshot every replica in parallel, lift the
-//! fence at once, journal `snapshotted`, write the [`SnapshotRecord`],
-//! journal `recorded`. A failure on any replica deletes the snapshots
-//! already taken (each has the volume's lvol as only child, so SPDK merges
-//! it back) and lifts the fence.
+//! journal `started`, start the snapshot's clock (the fence deadline), fence,
+//! snapshot every replica in parallel, lift the fence at once, journal
+//! `snapshotted`, write the [`SnapshotRecord`], journal `recorded`. A failure
+//! on any replica deletes the snapshots already taken (each has the volume's
+//! lvol as only child, so SPDK merges it back) and lifts the fence. So does a
+//! snapshot that is not proven consistent: replica snapshots still running
+//! when the clock ran out, a fence that had lifted by itself before its
+//! resume (lease ran out, agent restarted), or no resume getting through
+//! before the deadline. Those are ABORTED: retry.
 //!
 //! Recovery: a fence the crash left in place is lifted; then finished if the
 //! record exists (an internal snapshot, recorded as deleted, is reclaimed at
@@ -18,10 +22,12 @@
 //! not a journaled step: the journal still says `started`).
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use spdk_client::{BdevLvolGetLvstoresParams, BdevLvolSnapshotParams};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::context::Context;
@@ -187,14 +193,28 @@ async fn fence_of(
         .fence_for(volume_id, &publications, |n| ctx.nodes.get(n))
 }
 
-/// Fences (if needed), snapshots every replica in parallel, lifts the fence.
+/// Longest wait, after the fence's deadline passed, for replica snapshot
+/// calls already sent: their lvols must exist before the rollback deletes
+/// the snapshot's lvols, or a late one would be left behind.
+const LATE_SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
+
+/// Fences (if needed), snapshots every replica in parallel, lifts the fence;
+/// the snapshot lvol uuid per node. Any error means the snapshot is not
+/// consistent; the caller rolls it back.
+///
+/// The snapshot's own clock starts before the fence: the fence's lease,
+/// taken after, ends no earlier, so a replica snapshot accepted before the
+/// clock runs out completed while I/O was held. A fence that lifted by
+/// itself before it was resumed voids the snapshot (ABORTED, retry).
 async fn snapshot_all(
     ctx: &Context,
-    nodes: &[std::sync::Arc<NodeHandle>],
+    nodes: &[Arc<NodeHandle>],
     volume_id: &str,
     snapshot_id: &str,
-    fence: Option<std::sync::Arc<dyn crate::fence::Fence>>,
+    fence: Option<Arc<dyn crate::fence::Fence>>,
 ) -> Result<BTreeMap<String, String>> {
+    let deadline = ctx.fencing.deadline();
+    let expires = Instant::now() + deadline;
     let guard = match fence {
         Some(f) => Some(ctx.fencing.hold(f).await?),
         None => None,
@@ -203,25 +223,81 @@ async fn snapshot_all(
         // Crash tests: a crash while I/O is fenced (journal step `started`).
         crate::journal::fault_point(OperationKind::CreateSnapshot, "fenced");
     }
-    let deadline = ctx.fencing.deadline();
-    let all = futures::future::join_all(
-        nodes
-            .iter()
-            .map(|n| snapshot_one(n, volume_id, snapshot_id)),
-    );
-    let outcome = tokio::time::timeout(deadline, all).await;
-    if let Some(guard) = guard {
-        guard.release().await?;
+    let under_fence = under_fence(nodes, volume_id, snapshot_id, expires).await;
+    let released = match guard {
+        Some(guard) => Some(guard.release().await),
+        None => None,
+    };
+    let results = match under_fence {
+        UnderFence::Done(results) => results,
+        UnderFence::Late(late) => {
+            // I/O is flowing again; let the calls already sent finish so the
+            // rollback finds their lvols.
+            let _ = tokio::time::timeout(LATE_SNAPSHOT_WAIT, late).await;
+            return Err(ControllerError::FenceDeadlinePassed {
+                volume: volume_id.to_string(),
+                deadline,
+            });
+        }
+    };
+    match released {
+        Some(Err(e)) => {
+            return Err(ControllerError::FenceNotConfirmed {
+                volume: volume_id.to_string(),
+                reason: e.to_string(),
+            })
+        }
+        Some(Ok(r)) if r.lease_expired => {
+            return Err(ControllerError::FenceLeaseExpired {
+                volume: volume_id.to_string(),
+                deadline,
+            })
+        }
+        Some(Ok(_)) | None => {}
     }
-    let results = outcome.map_err(|_| ControllerError::FenceDeadlinePassed {
-        volume: volume_id.to_string(),
-        deadline,
-    })?;
     let mut lvols = BTreeMap::new();
     for (node, result) in nodes.iter().zip(results) {
         lvols.insert(node.name().to_string(), result?);
     }
     Ok(lvols)
+}
+
+/// What [`under_fence`] did by the snapshot's deadline.
+enum UnderFence {
+    /// Every replica snapshot call returned in time.
+    Done(Vec<Result<String>>),
+    /// The deadline passed first; the calls still running.
+    Late(futures::future::BoxFuture<'static, Vec<Result<String>>>),
+}
+
+/// The steps taken while I/O is held, each finished by `expires`:
+/// 1. (To come: read the raid's membership, so only current replicas are
+///    snapshotted.)
+/// 2. Snapshot every replica in parallel.
+async fn under_fence(
+    nodes: &[Arc<NodeHandle>],
+    volume_id: &str,
+    snapshot_id: &str,
+    expires: Instant,
+) -> UnderFence {
+    if Instant::now() >= expires {
+        // The fence took its whole deadline to hold: send nothing.
+        return UnderFence::Late(Box::pin(async { Vec::new() }));
+    }
+    let calls: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let (n, volume_id, snapshot_id) =
+                (n.clone(), volume_id.to_string(), snapshot_id.to_string());
+            async move { snapshot_one(&n, &volume_id, &snapshot_id).await }
+        })
+        .collect();
+    let mut all: futures::future::BoxFuture<'static, _> =
+        Box::pin(futures::future::join_all(calls));
+    match tokio::time::timeout_at(expires, &mut all).await {
+        Ok(results) => UnderFence::Done(results),
+        Err(_) => UnderFence::Late(all),
+    }
 }
 
 /// Snapshots the replica of `volume_id` on `node`; returns the snapshot lvol uuid.
@@ -295,7 +371,8 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     // A fence the crash left in place is lifted (its deadline would lift it anyway).
     match fence_of(ctx, &volume_id).await {
         Ok(Some(fence)) => {
-            if let Err(e) = fence.resume().await {
+            let lease_end = Instant::now() + ctx.fencing.deadline();
+            if let Err(e) = crate::fence::resume_retrying(&*fence, lease_end).await {
                 tracing::warn!(volume = %volume_id, error = %e, "could not lift the fence of an interrupted snapshot; it lifts at its deadline");
             }
         }

@@ -3,8 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod crash;
+pub mod rpc_proxy;
 pub mod snapshot;
+pub mod tcp_cut;
+pub mod writer;
 
 pub use snapshot::*;
 
@@ -130,6 +134,21 @@ impl Harness {
     /// The parsed controller configuration.
     pub fn config(&self) -> ControllerConfig {
         ControllerConfig::load(&self.config_path).expect("load config")
+    }
+
+    /// Makes the controller reach node `i` through `endpoint_toml` (e.g.
+    /// `agent_url = ...` lines, or another `spdk_socket = ...`) instead of
+    /// its SPDK socket, in the config file every later controller reads.
+    /// Restart the harness's controller for it to see the change.
+    pub fn reroute_node(&mut self, i: usize, endpoint_toml: &str) {
+        let socket = format!(
+            "spdk_socket = {:?}\n",
+            self.cluster.node(i).rpc_socket.display().to_string()
+        );
+        let config = std::fs::read_to_string(&self.config_path).expect("read config");
+        assert!(config.contains(&socket), "node {i} is already rerouted");
+        let config = config.replace(&socket, &format!("{endpoint_toml}\n"));
+        std::fs::write(&self.config_path, config).expect("write config");
     }
 
     /// Stops the controller and starts a fresh one on the same store.

@@ -1,13 +1,18 @@
 //! The node agent: the controller's authenticated, allowlisted door to this
-//! node's spdk_tgt, plus node identity and volume quiesce.
+//! node's spdk_tgt, plus node identity and the I/O fences of snapshots:
+//! volume quiesce (ublk) and the ANA fence lease (NVMe/TCP).
 //!
 //! The routes and their bodies are the agent API's ([`agent_api::routes`]);
 //! all but `/healthz` need `Authorization: Bearer <token>`. `POST /jsonrpc`
 //! forwards one JSON-RPC 2.0 call if its method is on [`ALLOWED_METHODS`].
+//! `POST /fence/ana/*` is the one place the agent calls SPDK itself: it
+//! holds the fence as a lease that restores the path when it runs out, and
+//! at start it restores the fences a previous run left.
 //!
 //! Refusals (401, 403, 413, 400) are decided before anything reaches SPDK.
 
 mod allowlist;
+mod ana_fence;
 mod body;
 mod forward;
 mod identity;
@@ -150,6 +155,10 @@ pub async fn serve_agent(
         ),
         identity,
         quiesce: quiesce::QuiesceApi::kernel(&config.state_dir)?,
+        ana_fence: ana_fence::AnaFenceApi::start(
+            spdk_client::SpdkClient::unix(config.spdk_socket.clone())
+                .with_timeout(config.request_timeout),
+        ),
         body_limit: config.body_limit,
     });
     server::run(agent, listener, tls, config.max_connections, shutdown).await

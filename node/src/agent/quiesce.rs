@@ -12,7 +12,7 @@ use tracing::{info, warn, Instrument};
 use super::response::{error, json, AgentResponse};
 use crate::csi::StagingStore;
 use crate::error::{NodeError, Result};
-use crate::quiesce::{QuiesceTarget, Quiescer};
+use crate::quiesce::{HoldReport, QuiesceTarget, Quiescer};
 
 /// The quiesce routes over the kernel layer's quiescer.
 pub struct QuiesceApi {
@@ -92,14 +92,16 @@ impl QuiesceApi {
             .await;
         let _enter = span.enter();
         match result {
-            Ok(held) => {
+            Ok(report) => {
+                let held = report.held_for.unwrap_or_default();
                 let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
-                info!(held_ms, "volume I/O resumed");
+                info!(held_ms, was_held = report.was_held, "volume I/O resumed");
                 json(
                     StatusCode::OK,
                     &ResumeResponse {
                         volume_id: req.volume_id,
                         held_ms,
+                        expired: !report.was_held,
                     },
                 )
             }
@@ -169,10 +171,9 @@ impl KernelQuiesce {
             .map(drop)
     }
 
-    /// Resumes I/O and returns how long it was held.
-    async fn resume(&self, volume_id: &str) -> Result<Duration> {
-        let report = self.quiescer.resume(volume_id).await?;
-        Ok(report.held_for.unwrap_or_default())
+    /// Resumes I/O: whether a hold was in force, and how long it lasted.
+    async fn resume(&self, volume_id: &str) -> Result<HoldReport> {
+        self.quiescer.resume(volume_id).await
     }
 }
 

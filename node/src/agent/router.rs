@@ -16,6 +16,7 @@ use agent_api::routes;
 use agent_api::NodeIdentity;
 
 use super::allowlist;
+use super::ana_fence::AnaFenceApi;
 use super::body::{declared_too_large, read_limited, BodyError};
 use super::forward::{ForwardError, SpdkForwarder};
 use super::jsonrpc::RpcRequest;
@@ -30,6 +31,7 @@ pub struct Agent {
     pub(super) forwarder: SpdkForwarder,
     pub(super) identity: NodeIdentity,
     pub(super) quiesce: QuiesceApi,
+    pub(super) ana_fence: AnaFenceApi,
     pub(super) body_limit: usize,
 }
 
@@ -66,7 +68,11 @@ impl Agent {
             return resp;
         }
         let expected = match path.as_str() {
-            routes::JSONRPC | routes::QUIESCE_SUSPEND | routes::QUIESCE_RESUME => Method::POST,
+            routes::JSONRPC
+            | routes::QUIESCE_SUSPEND
+            | routes::QUIESCE_RESUME
+            | routes::ANA_FENCE_SUSPEND
+            | routes::ANA_FENCE_RESUME => Method::POST,
             routes::IDENTITY => Method::GET,
             _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
         };
@@ -83,7 +89,9 @@ impl Agent {
         match path.as_str() {
             routes::JSONRPC => self.jsonrpc(&body).await,
             routes::QUIESCE_SUSPEND => self.quiesce.suspend(&body).await,
-            _ => self.quiesce.resume(&body).await,
+            routes::QUIESCE_RESUME => self.quiesce.resume(&body).await,
+            routes::ANA_FENCE_SUSPEND => self.ana_fence.suspend(&body).await,
+            _ => self.ana_fence.resume(&body).await,
         }
     }
 

@@ -18,59 +18,46 @@ use tokio::sync::oneshot;
 /// The token the tests' agent accepts.
 pub const TOKEN: &str = "tok-7f3a9c1e5b2d4608a1c3e5f7092b4d6e";
 
+/// What a [`Responder`] answers to one call.
+pub enum FakeReply {
+    /// A JSON-RPC result.
+    Result(Value),
+    /// A JSON-RPC error.
+    Error(i64, String),
+    /// No answer, ever.
+    Hang,
+}
+
+/// Answers chosen calls (method, params); `None` falls back to the defaults.
+pub type Responder = Arc<dyn Fn(&str, &Value) -> Option<FakeReply> + Send + Sync>;
+
 /// A Unix-socket JSON-RPC server standing in for spdk_tgt.
 ///
-/// `bdev_get_bdevs` succeeds, `bdev_lvol_delete` fails with an SPDK error,
-/// `bdev_wait_for_examine` never answers; every method received is recorded.
+/// By default `bdev_get_bdevs` succeeds, `bdev_lvol_delete` fails with an
+/// SPDK error, `bdev_wait_for_examine` never answers, `nvmf_get_subsystems`
+/// lists none, anything else answers `true`; a [`Responder`] can answer
+/// first. Every call received is recorded with its params.
 pub struct FakeSpdk {
     pub socket: PathBuf,
-    pub received: Arc<Mutex<Vec<String>>>,
+    pub received: Arc<Mutex<Vec<(String, Value)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeSpdk {
     pub async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, Arc::new(|_, _| None)).await
+    }
+
+    pub async fn start_with(dir: &Path, responder: Responder) -> Self {
         let socket = dir.join("spdk.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
         let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            while let Ok((stream, _)) = listener.accept().await {
                 let log = Arc::clone(&log);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let request: Value = loop {
-                        let mut chunk = [0u8; 4096];
-                        let n = stream.read(&mut chunk).await.unwrap();
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Ok(v) = serde_json::from_slice(&buf) {
-                            break v;
-                        }
-                    };
-                    let method = request["method"].as_str().unwrap_or("").to_owned();
-                    log.lock().unwrap().push(method.clone());
-                    let id = request["id"].clone();
-                    let reply = match method.as_str() {
-                        "bdev_get_bdevs" => json!({"jsonrpc":"2.0","id":id,
-                            "result":[{"name":"lvs0/vol-1","num_blocks":2048,"block_size":512}]}),
-                        "bdev_lvol_delete" => json!({"jsonrpc":"2.0","id":id,
-                            "error":{"code":-19,"message":"No such device"}}),
-                        "bdev_wait_for_examine" => {
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
-                            return;
-                        }
-                        _ => json!({"jsonrpc":"2.0","id":id,"result":true}),
-                    };
-                    // Pretty-printed and split in two writes, as a real socket may deliver.
-                    let text = serde_json::to_vec_pretty(&reply).unwrap();
-                    let (a, b) = text.split_at(text.len() / 2);
-                    stream.write_all(a).await.unwrap();
-                    stream.flush().await.unwrap();
-                    stream.write_all(b).await.unwrap();
-                });
+                let responder = Arc::clone(&responder);
+                tokio::spawn(serve_connection(stream, log, responder));
             }
         });
         FakeSpdk {
@@ -81,7 +68,91 @@ impl FakeSpdk {
     }
 
     pub fn methods(&self) -> Vec<String> {
-        self.received.lock().unwrap().clone()
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
+    /// The params of every call of `method`, in order.
+    pub fn params_of(&self, method: &str) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| m == method)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        self.received.lock().unwrap().clear();
+    }
+}
+
+/// Answers the requests of one connection, each as soon as it is ready
+/// (the spdk-client Unix transport sends concurrent calls on one
+/// connection and matches answers by id, as spdk_tgt allows).
+async fn serve_connection(
+    stream: tokio::net::UnixStream,
+    log: Arc<Mutex<Vec<(String, Value)>>>,
+    responder: Responder,
+) {
+    let (mut reader, writer) = stream.into_split();
+    let writer = Arc::new(tokio::sync::Mutex::new(writer));
+    let mut buf = Vec::new();
+    loop {
+        let request: Value = loop {
+            let mut de = serde_json::Deserializer::from_slice(&buf).into_iter::<Value>();
+            match de.next() {
+                Some(Ok(v)) => {
+                    let used = de.byte_offset();
+                    buf.drain(..used);
+                    break v;
+                }
+                Some(Err(e)) if !e.is_eof() => return,
+                _ => {}
+            }
+            let mut chunk = [0u8; 4096];
+            let n = match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let method = request["method"].as_str().unwrap_or("").to_owned();
+        let params = request.get("params").cloned().unwrap_or(Value::Null);
+        log.lock().unwrap().push((method.clone(), params.clone()));
+        let reply = responder(&method, &params);
+        let writer = Arc::clone(&writer);
+        tokio::spawn(async move {
+            let id = request["id"].clone();
+            let reply = match reply {
+                Some(FakeReply::Result(v)) => json!({"jsonrpc":"2.0","id":id,"result":v}),
+                Some(FakeReply::Error(code, message)) => {
+                    json!({"jsonrpc":"2.0","id":id,"error":{"code":code,"message":message}})
+                }
+                Some(FakeReply::Hang) => return,
+                None => match method.as_str() {
+                    "bdev_get_bdevs" => json!({"jsonrpc":"2.0","id":id,
+                        "result":[{"name":"lvs0/vol-1","num_blocks":2048,"block_size":512}]}),
+                    "bdev_lvol_delete" => json!({"jsonrpc":"2.0","id":id,
+                        "error":{"code":-19,"message":"No such device"}}),
+                    "nvmf_get_subsystems" => json!({"jsonrpc":"2.0","id":id,"result":[]}),
+                    "bdev_wait_for_examine" => return,
+                    _ => json!({"jsonrpc":"2.0","id":id,"result":true}),
+                },
+            };
+            // Pretty-printed and split in two writes, as a real socket may deliver.
+            let text = serde_json::to_vec_pretty(&reply).unwrap();
+            let (a, b) = text.split_at(text.len() / 2);
+            let mut w = writer.lock().await;
+            let _ = w.write_all(a).await;
+            let _ = w.flush().await;
+            let _ = w.write_all(b).await;
+        });
     }
 }
 
@@ -106,8 +177,19 @@ impl TestAgent {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut AgentConfig)) -> Self {
+        Self::start_scripted(Arc::new(|_, _| None), tweak).await
+    }
+
+    /// An agent over a [`FakeSpdk`] that asks `responder` first. Returns once
+    /// the agent's start-up check of fences left by a previous run has
+    /// reached SPDK (and clears that from the record), when its socket is
+    /// the fake's.
+    pub async fn start_scripted(
+        responder: Responder,
+        tweak: impl FnOnce(&mut AgentConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let spdk = FakeSpdk::start(dir.path()).await;
+        let spdk = FakeSpdk::start_with(dir.path(), responder).await;
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         let mut config = AgentConfig::new(
@@ -123,12 +205,24 @@ impl TestAgent {
             .insert("topology.kubernetes.io/zone".to_owned(), "z1".to_owned());
         config.kernel = Some(KernelFeatures::default());
         tweak(&mut config);
+        let behind_fake = config.spdk_socket == spdk.socket;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(serve_agent(config, listener, async move {
             let _ = stopped.await;
         }));
+        if behind_fake {
+            let started = std::time::Instant::now();
+            while !spdk.methods().iter().any(|m| m == "nvmf_get_subsystems") {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the agent never checked for fences left by a previous run"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            spdk.clear();
+        }
         TestAgent {
             addr,
             spdk,

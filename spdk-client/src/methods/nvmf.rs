@@ -414,9 +414,20 @@ pub struct NvmfSubsystemGetListenersParams {
 pub struct NvmfListener {
     /// The address.
     pub address: ListenAddress,
-    /// ANA state, when ANA reporting is on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ana_state: Option<String>,
+    /// The state of each ANA group on this listener, when the subsystem
+    /// reports ANA (one entry per possible namespace, groups 1..=max).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ana_states: Vec<NvmfListenerAnaState>,
+}
+
+/// One ANA group's state on a listener (`nvmf_subsystem_get_listeners`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NvmfListenerAnaState {
+    /// The ANA group id.
+    pub ana_group: u32,
+    /// `optimized`, `non_optimized`, `inaccessible`, `persistent_loss` or `change`.
+    pub ana_state: String,
 }
 
 /// ANA state of a listener.
