@@ -161,7 +161,6 @@ impl Default for SweepConfig {
             adopt_clusters: Vec::new(),
         }
     }
-
 }
 
 /// Leader election among controllers sharing one etcd prefix (`[leader]`).
