@@ -113,6 +113,11 @@ pub struct ControllerConfig {
     /// Seconds between reconciler passes.
     #[serde(default = "default_reconcile_interval")]
     pub reconcile_interval_secs: u64,
+    /// Milliseconds between health monitor passes (node probes, every
+    /// publication's raid); 0 switches the monitor off (the reconciler still
+    /// checks health every pass).
+    #[serde(default = "default_health_interval")]
+    pub health_interval_ms: u64,
     /// Milliseconds for which CreateVolume trusts a node's last space
     /// reading (adjusted by what this controller did since); 0 = re-read
     /// every node on every call.
@@ -308,6 +313,9 @@ fn default_warning_percent() -> f64 {
 }
 fn default_reconcile_interval() -> u64 {
     30
+}
+fn default_health_interval() -> u64 {
+    1000
 }
 fn default_node_refresh_max_age() -> u64 {
     1000
@@ -519,6 +527,12 @@ pub(crate) fn validate_node_name(name: &str) -> std::result::Result<(), String> 
 }
 
 impl ControllerConfig {
+    /// How often the health monitor runs, or `None` when it is switched off.
+    pub fn health_interval(&self) -> Option<std::time::Duration> {
+        (self.health_interval_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.health_interval_ms.max(100)))
+    }
+
     /// Parses and validates a TOML document.
     pub fn from_toml(text: &str) -> Result<Self> {
         let config: ControllerConfig =

@@ -66,16 +66,23 @@ impl Context {
 
     /// Serialises operations on one key (a volume id or name) in this process.
     pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let mutex = {
-            let mut map = self
-                .locks
-                .map
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            map.retain(|_, m| Arc::strong_count(m) > 1);
-            map.entry(key.to_string()).or_default().clone()
-        };
-        mutex.lock_owned().await
+        self.mutex_of(key).lock_owned().await
+    }
+
+    /// The lock of `key` if nobody holds it now (the health monitor leaves a
+    /// volume alone while an operation works on it).
+    pub fn try_lock(&self, key: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.mutex_of(key).try_lock_owned().ok()
+    }
+
+    fn mutex_of(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self
+            .locks
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, m| Arc::strong_count(m) > 1);
+        map.entry(key.to_string()).or_default().clone()
     }
 
     /// The volume and its replicas, or [`ControllerError::VolumeNotFound`].

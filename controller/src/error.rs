@@ -230,6 +230,17 @@ pub enum ControllerError {
         /// What it was needed for, as the end of the sentence.
         purpose: &'static str,
     },
+    /// The volume is unclean and none of its current replicas can be
+    /// reached to be chosen as the one that holds the last writes.
+    #[error("volume {volume} lost its engine on {engine_node} without a clean teardown, and none of its current replicas ({candidates}) can be reached to take over; bring one of those nodes back, then publish again")]
+    NoReachableCurrentReplica {
+        /// The volume.
+        volume: String,
+        /// Where its engine was.
+        engine_node: String,
+        /// The current replicas' nodes, comma-separated.
+        candidates: String,
+    },
     /// Reverting a volume to another volume's snapshot.
     #[error("snapshot {snapshot} was taken of volume {taken_of}, not {volume}; create a new volume from it instead")]
     SnapshotOfAnotherVolume {
@@ -543,6 +554,7 @@ impl ControllerError {
             | E::FenceLeaseExpired { .. }
             | E::FenceNotConfirmed { .. } => Code::Aborted,
             E::NodeUnreachable { .. }
+            | E::NoReachableCurrentReplica { .. }
             | E::Store(_)
             | E::NotLeader { .. }
             | E::StoreInUse { .. } => Code::Unavailable,

@@ -8,6 +8,7 @@
 //!   [`endpoint`]: where servers listen.
 //! - [`nodes`]: the storage-node registry (SPDK and agent clients, bootstrap, capacity).
 //! - [`placement`], [`capacity`], [`naming`]: pure decisions.
+//! - [`membership`]: which replicas hold every acknowledged write (stale, unclean).
 //! - [`journal`]: the operation journal and the crash-test fault hook.
 //! - [`ops`]: the multi-step operations; [`reconciler`]: crash recovery and cleanup.
 //! - [`leader`]: one controller at a time (etcd leader lease, the CSI gate,
@@ -37,6 +38,7 @@ pub mod health;
 pub mod identity;
 pub mod journal;
 pub mod leader;
+pub mod membership;
 pub mod naming;
 pub mod nodes;
 pub mod ops;

@@ -14,6 +14,8 @@ pub const SNAPSHOT_PREFIX: &str = "shs-";
 pub const RAID_PREFIX: &str = "shr-";
 /// Prefix of NVMe-oF initiator controller names.
 pub const NVME_CTRLR_PREFIX: &str = "shn-";
+/// Prefix of the null bdev that pads a one-member raid1 while it is created.
+pub const RAID_PAD_PREFIX: &str = "shp-";
 /// Prefix of the lvol that stamps a node's lvstore with its cluster's id.
 pub const CLUSTER_STAMP_PREFIX: &str = "shorthorn-cluster-";
 /// Suffix of the temporary lvol a revert clones a snapshot into.
@@ -140,6 +142,13 @@ pub fn kernel_host_id(node: &str) -> uuid::Uuid {
 /// Name of the raid1 bdev assembling `volume_id` on its published node.
 pub fn raid_bdev(volume_id: &str) -> String {
     format!("{RAID_PREFIX}{volume_id}")
+}
+
+/// Name of the null bdev that stands in as the second member while the
+/// raid1 of a volume with one current replica is created (see
+/// `primitives::ensure_raid1`); it is removed before the raid serves I/O.
+pub fn raid_pad_bdev(volume_id: &str) -> String {
+    format!("{RAID_PAD_PREFIX}{volume_id}")
 }
 
 /// The volume id in a Shorthorn raid bdev name.

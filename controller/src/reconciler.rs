@@ -52,21 +52,10 @@ pub async fn recover_pending(ctx: &Context) -> Result<usize> {
     Ok(done)
 }
 
-/// Marks replicas whose raid leg failed, for every published volume.
+/// One health pass (node probes, every publication's engine), so the
+/// records are checked even where the fast monitor is switched off.
 pub async fn refresh_health(ctx: &Context) -> Result<()> {
-    let mut start: Option<String> = None;
-    loop {
-        let page = ctx.store.list_volumes(start.as_deref(), 100).await?;
-        for v in &page.items {
-            if let Err(e) = health::mark_failed_legs(ctx, &v.record.id).await {
-                tracing::warn!(volume = %v.record.id, error = %e, "health check failed");
-            }
-        }
-        match page.next {
-            Some(next) => start = Some(next),
-            None => return Ok(()),
-        }
-    }
+    health::monitor::pass(ctx).await.map(|_| ())
 }
 
 /// One full pass: discovery, pending operations, orphans, health.

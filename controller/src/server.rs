@@ -175,9 +175,14 @@ pub async fn serve_with_admin(
         let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
         let interval = Duration::from_secs(config.reconcile_interval_secs.max(1));
-        tokio::spawn(leader::supervise(ctx, interval, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }))
+        tokio::spawn(leader::supervise(
+            ctx,
+            interval,
+            config.health_interval(),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
     };
     let router = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(IdentityService::new(ctx.clone())))

@@ -58,6 +58,8 @@ fn volume(id: &str, name: &str) -> VolumeRecord {
         replica_count: 2,
         content_source: None,
         accessible_topology: vec![BTreeMap::from([("zone".into(), "a".into())])],
+        epoch: 0,
+        unclean: None,
     }
 }
 
@@ -70,6 +72,8 @@ fn replica(volume_id: &str, node: &str) -> ReplicaRecord {
         lvol_uuid: format!("{volume_id}-{node}-uuid"),
         health: ReplicaHealth::Healthy,
         generation: 1,
+        reason: None,
+        since: None,
     }
 }
 
@@ -286,6 +290,8 @@ async fn volume_lifecycle_keeps_related_records_together(kv: Arc<dyn KvStore>) {
         frontend: FrontendKind::NvmeTcp,
         publish_context: BTreeMap::from([("nqn".into(), "nqn.x".into())]),
         readonly: false,
+        members: Vec::new(),
+        epoch: 0,
     };
     store
         .put_publication(&publication, Expect::Absent)

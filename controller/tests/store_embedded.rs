@@ -46,6 +46,8 @@ async fn data_and_revisions_survive_reopen() {
         replica_count: 1,
         content_source: None,
         accessible_topology: Vec::new(),
+        epoch: 0,
+        unclean: None,
     };
     let replica = ReplicaRecord {
         version: SCHEMA_VERSION,
@@ -55,6 +57,8 @@ async fn data_and_revisions_survive_reopen() {
         lvol_uuid: "u1".into(),
         health: ReplicaHealth::Rebuilding,
         generation: 7,
+        reason: None,
+        since: None,
     };
     let written = {
         let kv = EmbeddedStore::open(&path).await.expect("open");

@@ -59,6 +59,9 @@ pub struct NodeView {
     /// unstamped, or another cluster's), once read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_stamp: Option<String>,
+    /// Restarts of its spdk_tgt this controller noticed.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// One replica of a volume.
@@ -72,6 +75,12 @@ pub struct ReplicaView {
     pub lvol_uuid: String,
     /// Last known health.
     pub health: ReplicaHealth,
+    /// Why it is in that state, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Since when (Unix seconds), if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_unix: Option<u64>,
 }
 
 /// One node a volume is published to.
@@ -83,6 +92,9 @@ pub struct PublicationView {
     pub frontend: FrontendKind,
     /// Read-only publication.
     pub readonly: bool,
+    /// Nodes whose replicas its raid was assembled from.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 /// Whether a volume needs attention.
@@ -118,6 +130,13 @@ pub struct VolumeView {
     pub content_source: Option<ContentSource>,
     /// Health summary.
     pub condition: ConditionView,
+    /// Membership epoch (bumped by every change of the current replicas).
+    #[serde(default)]
+    pub epoch: u64,
+    /// Why the volume is unclean (its engine was lost without a clean
+    /// teardown), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unclean: Option<String>,
 }
 
 /// The snapshot lvol of one replica.

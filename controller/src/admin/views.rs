@@ -52,6 +52,7 @@ fn node_view(ctx: &Context, node: &NodeHandle) -> NodeView {
             .collect(),
         topology: node.segments(),
         cluster_stamp: status.stamp.as_ref().map(|s| s.describe()),
+        restarts: status.restarts,
     }
 }
 
@@ -109,6 +110,7 @@ async fn volume_view(
             node: p.record.node,
             frontend: p.record.frontend,
             readonly: p.record.readonly,
+            members: p.record.members,
         })
         .collect();
     let replicas = replicas
@@ -118,6 +120,8 @@ async fn volume_view(
             node: r.node,
             lvol_uuid: r.lvol_uuid,
             health: r.health,
+            reason: r.reason,
+            since_unix: r.since.map(unix_secs),
         })
         .collect();
     Ok(VolumeView {
@@ -129,6 +133,15 @@ async fn volume_view(
         published,
         content_source: volume.content_source,
         condition,
+        epoch: volume.epoch,
+        unclean: volume.unclean.map(|m| {
+            format!(
+                "since unix {}: {} (engine on {})",
+                unix_secs(m.since),
+                m.reason,
+                m.engine_node
+            )
+        }),
     })
 }
 
@@ -260,4 +273,10 @@ pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
     }
     out.sort_by(|a, b| (&a.volume_id, &a.node).cmp(&(&b.volume_id, &b.node)));
     Ok(out)
+}
+
+fn unix_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

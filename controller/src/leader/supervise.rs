@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::context::Context;
 use crate::error::Result;
+use crate::health;
 use crate::reconciler;
 
 /// Finishes or rolls back the journaled operations of term `term`, then
@@ -24,9 +25,15 @@ pub async fn take_charge(ctx: &Context, term: u64) -> Result<usize> {
 }
 
 /// Each time this controller is elected: recovery ([`take_charge`]), then
-/// the reconciler every `interval` until leadership is lost (the pass in
-/// progress is dropped) or `shutdown` resolves.
-pub async fn supervise(ctx: Context, interval: Duration, shutdown: impl Future<Output = ()>) {
+/// the reconciler every `interval` and the health monitor every `health`
+/// (if any) until leadership is lost (the passes in progress are dropped)
+/// or `shutdown` resolves.
+pub async fn supervise(
+    ctx: Context,
+    interval: Duration,
+    health: Option<Duration>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let term = tokio::select! {
@@ -50,6 +57,16 @@ pub async fn supervise(ctx: Context, interval: Duration, shutdown: impl Future<O
                 tracing::warn!("not the leader any more: reconciler stopped");
             }
             _ = reconciler::run(ctx.clone(), interval, std::future::pending::<()>()) => {}
+            _ = run_monitor(&ctx, health) => {}
         }
+    }
+}
+
+async fn run_monitor(ctx: &Context, interval: Option<Duration>) {
+    match interval {
+        Some(interval) => {
+            health::monitor::run(ctx.clone(), interval, std::future::pending::<()>()).await
+        }
+        None => std::future::pending().await,
     }
 }

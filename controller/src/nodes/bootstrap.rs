@@ -81,6 +81,15 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
             }
         };
         if find_lvstore(node).await?.is_none() {
+            // An lvstore this controller has seen here is never created
+            // again: that would format the disk under every replica on it.
+            if let Some(uuid) = node.status().lvstore_uuid {
+                tracing::error!(base, lvstore = node.config.lvstore, %uuid, "lvstore seen before is missing after its base bdev came back: not creating a new one");
+                return Err(ControllerError::LvstoreMissing {
+                    node: node.name().to_string(),
+                    lvstore: node.config.lvstore.clone(),
+                });
+            }
             tracing::info!(base, lvstore = node.config.lvstore, "creating lvstore");
             let params = BdevLvolCreateLvstoreParams {
                 bdev_name: base,
@@ -119,6 +128,55 @@ async fn bootstrap(node: &NodeHandle) -> Result<()> {
         s.online = true;
     });
     Ok(())
+}
+
+/// What a cheap liveness probe of a node found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// It answered and still holds what bootstrap set up (or was never set up).
+    Answered,
+    /// It answered but lost its configuration since it was bootstrapped: its
+    /// spdk_tgt restarted. It has been bootstrapped again (base bdev, so the
+    /// lvstore loads through examine, transport, stamp).
+    Restarted,
+}
+
+/// Probes `node` with one cheap call (`nvmf_get_transports`). A node that
+/// was bootstrapped but has no TCP transport any more restarted: its
+/// bootstrapped view is dropped at once and it is bootstrapped again, so
+/// the view never stays stale whether or not a call happened to fail.
+pub async fn probe(node: &NodeHandle) -> Result<Probe> {
+    let transports = node
+        .client
+        .nvmf_get_transports(&NvmfGetTransportsParams::default())
+        .await
+        .map_err(|e| node.call_failed("nvmf_get_transports", e))?;
+    let has_tcp = transports
+        .iter()
+        .any(|t| t.trtype.eq_ignore_ascii_case("tcp"));
+    let seen_before = {
+        let s = node.status();
+        s.bootstrapped || s.lvstore_uuid.is_some()
+    };
+    if has_tcp || !seen_before {
+        if !node.status().online {
+            node.update_status(|s| s.online = true);
+        }
+        return Ok(Probe::Answered);
+    }
+    node.update_status(|s| {
+        // Counted once, not again each time a failed re-bootstrap is retried.
+        if s.bootstrapped {
+            s.restarts += 1;
+            s.last_restart = Some(std::time::SystemTime::now());
+        }
+        s.bootstrapped = false;
+    });
+    tracing::warn!(
+        node = node.name(),
+        "spdk_tgt restarted (its NVMe-oF transport is gone): bootstrapping it again"
+    );
+    ensure_ready(node).await.map(|()| Probe::Restarted)
 }
 
 async fn find_lvstore(node: &NodeHandle) -> Result<Option<spdk_client::Lvstore>> {

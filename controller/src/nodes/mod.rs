@@ -50,6 +50,10 @@ pub struct NodeStatus {
     pub ledger: Ledger,
     /// Whose node its lvstore's cluster stamp says it is, when last read.
     pub stamp: Option<Stamp>,
+    /// Restarts of its spdk_tgt this controller noticed.
+    pub restarts: u32,
+    /// When the last of those was noticed.
+    pub last_restart: Option<std::time::SystemTime>,
 }
 
 impl NodeStatus {

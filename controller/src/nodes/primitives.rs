@@ -5,13 +5,14 @@
 use std::net::IpAddr;
 
 use spdk_client::{
-    BdevLvolCreateParams, BdevLvolDeleteParams, BdevLvolResizeParams,
-    BdevNvmeAttachControllerParams, BdevNvmeDetachControllerParams, BdevNvmeGetControllersParams,
-    BdevRaidCreateParams, BdevRaidDeleteParams, BdevRaidGetBdevsParams, ListenAddress,
-    NvmeController, NvmfCreateSubsystemParams, NvmfDeleteSubsystemParams, NvmfGetSubsystemsParams,
-    NvmfNamespace, NvmfSubsystem, NvmfSubsystemAddHostParams, NvmfSubsystemAddListenerParams,
-    NvmfSubsystemAddNsParams, RaidBdev, RaidCategory, RaidLevel, UblkCreateTargetParams, UblkDisk,
-    UblkGetDisksParams, UblkStartDiskParams, UblkStopDiskParams,
+    BdevLvolCreateParams, BdevLvolDeleteParams, BdevLvolResizeParams, BdevNullCreateParams,
+    BdevNullDeleteParams, BdevNvmeAttachControllerParams, BdevNvmeDetachControllerParams,
+    BdevNvmeGetControllersParams, BdevRaidCreateParams, BdevRaidDeleteParams,
+    BdevRaidGetBdevsParams, BdevRaidRemoveBaseBdevParams, ListenAddress, NvmeController,
+    NvmfCreateSubsystemParams, NvmfDeleteSubsystemParams, NvmfGetSubsystemsParams, NvmfNamespace,
+    NvmfSubsystem, NvmfSubsystemAddHostParams, NvmfSubsystemAddListenerParams,
+    NvmfSubsystemAddNsParams, NvmfSubsystemRemoveHostParams, RaidBdev, RaidCategory, RaidLevel,
+    UblkCreateTargetParams, UblkDisk, UblkGetDisksParams, UblkStartDiskParams, UblkStopDiskParams,
 };
 
 use super::NodeHandle;
@@ -170,6 +171,20 @@ pub async fn ensure_export(node: &NodeHandle, export: &Export<'_>) -> Result<()>
             .await
             .map_err(|e| node.call_failed("nvmf_subsystem_add_host", e))?;
     }
+    // Exactly one host: removing a host also disconnects it, so an engine
+    // that published this replica before (now partitioned, say) can no
+    // longer write beside the new one.
+    for other in existing.hosts.iter().filter(|h| h.nqn != export.host_nqn) {
+        tracing::warn!(node = node.name(), nqn = export.nqn, host = %other.nqn, "removing a host the export no longer admits");
+        let params = NvmfSubsystemRemoveHostParams {
+            nqn: export.nqn.to_string(),
+            host: other.nqn.clone(),
+            ..Default::default()
+        };
+        c.nvmf_subsystem_remove_host(&params)
+            .await
+            .map_err(|e| node.call_failed("nvmf_subsystem_remove_host", e))?;
+    }
     let port = export.port.to_string();
     let address = export.address.to_string();
     if !existing
@@ -192,6 +207,32 @@ pub async fn ensure_export(node: &NodeHandle, export: &Export<'_>) -> Result<()>
             .map_err(|e| node.call_failed("nvmf_subsystem_add_listener", e))?;
     }
     Ok(())
+}
+
+/// Exports the replica lvol of `volume_id` on `replica_node` to the SPDK of
+/// `engine_node` (its only admitted host).
+pub async fn ensure_replica_export(
+    replica_node: &NodeHandle,
+    volume_id: &str,
+    engine_node: &str,
+) -> Result<()> {
+    let nqn = naming::replica_nqn(volume_id, replica_node.name());
+    let bdev = replica_node.lvol_alias(volume_id);
+    let host_nqn = naming::spdk_host_nqn(engine_node);
+    ensure_export(
+        replica_node,
+        &Export {
+            nqn: &nqn,
+            bdev: &bdev,
+            ns_uuid: None,
+            host_nqn: &host_nqn,
+            address: replica_node.config.nvmf_address,
+            port: replica_node.config.nvmf_port,
+            ana_reporting: false,
+            serial: naming::serial_number(volume_id),
+        },
+    )
+    .await
 }
 
 /// Deletes a subsystem if present; returns whether it existed.
@@ -279,26 +320,90 @@ pub async fn raids(node: &NodeHandle) -> Result<Vec<RaidBdev>> {
 }
 
 /// Creates raid1 `name` over `bases` without superblock (1:1 block mapping).
-pub async fn ensure_raid1(node: &NodeHandle, name: &str, bases: &[String]) -> Result<()> {
-    if raids(node)
+///
+/// Stock SPDK refuses a raid1 of fewer than two members, so a raid of one
+/// current replica is created over that replica and a null bdev `pad` of the
+/// same geometry, and the pad is removed (and deleted) before anything can
+/// do I/O through the raid: the raid stays online with one empty slot.
+/// Idempotent: a raid already present only loses a pad left in it.
+pub async fn ensure_raid1(
+    node: &NodeHandle,
+    name: &str,
+    bases: &[String],
+    pad: &str,
+) -> Result<()> {
+    let present = raids(node)
         .await?
-        .iter()
-        .any(|r| r.name.as_deref() == Some(name))
-    {
-        return Ok(());
+        .into_iter()
+        .find(|r| r.name.as_deref() == Some(name));
+    if present.is_none() {
+        let mut members = bases.to_vec();
+        if let [only] = bases {
+            members.push(ensure_pad(node, only, pad).await?);
+        }
+        let params = BdevRaidCreateParams {
+            name: name.to_string(),
+            strip_size_kb: None,
+            raid_level: RaidLevel::Raid1,
+            base_bdevs: members,
+            uuid: None,
+            superblock: Some(false),
+        };
+        node.client
+            .bdev_raid_create(&params)
+            .await
+            .map_err(|e| node.call_failed("bdev_raid_create", e))?;
     }
-    let params = BdevRaidCreateParams {
-        name: name.to_string(),
-        strip_size_kb: None,
-        raid_level: RaidLevel::Raid1,
-        base_bdevs: bases.to_vec(),
-        uuid: None,
-        superblock: Some(false),
-    };
-    node.client
-        .bdev_raid_create(&params)
+    remove_pad(node, pad).await
+}
+
+async fn ensure_pad(node: &NodeHandle, like: &str, pad: &str) -> Result<String> {
+    let member = node
+        .client
+        .bdev_get(like)
         .await
-        .map_err(|e| node.call_failed("bdev_raid_create", e).into())
+        .map_err(|e| node.call_failed("bdev_get_bdevs", e))?
+        .ok_or_else(|| {
+            ControllerError::Internal(format!("raid member {like} is missing on {}", node.name()))
+        })?;
+    let params = BdevNullCreateParams {
+        name: pad.to_string(),
+        num_blocks: member.num_blocks,
+        block_size: member.block_size,
+        ..Default::default()
+    };
+    match node.client.bdev_null_create(&params).await {
+        Ok(_) => Ok(pad.to_string()),
+        Err(e) if e.is_already_exists() => Ok(pad.to_string()),
+        Err(e) => Err(node.call_failed("bdev_null_create", e).into()),
+    }
+}
+
+/// Takes the pad out of its raid (if in one) and deletes it (if present).
+pub async fn remove_pad(node: &NodeHandle, pad: &str) -> Result<()> {
+    let in_raid = raids(node).await?.iter().any(|r| {
+        r.base_bdevs_list
+            .iter()
+            .any(|b| b.name.as_deref() == Some(pad))
+    });
+    if in_raid {
+        let params = BdevRaidRemoveBaseBdevParams {
+            name: pad.to_string(),
+        };
+        match node.client.bdev_raid_remove_base_bdev(&params).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(node.call_failed("bdev_raid_remove_base_bdev", e).into()),
+        }
+    }
+    let params = BdevNullDeleteParams {
+        name: pad.to_string(),
+    };
+    match node.client.bdev_null_delete(&params).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(node.call_failed("bdev_null_delete", e).into()),
+    }
 }
 
 /// Deletes raid `name` if present.

@@ -55,6 +55,8 @@ impl CreateRequest {
             replica_count: self.replicas,
             content_source,
             accessible_topology,
+            epoch: 0,
+            unclean: None,
         }
     }
 }
@@ -187,6 +189,8 @@ where
             lvol_uuid: payload.lvols.get(n.name()).cloned().unwrap_or_default(),
             health: ReplicaHealth::Healthy,
             generation: 1,
+            reason: None,
+            since: None,
         })
         .collect();
     ctx.store

@@ -13,10 +13,11 @@ use agent_api::{AttachSpec, FrontendKind, NvmeTcpTarget, UblkTarget};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::teardown::teardown;
+use super::teardown::{remove_local, teardown};
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
 use crate::journal::Journal;
+use crate::membership::{self, Demotion};
 use crate::naming;
 use crate::nodes::{bootstrap, primitives, NodeHandle};
 use crate::store::{Expect, OperationKind, PublicationRecord, ReplicaHealth, SCHEMA_VERSION};
@@ -47,7 +48,7 @@ pub async fn publish(
     let span = tracing::info_span!("publish", volume = %volume_id, node = %node);
     async {
         let _guard = ctx.lock(volume_id).await;
-        let (_, replicas) = ctx.existing_volume(volume_id).await?;
+        ctx.existing_volume(volume_id).await?;
         let target = ctx.nodes.get(node)?;
         let publications = ctx.store.list_publications(volume_id).await?;
         if let Some(p) = publications.iter().find(|p| p.record.node == node) {
@@ -69,21 +70,8 @@ pub async fn publish(
         let frontend = target.frontend().ok_or_else(|| ControllerError::NoFrontend {
             node: node.to_string(),
         })?;
-        let healthy: Vec<String> = replicas
-            .iter()
-            .filter(|r| r.health == ReplicaHealth::Healthy)
-            .map(|r| r.node.clone())
-            .collect();
-        if healthy.is_empty() {
-            return Err(ControllerError::NoHealthyReplica {
-                volume: volume_id.to_string(),
-                purpose: "left; it cannot be published until a replica is rebuilt",
-            });
-        }
-        if healthy.len() < replicas.len() {
-            tracing::warn!(healthy = healthy.len(), total = replicas.len(), "publishing degraded: failed replicas are left out until rebuilt");
-        }
-        let payload = PublishPayload { node: node.to_string(), replicas: healthy };
+        let members = current_members(ctx, volume_id, node).await?;
+        let payload = PublishPayload { node: node.to_string(), replicas: members };
         let mut journal = Journal::begin(
             &ctx.store,
             OperationKind::PublishVolume,
@@ -100,7 +88,7 @@ pub async fn publish(
             }
             Err(err) => {
                 tracing::warn!(error = %err, "publish failed; tearing down");
-                match teardown(ctx, volume_id, node, &payload.replicas, false).await {
+                match teardown(ctx, volume_id, node, &payload.replicas).await {
                     Ok(()) => journal.finish().await?,
                     Err(e) => tracing::error!(error = %e, "teardown incomplete; the reconciler will retry"),
                 }
@@ -123,28 +111,17 @@ async fn assemble(
 ) -> Result<BTreeMap<String, String>> {
     let node = target.name();
     bootstrap::ensure_ready(target).await?;
+    // No publication of this volume exists here, so whatever engine is left
+    // (a dead controller's, or one from before a partition) may hold members
+    // that are not current any more: never reuse it.
+    remove_local(target, volume_id).await?;
     let host_nqn = naming::spdk_host_nqn(node);
     let mut remotes = Vec::new();
     for name in payload.replicas.iter().filter(|r| *r != node) {
         let replica_node = ctx.nodes.get(name)?;
         bootstrap::ensure_ready(&replica_node).await?;
-        let nqn = naming::replica_nqn(volume_id, name);
-        let bdev = replica_node.lvol_alias(volume_id);
-        primitives::ensure_export(
-            &replica_node,
-            &primitives::Export {
-                nqn: &nqn,
-                bdev: &bdev,
-                ns_uuid: None,
-                host_nqn: &host_nqn,
-                address: replica_node.config.nvmf_address,
-                port: replica_node.config.nvmf_port,
-                ana_reporting: false,
-                serial: naming::serial_number(volume_id),
-            },
-        )
-        .await?;
-        remotes.push((replica_node, nqn));
+        primitives::ensure_replica_export(&replica_node, volume_id, node).await?;
+        remotes.push((replica_node.clone(), naming::replica_nqn(volume_id, name)));
     }
     journal.step("exported", payload).await?;
 
@@ -168,7 +145,7 @@ async fn assemble(
     journal.step("attached", payload).await?;
 
     let raid = naming::raid_bdev(volume_id);
-    primitives::ensure_raid1(target, &raid, &bases).await?;
+    primitives::ensure_raid1(target, &raid, &bases, &naming::raid_pad_bdev(volume_id)).await?;
     journal.step("assembled", payload).await?;
 
     let spec = match frontend {
@@ -219,6 +196,12 @@ async fn assemble(
     journal.step("frontend", payload).await?;
 
     let context: BTreeMap<String, String> = spec.to_publish_context().into_iter().collect();
+    let epoch = ctx
+        .store
+        .get_volume(volume_id)
+        .await?
+        .map(|v| v.record.epoch)
+        .unwrap_or_default();
     let record = PublicationRecord {
         version: SCHEMA_VERSION,
         volume_id: volume_id.to_string(),
@@ -226,11 +209,71 @@ async fn assemble(
         frontend,
         publish_context: context.clone(),
         readonly,
+        members: payload.replicas.clone(),
+        epoch,
     };
     ctx.store.put_publication(&record, Expect::Absent).await?;
     journal.step("recorded", payload).await?;
     tracing::info!(frontend = frontend.as_str(), "volume published");
     Ok(context)
+}
+
+/// The replicas the raid is assembled from: an unclean volume is resolved
+/// first (one current replica chosen), then every current replica that
+/// cannot be used now is demoted stale, durably, before anything is built,
+/// since the raid will take writes it misses.
+async fn current_members(ctx: &Context, volume_id: &str, node: &str) -> Result<Vec<String>> {
+    if let Some(survivor) = membership::resolve_unclean(ctx, volume_id).await? {
+        tracing::warn!(%survivor, "unclean volume: publishing on its one chosen replica");
+    }
+    let (_, replicas) = ctx.existing_volume(volume_id).await?;
+    let current: Vec<String> = replicas
+        .iter()
+        .filter(|r| r.health.is_current())
+        .map(|r| r.node.clone())
+        .collect();
+    if current.is_empty() {
+        return Err(ControllerError::NoHealthyReplica {
+            volume: volume_id.to_string(),
+            purpose: "left; it cannot be published until a replica is rebuilt",
+        });
+    }
+    let mut usable = Vec::new();
+    let mut unusable = Vec::new();
+    for name in &current {
+        if membership::replica_reachable(ctx, volume_id, name).await {
+            usable.push(name.clone());
+        } else {
+            unusable.push(name.clone());
+        }
+    }
+    if usable.is_empty() {
+        return Err(ControllerError::NodeUnreachable {
+            node: current.join(", "),
+            reason: format!(
+                "none of the current replicas of volume {volume_id} can be reached; bring one back, then publish again"
+            ),
+        });
+    }
+    if !unusable.is_empty() {
+        let demotions: Vec<Demotion> = unusable
+            .iter()
+            .map(|n| Demotion {
+                node: n.clone(),
+                health: ReplicaHealth::Stale,
+                reason: format!(
+                    "unreachable when the volume was published on {node}: the raid was assembled without it"
+                ),
+            })
+            .collect();
+        membership::demote(ctx, volume_id, node, &demotions).await?;
+        tracing::warn!(
+            usable = usable.len(),
+            total = replicas.len(),
+            "publishing degraded: replicas left out stay stale until rebuilt"
+        );
+    }
+    Ok(usable)
 }
 
 /// Completes or rolls back an interrupted publish.
@@ -250,6 +293,6 @@ pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
         return journal.finish().await;
     }
     tracing::info!(volume = %volume_id, node = %payload.node, step = %journal.record().step, "tearing down interrupted publish");
-    teardown(ctx, &volume_id, &payload.node, &payload.replicas, false).await?;
+    teardown(ctx, &volume_id, &payload.node, &payload.replicas).await?;
     journal.finish().await
 }

@@ -2,7 +2,8 @@
 //! the volume's I/O is fenced, so every replica's snapshot holds the same
 //! bytes.
 //!
-//! Order: check every replica's lvstore has room for the copy-on-write the
+//! Order: read the engine and bring the membership up to date (lost legs
+//! stale, an unclean volume resolved to one replica), check every replica's lvstore has room for the copy-on-write the
 //! snapshot causes (RESOURCE_EXHAUSTED otherwise: a thin lvstore that fills
 //! up silently drops its raid leg), choose the fence (see [`crate::fence`]),
 //! journal `started`, start the snapshot's clock (the fence deadline), fence,
@@ -32,7 +33,9 @@ use tracing::Instrument;
 
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
+use crate::health;
 use crate::journal::Journal;
+use crate::membership;
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
 use crate::snapshots::{remove_snapshot_lvols, snapshot_lock};
@@ -96,6 +99,12 @@ pub async fn take_snapshot(
     let span = tracing::info_span!("create_snapshot", volume = %volume_id, snapshot = %snapshot_id, name = %name);
     async {
         let _guard = ctx.lock(volume_id).await;
+        if ctx.store.get_volume(volume_id).await?.is_none() {
+            return Err(ControllerError::SourceVolumeNotFound {
+                id: volume_id.to_string(),
+            });
+        }
+        read_membership(ctx, volume_id).await?;
         let Some((volume, replicas)) = ctx.volume(volume_id).await? else {
             return Err(ControllerError::SourceVolumeNotFound {
                 id: volume_id.to_string(),
@@ -174,6 +183,19 @@ pub async fn take_snapshot(
     }
     .instrument(span)
     .await
+}
+
+/// Brings the membership up to date before a snapshot copies the replicas:
+/// legs the engine dropped are demoted (they missed writes), an engine that
+/// is lost or cannot be read makes the volume unclean, and an unclean volume
+/// gets its one current replica chosen, so only replicas holding every
+/// acknowledged write are snapshotted.
+async fn read_membership(ctx: &Context, volume_id: &str) -> Result<()> {
+    for publication in ctx.store.list_publications(volume_id).await? {
+        health::engine::record_evidence(ctx, volume_id, &publication.record.node).await?;
+    }
+    membership::resolve_unclean(ctx, volume_id).await?;
+    Ok(())
 }
 
 /// The fence a snapshot of `volume_id` needs given its publications now

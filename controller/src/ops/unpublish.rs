@@ -1,5 +1,8 @@
-//! ControllerUnpublishVolume: tear the publication down and forget it.
-//! Steps: `started`, `torn-down`. Recovery redoes it (idempotent).
+//! ControllerUnpublishVolume: record what the engine shows, tear the
+//! publication down and forget it.
+//! Steps: `started`, `observed` (lost legs demoted stale, a lost or
+//! unreadable engine marked unclean: teardown erases that evidence),
+//! `torn-down`. Recovery redoes what is left (idempotent).
 
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -7,6 +10,7 @@ use tracing::Instrument;
 use super::teardown::teardown;
 use crate::context::Context;
 use crate::error::Result;
+use crate::health::engine;
 use crate::journal::Journal;
 use crate::store::{Expect, OperationKind};
 
@@ -57,7 +61,11 @@ pub async fn unpublish(ctx: &Context, volume_id: &str, node: Option<&str>) -> Re
 
 async fn finish(ctx: &Context, volume_id: &str, mut journal: Journal) -> Result<()> {
     let payload: UnpublishPayload = journal.payload()?;
-    teardown(ctx, volume_id, &payload.node, &payload.replicas, true).await?;
+    if journal.record().step == "started" {
+        engine::record_evidence(ctx, volume_id, &payload.node).await?;
+        journal.step("observed", &payload).await?;
+    }
+    teardown(ctx, volume_id, &payload.node, &payload.replicas).await?;
     journal.step("torn-down", &payload).await?;
     ctx.store
         .delete_publication(volume_id, &payload.node, Expect::Any)

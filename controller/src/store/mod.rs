@@ -32,7 +32,7 @@ pub use error::{Result, StoreError};
 pub use etcd::{Claim, EtcdConfig, EtcdStore, LeaderFence, LeaderRecord, Lease};
 pub use records::{
     ContentSource, OperationKind, OperationRecord, PublicationRecord, ReplicaHealth, ReplicaRecord,
-    ReplicaSnapshot, SnapshotRecord, TopologySegments, VolumeRecord, SCHEMA_VERSION,
+    ReplicaSnapshot, SnapshotRecord, TopologySegments, UncleanMark, VolumeRecord, SCHEMA_VERSION,
 };
 pub use tombstones::TombstoneRecord;
 pub use typed::{Page, Store, Versioned};

@@ -53,6 +53,26 @@ pub struct VolumeRecord {
     pub content_source: Option<ContentSource>,
     /// Where the volume is reachable from.
     pub accessible_topology: Vec<TopologySegments>,
+    /// Membership epoch: bumped in the same transaction as every change of
+    /// which replicas hold every acknowledged write (see `membership`).
+    #[serde(default)]
+    pub epoch: u64,
+    /// Set when the volume's engine was lost without a clean teardown, so
+    /// nobody can prove which replicas hold the last in-flight writes. It is
+    /// cleared only by choosing one current replica (`membership::resolve_unclean`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unclean: Option<UncleanMark>,
+}
+
+/// Why and since when a volume is unclean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UncleanMark {
+    /// Node whose engine (raid1) was lost.
+    pub engine_node: String,
+    /// What was seen, for the operator.
+    pub reason: String,
+    /// When it was recorded.
+    pub since: SystemTime,
 }
 
 /// Health of one replica as the controller last saw it.
@@ -67,6 +87,28 @@ pub enum ReplicaHealth {
     Rebuilding,
     /// Lost; must be replaced.
     Failed,
+    /// Its lvol exists but missed acknowledged writes (it left the raid, or
+    /// another replica was chosen after an unclean engine loss). It never
+    /// serves again until rebuilt.
+    Stale,
+}
+
+impl ReplicaHealth {
+    /// The state's name as operators see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaHealth::Healthy => "healthy",
+            ReplicaHealth::Degraded => "degraded",
+            ReplicaHealth::Rebuilding => "rebuilding",
+            ReplicaHealth::Failed => "failed",
+            ReplicaHealth::Stale => "stale",
+        }
+    }
+
+    /// Whether the replica holds every acknowledged write and may serve.
+    pub fn is_current(self) -> bool {
+        self == ReplicaHealth::Healthy
+    }
 }
 
 /// One thin lvol holding a copy of a volume on one node.
@@ -87,6 +129,13 @@ pub struct ReplicaRecord {
     pub health: ReplicaHealth,
     /// Bumped whenever the replica set changes, to fence stale writers.
     pub generation: u64,
+    /// Why the replica is in its state, for the operator (`None` when healthy
+    /// from the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the replica entered its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<SystemTime>,
 }
 
 /// A volume published to a node.
@@ -105,6 +154,12 @@ pub struct PublicationRecord {
     pub publish_context: BTreeMap<String, String>,
     /// Read-only publication.
     pub readonly: bool,
+    /// Nodes whose replicas the raid was assembled from.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// The volume's membership epoch when the raid was assembled.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// The snapshot lvol taken of one replica.

@@ -240,6 +240,29 @@ impl Store {
             .await
     }
 
+    /// Writes a volume and some of its replicas in one transaction, each
+    /// expected at the revision it was read at: a change of membership (which
+    /// replicas hold every acknowledged write) lands whole or not at all.
+    pub async fn update_membership(
+        &self,
+        volume: &Versioned<VolumeRecord>,
+        replicas: &[Versioned<ReplicaRecord>],
+    ) -> Result<Revision> {
+        let mut ops = vec![put_op(
+            keys::volume(&volume.record.id),
+            &volume.record,
+            Expect::Revision(volume.revision),
+        )?];
+        for replica in replicas {
+            ops.push(put_op(
+                keys::replica(&replica.record.volume_id, &replica.record.node),
+                &replica.record,
+                Expect::Revision(replica.revision),
+            )?);
+        }
+        self.kv.txn(ops).await
+    }
+
     /// Deletes a volume with its name index, replicas and publications, and
     /// writes its tombstone, in one transaction. Returns `false` if the
     /// volume did not exist. Conflicts if any of those keys changed meanwhile.
@@ -324,6 +347,12 @@ impl Store {
         volume_id: &str,
     ) -> Result<Vec<Versioned<PublicationRecord>>> {
         self.list_records(&keys::publications_of(volume_id)).await
+    }
+
+    /// Every publication of every volume, in volume then node order: what
+    /// the health monitor watches.
+    pub async fn list_all_publications(&self) -> Result<Vec<Versioned<PublicationRecord>>> {
+        self.list_records(keys::PUBLICATIONS).await
     }
 
     /// Removes a publication if `expect` holds; `false` if it was absent.

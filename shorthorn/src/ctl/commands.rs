@@ -142,6 +142,7 @@ fn health(h: ReplicaHealth) -> Cell {
         ReplicaHealth::Degraded => Cell::toned("degraded", Tone::Warn),
         ReplicaHealth::Rebuilding => Cell::toned("rebuilding", Tone::Warn),
         ReplicaHealth::Failed => Cell::toned("failed", Tone::Bad),
+        ReplicaHealth::Stale => Cell::toned("stale", Tone::Bad),
     }
 }
 
@@ -211,6 +212,13 @@ pub fn volume(v: &VolumeView, colour: bool) -> String {
     ]);
     fields.row(vec!["content source".into(), source.into()]);
     fields.row(vec!["condition".into(), condition(v)]);
+    fields.row(vec!["epoch".into(), v.epoch.to_string().into()]);
+    if let Some(unclean) = &v.unclean {
+        fields.row(vec![
+            "unclean".into(),
+            Cell::toned(unclean.clone(), Tone::Bad),
+        ]);
+    }
     // Drop the header line: this is a list of fields, not a table.
     let rendered = fields.render(colour);
     let mut out: String = rendered.lines().skip(1).map(|l| format!("{l}\n")).collect();
@@ -219,13 +227,19 @@ pub fn volume(v: &VolumeView, colour: bool) -> String {
     if v.replicas.is_empty() {
         out.push_str("  none\n");
     } else {
-        let mut t = Table::new(&["NODE", "LVOL", "UUID", "HEALTH"]);
+        let mut t = Table::new(&["NODE", "LVOL", "UUID", "HEALTH", "WHY"]);
         for r in &v.replicas {
+            let why = match (&r.reason, r.since_unix) {
+                (Some(reason), Some(since)) => format!("{reason} (since unix {since})"),
+                (Some(reason), None) => reason.clone(),
+                _ => "-".into(),
+            };
             t.row(vec![
                 r.node.clone().into(),
                 r.lvol.clone().into(),
                 r.lvol_uuid.clone().into(),
                 health(r.health),
+                why.into(),
             ]);
         }
         out.extend(t.render(colour).lines().map(|l| format!("  {l}\n")));
@@ -234,7 +248,7 @@ pub fn volume(v: &VolumeView, colour: bool) -> String {
     if v.published.is_empty() {
         out.push_str("  no node\n");
     } else {
-        let mut t = Table::new(&["NODE", "FRONTEND", "MODE"]);
+        let mut t = Table::new(&["NODE", "FRONTEND", "MODE", "RAID MEMBERS"]);
         for p in &v.published {
             t.row(vec![
                 p.node.clone().into(),
@@ -245,6 +259,7 @@ pub fn volume(v: &VolumeView, colour: bool) -> String {
                     "read-write"
                 }
                 .into(),
+                dash(p.members.join(",")).into(),
             ]);
         }
         out.extend(t.render(colour).lines().map(|l| format!("  {l}\n")));
@@ -302,6 +317,8 @@ mod tests {
             lvol: "lvs/shv-1".into(),
             lvol_uuid: "u".into(),
             health,
+            reason: None,
+            since_unix: None,
         };
         let v = VolumeView {
             id: "vol-1".into(),
@@ -319,6 +336,8 @@ mod tests {
                 abnormal: true,
                 message: "replica on b is Failed and needs a rebuild".into(),
             },
+            epoch: 0,
+            unclean: None,
         };
         let table = volumes(std::slice::from_ref(&v), false);
         let row = table.lines().nth(1).expect("a row");

@@ -203,6 +203,7 @@ async fn serve(
     let reconcile = tokio::spawn(leader::supervise(
         ctx.clone(),
         Duration::from_secs(config.reconcile_interval_secs.max(1)),
+        config.health_interval(),
         stopped(stop_rx.clone()),
     ));
     let server = tonic::transport::Server::builder()

@@ -139,6 +139,8 @@ mod tests {
             lvol_uuid: uuid.into(),
             health,
             generation: 1,
+            reason: None,
+            since: None,
         }
     }
 
