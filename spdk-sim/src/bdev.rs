@@ -137,6 +137,8 @@ pub struct IoStat {
     pub max_unmap_latency_ticks: u64,
     /// Shortest unmap, in ticks (0 before the first unmap).
     pub min_unmap_latency_ticks: u64,
+    /// I/Os that completed with an error: SPDK's `io_error.failed`.
+    pub failed_ops: u64,
 }
 
 /// Folds one latency sample into a (total, max, min) triple.
@@ -281,11 +283,22 @@ struct Counted {
 }
 
 impl Counted {
+    /// An injected fault fails the I/O like a failing device would, so it
+    /// counts in `io_error.failed` too.
     fn check_fault(&self) -> IoResult<()> {
         match self.fault.load(Ordering::Relaxed) {
             0 => Ok(()),
-            errno => Err(IoError(errno)),
+            errno => self.failed_counted(Err(IoError(errno))),
         }
+    }
+
+    /// Counts `r` in `io_error.failed` when it is an error (spdk_tgt counts
+    /// every I/O completed with a failed status, e.g. on a dead NVMe-oF leg).
+    fn failed_counted<T>(&self, r: IoResult<T>) -> IoResult<T> {
+        if r.is_err() {
+            self.record(|s| s.failed_ops += 1);
+        }
+        r
     }
 
     fn record(&self, f: impl FnOnce(&mut IoStat)) {
@@ -337,7 +350,7 @@ impl Bdev for Counted {
     async fn read(&self, offset: u64, len: u64) -> IoResult<Vec<u8>> {
         self.check_fault()?;
         let start = std::time::Instant::now();
-        let r = self.inner.read(offset, len).await;
+        let r = self.failed_counted(self.inner.read(offset, len).await);
         if r.is_ok() {
             let t = elapsed_ticks(start);
             self.record(|s| {
@@ -356,7 +369,7 @@ impl Bdev for Counted {
     async fn write(&self, offset: u64, data: &[u8]) -> IoResult<()> {
         self.check_fault()?;
         let start = std::time::Instant::now();
-        let r = self.inner.write(offset, data).await;
+        let r = self.failed_counted(self.inner.write(offset, data).await);
         if r.is_ok() {
             let t = elapsed_ticks(start);
             self.record(|s| {
@@ -375,7 +388,7 @@ impl Bdev for Counted {
     async fn unmap(&self, offset: u64, len: u64) -> IoResult<()> {
         self.check_fault()?;
         let start = std::time::Instant::now();
-        let r = self.inner.unmap(offset, len).await;
+        let r = self.failed_counted(self.inner.unmap(offset, len).await);
         if r.is_ok() {
             let t = elapsed_ticks(start);
             self.record(|s| {
@@ -393,6 +406,7 @@ impl Bdev for Counted {
     }
     async fn flush(&self) -> IoResult<()> {
         self.check_fault()?;
-        self.inner.flush().await
+        let r = self.inner.flush().await;
+        self.failed_counted(r)
     }
 }

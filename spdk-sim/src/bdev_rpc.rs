@@ -134,7 +134,13 @@ fn iostat_entry(e: &BdevEntry) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), json!(e.bdev.name()));
     stat_members(&stats, &mut m);
-    m.insert("io_error".into(), json!({}));
+    // spdk_tgt lists only the error kinds that happened: `{}`, `{"failed": 3}`.
+    let errors = if stats.failed_ops > 0 {
+        json!({ "failed": stats.failed_ops })
+    } else {
+        json!({})
+    };
+    m.insert("io_error".into(), errors);
     if e.bdev.kind() == BdevKind::Nvme {
         m.insert("driver_specific".into(), json!({}));
     }

@@ -409,6 +409,12 @@ async fn injected_faults_fail_io_and_iostat_counts_it() {
         )
         .await;
     assert_eq!(e.expect_err("fault").code, -5);
+    // Like spdk_tgt (d4: `"io_error": {"failed": 3}` on a dead leg), the
+    // failure counts on the failing bdev and on the lvol above it.
+    for name in ["m0", "lvs/v"] {
+        let st = t.ok("bdev_get_iostat", json!({ "name": name })).await;
+        assert_eq!(st["bdevs"][0]["io_error"], json!({"failed": 1}), "{name}");
+    }
     t.ok("sim_fail_bdev", json!({"name": "m0", "enable": false}))
         .await;
     assert_eq!(t.read("lvs/v", 4096, 4096).await, pat(21, 4096));

@@ -5,6 +5,7 @@
 //! dir ([`StagingStore`]), so a restarted service finds its staged volumes
 //! and never attaches one twice.
 
+mod engine;
 mod identity;
 mod locks;
 mod publish;
@@ -48,11 +49,14 @@ pub struct NodeServiceConfig {
     pub default_fs: FsType,
     /// How long attach waits for the device to appear.
     pub attach_timeout: Duration,
+    /// The local spdk_tgt JSON-RPC socket, where NodeGetVolumeStats reads the
+    /// state of the volume's raid; `None` reports that state as unknown.
+    pub spdk_socket: Option<PathBuf>,
 }
 
 impl NodeServiceConfig {
     /// Defaults: ext4, no volume limit, 30 s attach timeout, device-mapper
-    /// when available.
+    /// when available, no SPDK socket.
     pub fn new(
         driver_name: impl Into<String>,
         node_id: impl Into<String>,
@@ -67,6 +71,7 @@ impl NodeServiceConfig {
             device_mapper: None,
             default_fs: FsType::Ext4,
             attach_timeout: Duration::from_secs(30),
+            spdk_socket: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use csi_proto::node_service_capability::{rpc, Rpc, Type};
 use csi_proto::*;
 use tonic::{Request, Response, Status};
 
+use super::engine::Engine;
 use super::locks::VolumeLocks;
 use super::state::StagingStore;
 use super::NodeServiceConfig;
@@ -29,6 +30,8 @@ pub struct NodeService {
     pub(super) frontends: Arc<HashMap<FrontendKind, Arc<dyn Frontend>>>,
     pub(super) runner: Arc<dyn CommandRunner>,
     pub(super) dm: Option<DmLinear>,
+    /// The local spdk_tgt, asked about each volume's raid.
+    pub(super) engine: Option<Engine>,
 }
 
 impl std::fmt::Debug for NodeService {
@@ -61,7 +64,9 @@ impl NodeService {
             .device_mapper
             .unwrap_or_else(|| crate::probe::KernelFeatures::probe().device_mapper)
             .then(|| DmLinear::new(Arc::clone(&runner)));
+        let engine = config.spdk_socket.as_deref().map(Engine::new);
         let svc = NodeService {
+            engine,
             config: Arc::new(config),
             store,
             locks: VolumeLocks::default(),

@@ -11,6 +11,7 @@ use csi_proto::{
 use tonic::Status;
 use tracing::{info, Instrument};
 
+use super::engine::Health;
 use super::request::{lookup_path, required, AccessKind};
 use super::service::{blocking, NodeService};
 use super::state::StagedVolume;
@@ -39,7 +40,16 @@ impl NodeService {
         Ok(rec)
     }
 
-    /// NodeGetVolumeStats.
+    /// What the local spdk_tgt says about `volume_id`'s raid.
+    async fn engine_health(&self, volume_id: &str) -> Health {
+        match &self.engine {
+            Some(engine) => engine.health(volume_id).await,
+            None => Health::unknown_without_socket(),
+        }
+    }
+
+    /// NodeGetVolumeStats: usage of the filesystem or device, and the
+    /// condition of the volume's raid on this node.
     pub(super) async fn volume_stats(
         &self,
         req: NodeGetVolumeStatsRequest,
@@ -49,9 +59,17 @@ impl NodeService {
         let span = tracing::debug_span!("stats", volume_id = %volume_id);
         async move {
             let rec = self.volume_at(&volume_id, &path)?;
+            let engine = self.engine_health(&volume_id).await;
+            if engine.abnormal {
+                tracing::debug!(condition = %engine.message, "engine abnormal");
+            }
             let device = rec.device_path();
             if !is_block_device(&device) {
-                return Ok(abnormal(format!("device {} is gone", device.display())));
+                return Ok(abnormal(format!(
+                    "device {} is gone; {}",
+                    device.display(),
+                    engine.message
+                )));
             }
             // A block volume's staging path holds nothing: measure the device.
             let probe: PathBuf = if rec.access.is_block() && path == rec.staging_path {
@@ -65,7 +83,12 @@ impl NodeService {
             };
             let stats = match blocking(move || volume_stats(&probe)).await {
                 Ok(s) => s,
-                Err(e) => return Ok(abnormal(format!("cannot read volume stats: {e}"))),
+                Err(e) => {
+                    return Ok(abnormal(format!(
+                        "cannot read volume stats: {e}; {}",
+                        engine.message
+                    )))
+                }
             };
             let usage = match stats {
                 VolumeStats::Block { bytes_total } => vec![VolumeUsage {
@@ -91,8 +114,8 @@ impl NodeService {
             Ok(NodeGetVolumeStatsResponse {
                 usage,
                 volume_condition: Some(VolumeCondition {
-                    abnormal: false,
-                    message: "volume is healthy".to_owned(),
+                    abnormal: engine.abnormal,
+                    message: engine.message,
                 }),
             })
         }

@@ -122,6 +122,11 @@ pub struct Node {
 
 impl Node {
     pub async fn start(dir: &Path) -> Self {
+        Self::start_with_spdk(dir, None).await
+    }
+
+    /// A node service that asks the spdk_tgt at `spdk_socket` about engines.
+    pub async fn start_with_spdk(dir: &Path, spdk_socket: Option<PathBuf>) -> Self {
         let socket = dir.join("csi.sock");
         let mut config = NodeServiceConfig::new("shorthorn.test", "node-a", dir.join("state"));
         config.max_volumes_per_node = 64;
@@ -130,6 +135,7 @@ impl Node {
             .insert("topology.shorthorn.io/node".into(), "node-a".into());
         config.device_mapper = Some(false);
         config.attach_timeout = std::time::Duration::from_millis(500);
+        config.spdk_socket = spdk_socket;
         let (stop, stopped) = oneshot::channel::<()>();
         let sock = socket.clone();
         let task = tokio::spawn(async move {

@@ -79,6 +79,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     );
     csi_config.max_volumes_per_node = args.max_volumes;
     csi_config.topology = topology;
+    csi_config.spdk_socket = Some(args.spdk_socket.clone());
 
     let listener = tokio::net::TcpListener::bind(args.agent_listen)
         .await

@@ -183,6 +183,7 @@ async fn serve(
     node_config
         .topology
         .insert(TOPOLOGY_NODE_KEY.to_string(), node_name(1));
+    node_config.spdk_socket = Some(layout.node_socket(&node_name(1)));
     let node_service = NodeService::new(node_config)?;
 
     let socket = layout.csi_socket();
