@@ -112,7 +112,7 @@ for entry in "${entries[@]}"; do
   # --show-output for passed and failed tests) holds a skip message. Prints
   # "run passed skipped failed stray", then the skipped tests' names.
   mapfile -t counted < <(awk '
-    /^ +Running .*\(target\// { bin = $NF }
+    /^ +Running .* \(.*\)$/ { bin = $NF }
     /^test .* \.\.\. (ok|FAILED)$/ { status[bin " " $2] = $NF; next }
     /^---- .* stdout ----$/ { section = bin " " $2; next }
     /^(successes|failures):$/ { section = "" }
