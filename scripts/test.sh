@@ -15,6 +15,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 
+# The tests that need a real spdk_tgt (they skip without SHORTHORN_SPDK_TGT),
+# against ../shared/spdk/bin/spdk_tgt when it is there (or SHORTHORN_SPDK_TGT);
+# prints "skipped: no real spdk_tgt at ..." otherwise. About 75 s, reusing
+# the test binaries `cargo test --workspace` built.
+echo "== real spdk_tgt tests"
+scripts/test-real-spdk.sh
+
 # Kubernetes manifests (deploy/): render with the pinned kustomize, validate
 # against the Kubernetes schemas, cross-check with the binary (issue #8).
 echo "== deploy manifests"
