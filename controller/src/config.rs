@@ -15,6 +15,13 @@
 //! # instead of listing every bdev of every node on every call. A refusal
 //! # for lack of space always re-reads every node first. 0 = always re-read.
 //! node_refresh_max_age_ms = 1000
+//! # The health monitor (while leading): probes every node and reads the raid
+//! # of every published volume this often, so a lost leg is recorded stale
+//! # and a restarted spdk_tgt is set up again within seconds. 0 = off.
+//! health_interval_ms = 1000
+//! # A JSON-RPC call to a node's spdk_tgt that takes longer fails, and the
+//! # node counts as unreachable for it.
+//! rpc_timeout_ms = 10000
 //!
 //! # The orphan sweep (every reconciler pass) deletes Shorthorn objects no
 //! # record explains, only on nodes stamped with this store's cluster id.
@@ -118,6 +125,10 @@ pub struct ControllerConfig {
     /// checks health every pass).
     #[serde(default = "default_health_interval")]
     pub health_interval_ms: u64,
+    /// Milliseconds a JSON-RPC call to a node's spdk_tgt may take before
+    /// the node counts as unreachable for that call.
+    #[serde(default = "default_rpc_timeout")]
+    pub rpc_timeout_ms: u64,
     /// Milliseconds for which CreateVolume trusts a node's last space
     /// reading (adjusted by what this controller did since); 0 = re-read
     /// every node on every call.
@@ -313,6 +324,9 @@ fn default_warning_percent() -> f64 {
 }
 fn default_reconcile_interval() -> u64 {
     30
+}
+fn default_rpc_timeout() -> u64 {
+    10_000
 }
 fn default_health_interval() -> u64 {
     1000

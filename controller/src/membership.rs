@@ -211,12 +211,13 @@ async fn choose_survivor(
 }
 
 /// Whether the replica of `volume_id` on `node` can be used right now: the
-/// node answers, is bootstrapped (its lvstore loaded) and holds the lvol.
+/// node answers, is bootstrapped (its lvstore loaded; a restart is noticed
+/// by the probe even before the health monitor sees it) and holds the lvol.
 pub async fn replica_reachable(ctx: &Context, volume_id: &str, node: &str) -> bool {
     let Ok(handle) = ctx.nodes.get(node) else {
         return false;
     };
-    if bootstrap::ensure_ready(&handle).await.is_err() {
+    if bootstrap::probe(&handle).await.is_err() || bootstrap::ensure_ready(&handle).await.is_err() {
         return false;
     }
     matches!(

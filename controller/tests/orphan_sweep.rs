@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use shorthorn_controller::config::{ControllerConfig, StoreConfig};
 use shorthorn_controller::context::Context;
-use shorthorn_controller::nodes::stamp::Stamp;
+use shorthorn_controller::nodes::stamp::{ClusterIdentity, Stamp};
 use shorthorn_controller::nodes::NodeRegistry;
 use shorthorn_controller::reconciler::sweep::SweepPolicy;
 use shorthorn_controller::reconciler::{self, sweep_orphans};
 use shorthorn_controller::store::{
     ClusterRecord, Expect, OperationKind, OperationRecord, ReplicaHealth, SCHEMA_VERSION,
 };
-use shorthorn_controller::{naming, server};
+use shorthorn_controller::{naming, ops, server};
 use spdk_client::{BdevLvolCreateParams, SpdkClient};
 use support::*;
 use testkit::nodes::TestCluster;
@@ -41,6 +41,24 @@ fn on_prefix(mut config: ControllerConfig, prefix: &str) -> ControllerConfig {
 fn short_grace(mut config: ControllerConfig) -> ControllerConfig {
     config.sweep.grace_secs = GRACE.as_secs();
     config
+}
+
+/// A context over `config` as a started controller has it (the store's
+/// cluster identity, every node bootstrapped, its sweep policy), acting
+/// beside the harness's controller without campaigning for the leader
+/// lease: these tests run several sweepers with separate memories at once.
+async fn acting_context(config: &ControllerConfig) -> Result<Context, String> {
+    let store = server::open_store(&config.store)
+        .await
+        .map_err(|e| e.to_string())?;
+    let nodes = std::sync::Arc::new(NodeRegistry::from_config(config).map_err(|e| e.to_string())?);
+    let cluster = store.ensure_cluster().await.map_err(|e| e.to_string())?;
+    nodes.set_cluster(ClusterIdentity {
+        id: cluster.id,
+        adopt: config.sweep.adopt_clusters.clone(),
+    });
+    nodes.refresh_all().await;
+    Ok(Context::new(store, nodes).with_sweep_policy(SweepPolicy::from(&config.sweep)))
 }
 
 /// A context over `config` (and its sweep policy) that never read (or made)
@@ -122,7 +140,7 @@ async fn an_empty_store_deletes_nothing_on_nodes_holding_another_stores_volumes(
     // 1. A new etcd prefix, as a controller started on it sees it: it makes
     // a cluster identity of its own and refuses the nodes at bootstrap.
     let fresh = on_prefix(short_grace(h.config()), "/fresh-store");
-    let ctx = server::start(&fresh)
+    let ctx = acting_context(&fresh)
         .await
         .expect("start on the empty store");
     for node in ctx.nodes.all() {
@@ -227,7 +245,7 @@ async fn another_clusters_store_deletes_nothing_on_this_clusters_nodes() {
         GRACE.as_secs()
     );
     let b_config = ControllerConfig::from_toml(&format!("{b_toml}\n{b_node}")).expect("B config");
-    let b = server::start(&b_config).await.expect("start B");
+    let b = acting_context(&b_config).await.expect("start B");
     let theirs = own_volume(&b, "pvc-theirs", 16, 1).await;
 
     // B's store, mistakenly given this cluster's nodes too, with a context
@@ -260,7 +278,7 @@ async fn another_clusters_store_deletes_nothing_on_this_clusters_nodes() {
     assert!(has_lvol(&b_spdk, &naming::replica_lvol(&theirs)).await);
 
     // And a controller started on B's store refuses this cluster's nodes.
-    let started = server::start(&mixed).await.expect("start mixed");
+    let started = acting_context(&mixed).await.expect("start mixed");
     let refused = started.nodes.get("node-0").expect("node").status();
     assert!(
         refused
@@ -289,7 +307,7 @@ async fn a_deleted_volumes_lvol_on_a_node_that_was_down_is_swept_when_it_returns
     h.cluster.kill_node(2);
     h.delete_volume(&doomed).await;
     // While node-2 is down the tombstone stays: it may still hold the lvol.
-    let down = server::start(&h.config()).await.expect("start");
+    let down = acting_context(&h.config()).await.expect("start");
     sweep_orphans(&down).await.expect("sweep with node-2 down");
     assert!(down
         .store
@@ -303,7 +321,7 @@ async fn a_deleted_volumes_lvol_on_a_node_that_was_down_is_swept_when_it_returns
     // Default grace period (10 min): only the tombstone can explain a
     // deletion within this test. Starting bootstraps node-2 again (its
     // lvstore loads from its base bdev).
-    let ctx = server::start(&h.config()).await.expect("start");
+    let ctx = acting_context(&h.config()).await.expect("start");
     let lvol = naming::replica_lvol(&doomed);
     assert!(
         has_lvol(&h.spdk(2), &lvol).await,
@@ -345,7 +363,7 @@ async fn an_unexplained_lvol_is_kept_through_the_grace_period_then_swept() {
     sim_write(&h.spdk(1), &uuid, 0, &stranger_data).await;
 
     let config = short_grace(h.config());
-    let ctx = server::start(&config).await.expect("start");
+    let ctx = acting_context(&config).await.expect("start");
     sweep_orphans(&ctx).await.expect("first sight");
     tokio::time::sleep(GRACE / 2).await;
     sweep_orphans(&ctx).await.expect("within the grace period");
@@ -361,7 +379,7 @@ async fn an_unexplained_lvol_is_kept_through_the_grace_period_then_swept() {
 
     // A restarted controller starts the clock again.
     tokio::time::sleep(GRACE).await;
-    let restarted = server::start(&config).await.expect("restart");
+    let restarted = acting_context(&config).await.expect("restart");
     sweep_orphans(&restarted).await.expect("first sight again");
     assert!(
         has_lvol(&h.spdk(1), &stranger).await,
@@ -388,7 +406,7 @@ async fn a_stale_revert_lvol_is_swept_only_once_no_revert_is_journaled() {
     let temp_uuid = make_lvol(&h.spdk(0), &temp).await;
     sim_write(&h.spdk(0), &temp_uuid, 0, &pattern(DATA_LEN as usize, 52)).await;
 
-    let ctx = server::start(&short_grace(h.config()))
+    let ctx = acting_context(&short_grace(h.config()))
         .await
         .expect("start");
     // A revert in flight (journaled): its temporary lvol is never touched.
@@ -428,13 +446,13 @@ async fn a_stale_revert_lvol_is_swept_only_once_no_revert_is_journaled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_replicas_lvol_is_swept_only_once_the_volume_is_unpublished() {
+async fn a_stale_replicas_lvol_is_kept_and_a_failed_ones_swept_once_unpublished() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
     let id = h.create_volume("pvc-failed", 16 * MIB, Some(3)).await;
     let device = h.publish(&id, "node-0").await["ublk.device"].clone();
     write_device(&device, &pattern(DATA_LEN as usize, 61));
 
-    // node-2 dies; the next write drops its leg and the replica is failed.
+    // node-2 dies; the next write drops its leg and the replica is stale.
     h.cluster.kill_node(2);
     let data = pattern(DATA_LEN as usize, 62);
     let (dev, d) = (device.clone(), data.clone());
@@ -443,20 +461,21 @@ async fn a_failed_replicas_lvol_is_swept_only_once_the_volume_is_unpublished() {
         .expect("write while degraded");
     assert!(h.volume_condition(&id).await.message.contains("node-2"));
     h.cluster.restart_node(2).expect("restart node-2");
-    let ctx = server::start(&short_grace(h.config()))
+    let ctx = acting_context(&short_grace(h.config()))
         .await
         .expect("start");
-    let failed = ctx
+    let stale = ctx
         .store
         .get_replica(&id, "node-2")
         .await
         .expect("get")
         .expect("record");
-    assert_eq!(failed.record.health, ReplicaHealth::Failed);
+    assert_eq!(stale.record.health, ReplicaHealth::Stale);
     let lvol = naming::replica_lvol(&id);
     assert!(has_lvol(&h.spdk(2), &lvol).await);
 
-    // Published: the failed replica's lvol stays however long it waits.
+    // A stale replica's lvol is what a delta rebuild starts from: kept,
+    // published or not, however long it waits.
     for _ in 0..2 {
         sweep_orphans(&ctx).await.expect("sweep");
         tokio::time::sleep(GRACE + Duration::from_millis(200)).await;
@@ -464,11 +483,27 @@ async fn a_failed_replicas_lvol_is_swept_only_once_the_volume_is_unpublished() {
     sweep_orphans(&ctx).await.expect("sweep");
     assert!(
         has_lvol(&h.spdk(2), &lvol).await,
-        "kept while the volume is published"
+        "stale: kept while published"
+    );
+    ops::unpublish::unpublish(&ctx, &id, Some("node-0"))
+        .await
+        .expect("unpublish");
+    sweep_orphans(&ctx).await.expect("sweep");
+    tokio::time::sleep(GRACE + Duration::from_millis(200)).await;
+    sweep_orphans(&ctx).await.expect("sweep");
+    assert!(
+        has_lvol(&h.spdk(2), &lvol).await,
+        "stale: kept once unpublished"
     );
 
-    // Unpublished: it goes after the grace period; the healthy ones stay.
-    h.unpublish(&id, "node-0").await;
+    // Given up as failed (lost for good), it goes after the grace period;
+    // the healthy ones stay.
+    let mut failed = stale.record.clone();
+    failed.health = ReplicaHealth::Failed;
+    ctx.store
+        .put_replica(&failed, Expect::Revision(stale.revision))
+        .await
+        .expect("mark failed");
     sweep_orphans(&ctx).await.expect("first sight");
     assert!(has_lvol(&h.spdk(2), &lvol).await, "kept at first sight");
     tokio::time::sleep(GRACE + Duration::from_millis(200)).await;
@@ -487,9 +522,17 @@ async fn a_failed_replicas_lvol_is_swept_only_once_the_volume_is_unpublished() {
     assert_eq!(record.record.health, ReplicaHealth::Failed);
 
     // It is published again from the healthy replicas, with the last writes.
-    let device = h.publish(&id, "node-1").await["ublk.device"].clone();
-    assert_eq!(read_device(&device, data.len()), data);
-    h.unpublish(&id, "node-1").await;
+    let publish_context = ops::publish::publish(&ctx, &id, "node-1", false)
+        .await
+        .expect("publish");
+    assert_eq!(
+        read_device(&publish_context["ublk.device"], data.len()),
+        data
+    );
+    ops::unpublish::unpublish(&ctx, &id, Some("node-1"))
+        .await
+        .expect("unpublish");
+    drop(ctx);
     h.delete_volume(&id).await;
     h.assert_clean().await;
 }
@@ -521,7 +564,7 @@ async fn a_node_changes_cluster_only_by_proof_from_the_store_or_by_the_operator(
         .expect("delete the stamp by hand");
     let stranger = naming::replica_lvol(&naming::new_volume_id());
     make_lvol(&h.spdk(1), &stranger).await;
-    let ctx = server::start(&config).await.expect("start");
+    let ctx = acting_context(&config).await.expect("start");
     for _ in 0..2 {
         sweep_orphans(&ctx).await.expect("sweep");
         tokio::time::sleep(GRACE + Duration::from_millis(200)).await;
@@ -553,7 +596,7 @@ async fn a_node_changes_cluster_only_by_proof_from_the_store_or_by_the_operator(
     // A controller on a new store takes the nodes over only when told to.
     let mut takeover = on_prefix(config, "/takeover");
     takeover.sweep.adopt_clusters = vec![ours.clone()];
-    let ctx = server::start(&takeover)
+    let ctx = acting_context(&takeover)
         .await
         .expect("start with adopt_clusters");
     let new_id = ctx.nodes.cluster().expect("identity").id.clone();

@@ -1,5 +1,5 @@
 //! Losing a storage node: the raid keeps serving, the lost replica is marked
-//! failed and never serves again, the volume reports itself degraded, and the
+//! stale and never serves again, the volume reports itself degraded, and the
 //! orphan sweep cleans the node once it returns.
 
 mod support;
@@ -7,7 +7,7 @@ mod support;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_replica_is_failed_reported_and_left_out_of_the_next_publish() {
+async fn a_dead_replica_is_stale_reported_and_left_out_of_the_next_publish() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
     let id = h.create_volume("pvc-loss", 16 * MIB, Some(3)).await;
     let ctx = h.publish(&id, "node-0").await;
@@ -36,12 +36,12 @@ async fn a_dead_replica_is_failed_reported_and_left_out_of_the_next_publish() {
     let ctx = h.publish(&id, "node-1").await; // degraded
     assert_eq!(read_device(&ctx["ublk.device"], data.len()), data);
 
-    // node-2 returns with a stale replica: still failed, never re-used.
+    // node-2 returns with a stale replica: still stale, never re-used.
     h.cluster.restart_node(2).expect("restart node-2");
     let condition = h.volume_condition(&id).await;
     assert!(
-        condition.abnormal && condition.message.contains("replica on node-2 is Failed"),
-        "the returned stale replica must stay failed: {}",
+        condition.abnormal && condition.message.contains("replica on node-2 is stale"),
+        "the returned stale replica must stay stale: {}",
         condition.message
     );
 
@@ -52,7 +52,7 @@ async fn a_dead_replica_is_failed_reported_and_left_out_of_the_next_publish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unpublishing_from_a_dead_node_fences_it_and_fails_its_local_replica() {
+async fn unpublishing_from_a_dead_node_fences_it_and_leaves_its_local_replica_out() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
     let id = h.create_volume("pvc-fence", 16 * MIB, Some(3)).await;
     let ctx = h.publish(&id, "node-0").await;

@@ -57,6 +57,16 @@ pub async fn pass(ctx: &Context) -> Result<PassReport> {
         restarted: probe_nodes(ctx).await,
         ..PassReport::default()
     };
+    // Whoever noticed the restart (this pass, or a publish probing first),
+    // the monitor gives the exports back.
+    let exports_lost: Vec<String> = ctx
+        .nodes
+        .all()
+        .iter()
+        .filter(|n| n.status().exports_lost && n.status().bootstrapped)
+        .map(|n| n.name().to_string())
+        .collect();
+    let mut restore_failed = Vec::new();
     for publication in ctx.store.list_all_publications().await? {
         let volume_id = publication.record.volume_id.clone();
         // An operation holding the volume reads the engine itself.
@@ -72,7 +82,19 @@ pub async fn pass(ctx: &Context) -> Result<PassReport> {
         };
         let span = tracing::info_span!("health", volume = %volume_id, node = %current.record.node);
         let _entered = span.enter();
-        watch_one(ctx, &current.record, &mut report).await?;
+        watch_one(
+            ctx,
+            &current.record,
+            &exports_lost,
+            &mut restore_failed,
+            &mut report,
+        )
+        .await?;
+    }
+    for name in exports_lost.iter().filter(|n| !restore_failed.contains(n)) {
+        if let Ok(node) = ctx.nodes.get(name) {
+            node.update_status(|s| s.exports_lost = false);
+        }
     }
     Ok(report)
 }
@@ -80,23 +102,34 @@ pub async fn pass(ctx: &Context) -> Result<PassReport> {
 async fn watch_one(
     ctx: &Context,
     publication: &PublicationRecord,
+    exports_lost: &[String],
+    restore_failed: &mut Vec<String>,
     report: &mut PassReport,
 ) -> Result<()> {
     let volume_id = &publication.volume_id;
     let view = engine::observe(ctx, publication).await;
+    tracing::debug!(?view, ?exports_lost, members = ?publication.members, "engine read");
     for node in engine::record(ctx, publication, &view, false).await? {
         report.demoted.push((volume_id.clone(), node));
     }
-    if matches!(view, EngineView::EngineLost(_)) {
-        report.engines_lost.push(volume_id.clone());
-        return Ok(());
+    match view {
+        EngineView::EngineLost(_) => {
+            report.engines_lost.push(volume_id.clone());
+            return Ok(());
+        }
+        // Its members' exports cannot be judged now; keep them pending.
+        EngineView::Unreachable(_) => {
+            restore_failed.extend(exports_lost.iter().cloned());
+            return Ok(());
+        }
+        _ => {}
     }
     // Current remote members on a node that restarted lost their export
     // with it; give it back so the engine's NVMe controller reconnects.
     let replicas = ctx.store.list_replicas(volume_id).await?;
     for replica in replicas.iter().map(|r| &r.record) {
         let node = &replica.node;
-        if !report.restarted.contains(node)
+        if !exports_lost.contains(node)
             || *node == publication.node
             || !replica.health.is_current()
             || !publication.members.contains(node)
@@ -112,7 +145,8 @@ async fn watch_one(
                     .push((volume_id.clone(), node.clone()));
             }
             Err(e) => {
-                tracing::warn!(replica = %node, error = %e, "could not restore replica export")
+                tracing::warn!(replica = %node, error = %e, "could not restore replica export; retrying next pass");
+                restore_failed.push(node.clone());
             }
         }
     }
@@ -128,10 +162,14 @@ async fn probe_nodes(ctx: &Context) -> Vec<String> {
             Ok(Ok(bootstrap::Probe::Restarted)) => Some(node.name().to_string()),
             Ok(Ok(bootstrap::Probe::Answered)) => None,
             Ok(Err(e)) => {
-                tracing::debug!(node = node.name(), error = %e, "node probe failed");
+                tracing::info!(node = node.name(), error = %e, "node probe failed");
                 None
             }
             Err(_) => {
+                tracing::warn!(
+                    node = node.name(),
+                    "node probe got no answer within {PROBE_TIMEOUT:?}"
+                );
                 node.update_status(|s| {
                     s.online = false;
                     s.last_error = Some(format!("no answer within {PROBE_TIMEOUT:?}"));

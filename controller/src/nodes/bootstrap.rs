@@ -171,6 +171,7 @@ pub async fn probe(node: &NodeHandle) -> Result<Probe> {
             s.last_restart = Some(std::time::SystemTime::now());
         }
         s.bootstrapped = false;
+        s.exports_lost = true;
     });
     tracing::warn!(
         node = node.name(),

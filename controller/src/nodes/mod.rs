@@ -54,6 +54,9 @@ pub struct NodeStatus {
     pub restarts: u32,
     /// When the last of those was noticed.
     pub last_restart: Option<std::time::SystemTime>,
+    /// It restarted and the replica exports it lost have not all been given
+    /// back yet (the health monitor does that, then clears this).
+    pub exports_lost: bool,
 }
 
 impl NodeStatus {
@@ -227,6 +230,8 @@ pub struct NodeRegistry {
     cluster: Arc<OnceLock<ClusterIdentity>>,
     /// Other clusters whose nodes this one takes over (`[sweep] adopt_clusters`).
     pub adopt_clusters: Vec<String>,
+    /// Per-call timeout of every node's SPDK client (`rpc_timeout_ms`).
+    rpc_timeout: Duration,
 }
 
 impl NodeRegistry {
@@ -251,6 +256,7 @@ impl NodeRegistry {
             placement: Mutex::default(),
             cluster: Arc::default(),
             adopt_clusters: config.sweep.adopt_clusters.clone(),
+            rpc_timeout: Duration::from_millis(config.rpc_timeout_ms.max(100)),
         };
         for node in &config.nodes {
             registry.insert(NodeHandle::new(node.clone(), registry.agent_tls.as_ref())?);
@@ -272,6 +278,9 @@ impl NodeRegistry {
     /// Adds or replaces a node (DNS discovery).
     pub fn insert(&self, mut node: NodeHandle) {
         node.cluster = self.cluster.clone();
+        if self.rpc_timeout > Duration::ZERO {
+            node.client = node.client.clone().with_timeout(self.rpc_timeout);
+        }
         self.nodes
             .write()
             .unwrap_or_else(PoisonError::into_inner)

@@ -110,6 +110,7 @@ async fn assemble(
     journal: &mut Journal,
 ) -> Result<BTreeMap<String, String>> {
     let node = target.name();
+    bootstrap::probe(target).await?;
     bootstrap::ensure_ready(target).await?;
     // No publication of this volume exists here, so whatever engine is left
     // (a dead controller's, or one from before a partition) may hold members

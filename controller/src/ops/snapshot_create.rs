@@ -155,6 +155,14 @@ pub async fn take_snapshot(
             }
         };
         payload.lvols = lvols;
+        if let Err(err) = confirm_members(ctx, volume_id, snapshot_id, &mut payload.lvols).await {
+            tracing::warn!(error = %err, "snapshot not proven consistent; removing the replica snapshots");
+            match remove_snapshot_lvols(ctx, &payload.nodes, snapshot_id).await {
+                Ok(()) => journal.finish().await?,
+                Err(e) => tracing::error!(error = %e, "rollback incomplete; the reconciler will retry"),
+            }
+            return Err(err);
+        }
         journal.step("snapshotted", &payload).await?;
         let record = SnapshotRecord {
             version: SCHEMA_VERSION,
@@ -165,6 +173,7 @@ pub async fn take_snapshot(
             size_bytes: volume.capacity_bytes,
             replica_snapshots: nodes
                 .iter()
+                .filter(|n| payload.lvols.contains_key(n.name()))
                 .map(|n| ReplicaSnapshot {
                     node: n.name().to_string(),
                     lvstore: n.config.lvstore.clone(),
@@ -195,6 +204,52 @@ async fn read_membership(ctx: &Context, volume_id: &str) -> Result<()> {
         health::engine::record_evidence(ctx, volume_id, &publication.record.node).await?;
     }
     membership::resolve_unclean(ctx, volume_id).await?;
+    Ok(())
+}
+
+/// Reads every engine again once the replica snapshots are taken. A leg
+/// still in its raid now got every write acknowledged before the snapshot;
+/// one that left meanwhile may not have, so its replica is demoted and its
+/// snapshot dropped. An engine that cannot be read (or is gone) proves
+/// nothing: the snapshot is voided (ABORTED, retry).
+async fn confirm_members(
+    ctx: &Context,
+    volume_id: &str,
+    snapshot_id: &str,
+    lvols: &mut BTreeMap<String, String>,
+) -> Result<()> {
+    for publication in ctx.store.list_publications(volume_id).await? {
+        let view = health::engine::observe(ctx, &publication.record).await;
+        health::engine::record(ctx, &publication.record, &view, true).await?;
+        match view {
+            health::engine::EngineView::Intact => {}
+            health::engine::EngineView::LegsLost(lost) => {
+                let dropped: Vec<String> = lost
+                    .into_iter()
+                    .filter(|n| lvols.remove(n).is_some())
+                    .collect();
+                if !dropped.is_empty() {
+                    tracing::warn!(dropped = ?dropped, "legs left the raid around the snapshot: their replica snapshots are dropped");
+                    remove_snapshot_lvols(ctx, &dropped, snapshot_id).await?;
+                }
+            }
+            health::engine::EngineView::EngineLost(reason)
+            | health::engine::EngineView::Unreachable(reason) => {
+                return Err(ControllerError::FenceNotConfirmed {
+                    volume: volume_id.to_string(),
+                    reason: format!(
+                        "the raid could not be read again after the snapshot: {reason}"
+                    ),
+                });
+            }
+        }
+    }
+    if lvols.is_empty() {
+        return Err(ControllerError::NoHealthyReplica {
+            volume: volume_id.to_string(),
+            purpose: "left after the snapshot",
+        });
+    }
     Ok(())
 }
 
@@ -292,10 +347,9 @@ enum UnderFence {
     Late(futures::future::BoxFuture<'static, Vec<Result<String>>>),
 }
 
-/// The steps taken while I/O is held, each finished by `expires`:
-/// 1. (To come: read the raid's membership, so only current replicas are
-///    snapshotted.)
-/// 2. Snapshot every replica in parallel.
+/// What is done while I/O is held, finished by `expires`: snapshot every
+/// replica in parallel. (Membership is read before the fence and confirmed
+/// after it, see [`confirm_members`], so the hold stays short.)
 async fn under_fence(
     nodes: &[Arc<NodeHandle>],
     volume_id: &str,

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod crash;
 pub mod rpc_proxy;
+pub mod safety;
 pub mod snapshot;
 pub mod tcp_cut;
 pub mod writer;
@@ -86,6 +87,13 @@ impl Harness {
         extra_toml: &str,
         frontends: &[&str],
     ) -> Harness {
+        // RUST_LOG=shorthorn_controller=info shows the controller's log.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let cluster = tokio::task::spawn_blocking(move || TestCluster::start(n))
             .await
             .expect("join")
