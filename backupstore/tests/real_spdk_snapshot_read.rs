@@ -75,13 +75,21 @@ async fn shallow_copy_to_file(
         .expect("operation_id");
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let st = call(c, "bdev_lvol_check_shallow_copy", json!({"operation_id": op})).await;
+        let st = call(
+            c,
+            "bdev_lvol_check_shallow_copy",
+            json!({"operation_id": op}),
+        )
+        .await;
         match st["state"].as_str() {
             Some("complete") => break,
             Some("in progress") => {}
             _ => panic!("shallow copy of {snap} failed: {st}"),
         }
-        assert!(Instant::now() < deadline, "shallow copy of {snap} took over 300 s");
+        assert!(
+            Instant::now() < deadline,
+            "shallow copy of {snap} took over 300 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = started.elapsed();
@@ -108,10 +116,11 @@ fn extents_of(clusters: &[u64]) -> Vec<(u64, u64)> {
 
 async fn scenario(flavor: Flavor) {
     let real = flavor.is_real();
-    let cluster = tokio::task::spawn_blocking(move || TestCluster::start_with(flavor, &[Role::Engine]))
-        .await
-        .expect("join")
-        .expect("start node");
+    let cluster =
+        tokio::task::spawn_blocking(move || TestCluster::start_with(flavor, &[Role::Engine]))
+            .await
+            .expect("join")
+            .expect("start node");
     let node = cluster.node(0);
     let dp = cluster.data_path();
     let c = SpdkClient::unix(&node.rpc_socket).with_timeout(Duration::from_secs(120));
@@ -149,7 +158,12 @@ async fn scenario(flavor: Flavor) {
         model[off as usize..off as usize + len].copy_from_slice(&data);
     }
     let model1 = model.clone();
-    call(&c, "bdev_lvol_snapshot", json!({"lvol_name": "lvs/vol", "snapshot_name": "snap1"})).await;
+    call(
+        &c,
+        "bdev_lvol_snapshot",
+        json!({"lvol_name": "lvs/vol", "snapshot_name": "snap1"}),
+    )
+    .await;
 
     // Snapshot 2 on top: a partial rewrite of cluster 3 and a new cluster 7.
     let writes2: [(u64, usize, u8); 2] = [(3 * CLUSTER + 4096, 8192, 5), (7 * CLUSTER, 4096, 6)];
@@ -159,7 +173,12 @@ async fn scenario(flavor: Flavor) {
         model[off as usize..off as usize + len].copy_from_slice(&data);
     }
     let model2 = model;
-    call(&c, "bdev_lvol_snapshot", json!({"lvol_name": "lvs/vol", "snapshot_name": "snap2"})).await;
+    call(
+        &c,
+        "bdev_lvol_snapshot",
+        json!({"lvol_name": "lvs/vol", "snapshot_name": "snap2"}),
+    )
+    .await;
 
     let (f1, t1) = shallow_copy_to_file(&c, node, "lvs/snap1", size, "copy1").await;
     assert_eq!(
@@ -167,7 +186,10 @@ async fn scenario(flavor: Flavor) {
         extents_of(&[0, 3, 4, 15]),
         "snap1's file: data exactly in its allocated clusters, holes elsewhere"
     );
-    assert!(std::fs::read(&f1).unwrap() == model1, "snap1's bytes differ");
+    assert!(
+        std::fs::read(&f1).unwrap() == model1,
+        "snap1's bytes differ"
+    );
 
     let (f2, t2) = shallow_copy_to_file(&c, node, "lvs/snap2", size, "copy2").await;
     assert_eq!(
@@ -178,7 +200,10 @@ async fn scenario(flavor: Flavor) {
     let bytes2 = std::fs::read(&f2).unwrap();
     for cl in [3u64, 7] {
         let r = (cl * CLUSTER) as usize..((cl + 1) * CLUSTER) as usize;
-        assert!(bytes2[r.clone()] == model2[r], "snap2's cluster {cl} differs");
+        assert!(
+            bytes2[r.clone()] == model2[r],
+            "snap2's cluster {cl} differs"
+        );
     }
     println!(
         "{}: shallow copy snap1 {} clusters in {t1:?}, snap2 {} clusters in {t2:?}",
@@ -206,7 +231,10 @@ async fn scenario(flavor: Flavor) {
     // Full: 4 clusters = 8 blocks, 3 of them all zeros (stored once).
     assert_eq!((o1.blocks_in, o1.blocks_uploaded), (8, 6));
     // Delta: clusters 3 and 7 = 4 blocks; only the two holding new bytes are new.
-    assert_eq!((o2.blocks_in, o2.blocks_uploaded, o2.blocks_already_stored), (4, 2, 2));
+    assert_eq!(
+        (o2.blocks_in, o2.blocks_uploaded, o2.blocks_already_stored),
+        (4, 2, 2)
+    );
     println!(
         "upload counts: full {}/{} blocks ({} bytes), incremental {}/{} blocks ({} bytes) for {} bytes written",
         o1.blocks_uploaded,
@@ -220,7 +248,10 @@ async fn scenario(flavor: Flavor) {
     for (b, m) in [("backup-1", &model1), ("backup-2", &model2)] {
         let out = dir.path().join(format!("{b}.img"));
         store.restore_to_file("vol", b, &out).await.unwrap();
-        assert!(std::fs::read(&out).unwrap() == **m, "{b} restores different bytes");
+        assert!(
+            std::fs::read(&out).unwrap() == **m,
+            "{b} restores different bytes"
+        );
         let got = data_block_offsets(&cluster_extents(&out));
         let want = data_block_offsets(&extents_of(if b == "backup-1" {
             &[0, 3, 4, 15]
@@ -249,11 +280,21 @@ async fn measure(c: &SpdkClient, node: &StorageNode, dp: &testkit::data_path::Da
     let chunk = 32 * MIB;
     for i in 0..(written / chunk) {
         // Every other 32 MiB: half the range written, holes between.
-        dp.write(node, "lvs/big", i * 2 * chunk, &pattern(i as u8, chunk as usize))
-            .await
-            .expect("write");
+        dp.write(
+            node,
+            "lvs/big",
+            i * 2 * chunk,
+            &pattern(i as u8, chunk as usize),
+        )
+        .await
+        .expect("write");
     }
-    call(c, "bdev_lvol_snapshot", json!({"lvol_name": "lvs/big", "snapshot_name": "bigsnap"})).await;
+    call(
+        c,
+        "bdev_lvol_snapshot",
+        json!({"lvol_name": "lvs/big", "snapshot_name": "bigsnap"}),
+    )
+    .await;
     let (f, took) = shallow_copy_to_file(c, node, "lvs/bigsnap", size, "copybig").await;
     let ext = cluster_extents(&f);
     let data: u64 = ext.iter().map(|e| e.1).sum();
