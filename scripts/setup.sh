@@ -49,6 +49,16 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   }
 fi
 
+# Backup tests (issue #17) run against a real S3 server: moto's. Kept in a
+# venv of its own (Debian's python3 refuses pip installs system-wide);
+# backupstore/tests/s3_moto.rs looks for it there when moto_server is not on PATH.
+moto_dir=${SHORTHORN_MOTO_DIR:-/opt/shorthorn/moto}
+if ! command -v moto_server >/dev/null 2>&1 && [[ ! -x $moto_dir/bin/moto_server ]]; then
+  echo "setup: installing moto[server] into $moto_dir"
+  python3 -m venv "$moto_dir"
+  "$moto_dir/bin/pip" install -q 'moto[server]'
+fi
+
 # Real SPDK (issue #20): when a real spdk_tgt is asked for, its runtime
 # packages, hugepages and hugetlbfs. Kept in its own script.
 if [[ -n "${SHORTHORN_SPDK_TGT:-}" ]]; then
