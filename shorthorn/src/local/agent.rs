@@ -48,6 +48,9 @@ pub async fn start(
     config.nvmf_port = nvmf_port;
     config.nvme_etc_dir = layout.node_state_dir().join("nvme");
     config.kernel = Some(reported);
+    // The controller's config for this node names this disk and the
+    // default lvstore: exactly what the agent's policy admits.
+    config.disks = vec![layout.node_disk(node)];
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the local node agent")?;
