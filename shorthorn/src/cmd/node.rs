@@ -64,6 +64,10 @@ pub struct NodeArgs {
     /// agent admits lvol calls only on it.
     #[arg(long, env = "SHORTHORN_LVSTORE", default_value = agent::DEFAULT_LVSTORE)]
     pub lvstore: String,
+    /// The kubelet root directory: staging and target paths outside it are
+    /// refused, so nothing outside it is ever unmounted or removed.
+    #[arg(long, default_value = shorthorn_node::csi::DEFAULT_KUBELET_DIR)]
+    pub kubelet_dir: PathBuf,
     /// Directory for the node's own state (staged volumes, generated host NQN).
     #[arg(long, default_value = "/var/lib/shorthorn")]
     pub state_dir: PathBuf,
@@ -100,6 +104,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     csi_config.max_volumes_per_node = args.max_volumes;
     csi_config.topology = topology;
     csi_config.spdk_socket = Some(args.spdk_socket.clone());
+    csi_config.kubelet_dir = args.kubelet_dir.clone();
 
     let listener = tokio::net::TcpListener::bind(args.agent_listen)
         .await
