@@ -64,7 +64,7 @@ pub async fn start(
 }
 
 /// Writes 32 random bytes, hex-encoded, readable by the owner only.
-fn write_token(path: &PathBuf) -> anyhow::Result<()> {
+pub fn write_token(path: &PathBuf) -> anyhow::Result<()> {
     let mut raw = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut raw))

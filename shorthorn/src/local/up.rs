@@ -208,7 +208,13 @@ async fn serve(
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
 
-    let admin_listener = admin::bind(&Endpoint::Unix(layout.ctl_socket())).await?;
+    // Reads on the socket stay open to its owner; `POST` (revert) needs
+    // this token (`curl -H "Authorization: Bearer $(cat admin.token)"`).
+    let admin_token_file = layout.root().join("admin.token");
+    agent::write_token(&admin_token_file)?;
+    let admin_listener = admin::bind(&Endpoint::Unix(layout.ctl_socket()))
+        .await?
+        .with_token(Some(admin::AdminToken::from_file(&admin_token_file)?));
     let admin = tokio::spawn(admin::serve_on(
         ctx.clone(),
         admin_listener,
