@@ -109,8 +109,20 @@ mod tests {
         assert!(refusal(Some(&t), false, &Method::POST, &ok).is_none());
         assert!(refusal(Some(&t), true, &Method::GET, &ok).is_none());
         for (token, tcp, method, h, status) in [
-            (Some(&t), false, Method::POST, &none, StatusCode::UNAUTHORIZED),
-            (Some(&t), false, Method::POST, &wrong, StatusCode::UNAUTHORIZED),
+            (
+                Some(&t),
+                false,
+                Method::POST,
+                &none,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Some(&t),
+                false,
+                Method::POST,
+                &wrong,
+                StatusCode::UNAUTHORIZED,
+            ),
             (Some(&t), true, Method::GET, &none, StatusCode::UNAUTHORIZED),
             (None, false, Method::POST, &ok, StatusCode::FORBIDDEN),
             (None, true, Method::GET, &ok, StatusCode::FORBIDDEN),

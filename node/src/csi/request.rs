@@ -84,8 +84,8 @@ pub fn lookup_path(value: &str, field: &str) -> Result<PathBuf, Status> {
 pub fn under_root(path: &Path, root: &Path, field: &str) -> Result<PathBuf, Status> {
     let outside = |why: &str| {
         invalid(format!(
-            "{field} {} {why}; it must lie inside the kubelet directory {} \
-             (configure the node's kubelet directory if kubelet uses another)",
+            "{field} {} {why}: staging and target paths must lie inside the kubelet \
+             directory {} (configure the node's --kubelet-dir if kubelet uses another)",
             path.display(),
             root.display()
         ))
@@ -97,7 +97,7 @@ pub fn under_root(path: &Path, root: &Path, field: &str) -> Result<PathBuf, Stat
         return Err(outside("contains `.` or `..`"));
     }
     if !path.starts_with(root) || path == root {
-        return Err(outside("is outside it"));
+        return Err(outside("is outside the kubelet directory"));
     }
     // Resolve the existing part of the parent (not the path itself: its
     // last component is removed or unmounted without following it).
