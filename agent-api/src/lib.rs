@@ -8,6 +8,8 @@
 //! - [`quiesce`]: the I/O fence lease of ublk volumes (`POST /quiesce/*`).
 //! - [`ana_fence`]: the I/O fence lease of NVMe/TCP volumes (`POST /fence/ana/*`).
 //! - [`nqn`]: NQN validation shared by both sides.
+//! - [`names`]: the prefixes of every name Shorthorn gives in SPDK.
+//! - [`methods`]: the SPDK methods the controller calls through an agent.
 //! - [`routes`]: the paths and the error body.
 //! - `client` (feature `client`): [`AgentClient`](client::AgentClient), HTTPS
 //!   with a CA or pinned certificate, a bearer token, timeouts and retries of
@@ -25,6 +27,8 @@ pub mod attach;
 pub mod client;
 pub mod frontend;
 pub mod identity;
+pub mod methods;
+pub mod names;
 pub mod nqn;
 pub mod quiesce;
 pub mod routes;

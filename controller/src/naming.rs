@@ -4,20 +4,10 @@
 //! objects from anything else on a node, and recover the volume id from it.
 //! Limits: lvol names <= 63 characters, NQNs <= 223 bytes.
 
-/// NQN prefix of everything Shorthorn creates.
-pub const NQN_PREFIX: &str = "nqn.2025-11.io.shorthorn";
-/// Prefix of replica lvol names.
-pub const LVOL_PREFIX: &str = "shv-";
-/// Prefix of snapshot lvol names.
-pub const SNAPSHOT_PREFIX: &str = "shs-";
-/// Prefix of raid bdev names.
-pub const RAID_PREFIX: &str = "shr-";
-/// Prefix of NVMe-oF initiator controller names.
-pub const NVME_CTRLR_PREFIX: &str = "shn-";
-/// Prefix of the null bdev that pads a one-member raid1 while it is created.
-pub const RAID_PAD_PREFIX: &str = "shp-";
-/// Prefix of the lvol that stamps a node's lvstore with its cluster's id.
-pub const CLUSTER_STAMP_PREFIX: &str = "shorthorn-cluster-";
+pub use agent_api::names::{
+    AIO_BASE_PREFIX, CLUSTER_STAMP_PREFIX, LVOL_PREFIX, NQN_PREFIX, NVME_CTRLR_PREFIX,
+    RAID_PAD_PREFIX, RAID_PREFIX, SNAPSHOT_PREFIX,
+};
 /// Suffix of the temporary lvol a revert clones a snapshot into.
 pub const REVERT_SUFFIX: &str = "-rv";
 /// Topology key every node carries, with the node name as value.

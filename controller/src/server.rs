@@ -142,7 +142,7 @@ pub async fn serve(
     endpoint: Endpoint,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    serve_with_admin(config, endpoint, None, shutdown).await
+    serve_with_admin(config, endpoint, None, None, shutdown).await
 }
 
 /// [`serve`], plus the admin API (`shorthorn ctl`) on `admin` when given,
@@ -152,14 +152,26 @@ pub async fn serve_with_admin(
     config: ControllerConfig,
     endpoint: Endpoint,
     admin: Option<Endpoint>,
+    admin_token_file: Option<&std::path::Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let admin_token = admin_token_file
+        .map(crate::admin::AdminToken::from_file)
+        .transpose()?;
+    if let (Some(Endpoint::Tcp(addr)), None) = (&admin, &admin_token) {
+        return Err(crate::error::ControllerError::Config(format!(
+            "the admin API on tcp://{addr} would be open to the network: give it \
+             --admin-token-file or serve it on a unix:// socket"
+        )));
+    }
     let ctx = prepare(&config).await?;
     let leadership = ctx.leader.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin = match admin {
         Some(admin_endpoint) => {
-            let listener = crate::admin::bind(&admin_endpoint).await?;
+            let listener = crate::admin::bind(&admin_endpoint)
+                .await?
+                .with_token(admin_token);
             let mut stop = stop_rx.clone();
             Some(tokio::spawn(crate::admin::serve_on(
                 ctx.clone(),

@@ -29,7 +29,22 @@ use tonic::Request;
 const MIB: u64 = 1024 * 1024;
 
 /// `method path` on the admin socket: status and parsed JSON body.
+/// The admin token of the test's API.
+const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// `method path` with the admin token.
 async fn call(socket: &Path, method: &str, path: &str, body: &str) -> (u16, Value) {
+    call_as(socket, Some(ADMIN_TOKEN), method, path, body).await
+}
+
+/// `method path`, presenting `token` if any.
+async fn call_as(
+    socket: &Path,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, Value) {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .expect("connect to the admin socket");
@@ -37,9 +52,11 @@ async fn call(socket: &Path, method: &str, path: &str, body: &str) -> (u16, Valu
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
+    let mut req = http::Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req
         .header(http::header::HOST, "test")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("request");
@@ -53,7 +70,7 @@ async fn call(socket: &Path, method: &str, path: &str, body: &str) -> (u16, Valu
 
 /// `GET path`: status and parsed JSON body.
 async fn get(socket: &Path, path: &str) -> (u16, Value) {
-    call(socket, "GET", path, "").await
+    call_as(socket, None, "GET", path, "").await
 }
 
 fn cap() -> VolumeCapability {
@@ -89,9 +106,14 @@ async fn setup() -> Setup {
     let ctx = server::start(&config).await.expect("start controller");
     let socket = dir.path().join("ctl.sock");
     // Bound before serving, so the socket exists once this returns.
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).expect("token");
     let listener = admin::bind(&Endpoint::Unix(socket.clone()))
         .await
-        .expect("bind admin socket");
+        .expect("bind admin socket")
+        .with_token(Some(
+            admin::AdminToken::from_file(&token_file).expect("token"),
+        ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let admin = tokio::spawn(admin::serve_on(ctx.clone(), listener, async move {
         let _ = stopped.await;
@@ -227,6 +249,15 @@ async fn admin_api_reports_nodes_and_a_volume_through_its_lifecycle() {
     let (status, body) = get(&s.socket, "/v1/rebuilds").await;
     assert_eq!((status, body), (200, Value::Array(vec![])));
 
+    // Revert is mutating: no token or a wrong one is refused before routing.
+    for token in [None, Some("wrong-token-for-tests")] {
+        let (status, body) = call_as(&s.socket, token, "POST", &revert_path, &revert_body).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            body["error"].as_str().unwrap_or("").contains("Bearer"),
+            "{body}"
+        );
+    }
     // A published volume cannot be reverted under its user.
     let (status, body) = call(&s.socket, "POST", &revert_path, &revert_body).await;
     assert_eq!(status, 409, "{body}");

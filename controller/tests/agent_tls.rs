@@ -71,6 +71,7 @@ impl Agent {
             nvmf_port: node.nvmf_port,
             nvme_etc_dir: dir.join("no-etc-nvme"),
             tls: Some(tls),
+            disks: vec![node.aio_file.clone()],
             kernel: Some(KernelFeatures {
                 ublk: true,
                 ..KernelFeatures::default()

@@ -32,6 +32,7 @@ async fn a_discovered_agent_node_serves_a_volume_end_to_end() {
         dir.path().join("agent-state"),
     );
     agent.nvmf_port = node.nvmf_port;
+    agent.disks = vec![node.aio_file.clone()];
     agent.nvme_etc_dir = dir.path().join("no-etc-nvme");
     agent.kernel = Some(KernelFeatures {
         ublk: true,

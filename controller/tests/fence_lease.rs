@@ -94,8 +94,14 @@ async fn rig(holder: Holder, deadline: Duration) -> Rig {
     .await;
     let (agent, cut) = match holder {
         Holder::Agent => {
-            let agent =
-                NodeAgent::start(&dir, "node-0", h.cluster.node(0).nvmf_port, &node0.socket).await;
+            let agent = NodeAgent::start(
+                &dir,
+                "node-0",
+                h.cluster.node(0).nvmf_port,
+                &h.cluster.node(0).aio_file,
+                &node0.socket,
+            )
+            .await;
             let cut = CutProxy::start(agent.addr).await;
             h.reroute_node(0, &agent.endpoint_toml(&cut.url()));
             (Some(agent), Some(cut))
@@ -400,6 +406,7 @@ async fn the_agent_lifts_the_fence_of_a_controller_killed_inside_it() {
         &dir,
         "node-0",
         h.cluster.node(0).nvmf_port,
+        &h.cluster.node(0).aio_file.clone(),
         &h.cluster.node(0).rpc_socket.clone(),
     )
     .await;

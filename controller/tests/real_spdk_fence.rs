@@ -112,7 +112,14 @@ async fn the_agent_fence_lease_on_real_spdk_tgt() {
     assert!(all_are(&spdk, &nqn, "optimized").await);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut agent = NodeAgent::start(dir.path(), "node-0", node.nvmf_port, &node.rpc_socket).await;
+    let mut agent = NodeAgent::start(
+        dir.path(),
+        "node-0",
+        node.nvmf_port,
+        &node.aio_file,
+        &node.rpc_socket,
+    )
+    .await;
     let client = AgentClient::new(&agent.url(), AGENT_TOKEN, None).expect("client");
     let listener = FenceListener::loopback(node.nvmf_port);
     let suspend = |deadline_ms| AnaFenceSuspendRequest {

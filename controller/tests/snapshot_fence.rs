@@ -156,8 +156,12 @@ async fn ana_fenced_snapshots(agent: bool) {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
     let node_agent = if agent {
         let node = h.cluster.node(0);
-        let (port, socket) = (node.nvmf_port, node.rpc_socket.clone());
-        let a = NodeAgent::start(h.dir.path(), "node-0", port, &socket).await;
+        let (port, disk, socket) = (
+            node.nvmf_port,
+            node.aio_file.clone(),
+            node.rpc_socket.clone(),
+        );
+        let a = NodeAgent::start(h.dir.path(), "node-0", port, &disk, &socket).await;
         h.reroute_node(0, &a.endpoint_toml(&a.url()));
         Some(a)
     } else {

@@ -136,10 +136,11 @@ pub fn bind_mount(source: &Path, target: &Path, read_only: bool) -> Result<()> {
     Ok(())
 }
 
-/// Unmounts `target` once. Returns `false` when nothing was mounted there
-/// (not a mount point, or missing), which is not an error.
+/// Unmounts `target` once, never following a symlink at `target` itself.
+/// Returns `false` when nothing was mounted there (not a mount point, a
+/// symlink, or missing), which is not an error.
 pub fn unmount(target: &Path) -> Result<bool> {
-    match nix::mount::umount2(target, MntFlags::empty()) {
+    match nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) => {
             tracing::info!(target = %target.display(), "unmounted");
             Ok(true)

@@ -99,7 +99,9 @@ async fn allowed_calls_pass_through_with_spdk_results_and_errors() {
     assert_eq!(body["id"], json!(42));
     assert_eq!(body["result"][0]["name"], "lvs0/vol-1");
 
-    let (status, body) = agent.rpc("bdev_lvol_delete", json!({"name": "gone"})).await;
+    let (status, body) = agent
+        .rpc("bdev_lvol_delete", json!({"name": "shorthorn/shv-gone"}))
+        .await;
     assert_eq!(
         status,
         StatusCode::OK,

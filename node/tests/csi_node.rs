@@ -5,6 +5,7 @@
 mod csi_support;
 
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use csi_proto::volume_capability::access_mode::Mode;
@@ -365,8 +366,8 @@ async fn bad_requests_get_the_codes_the_spec_names() {
     let mut r = ok_stage.clone();
     r.publish_context = [
         ("frontend", "ublk"),
-        ("ublk.device", "/dev/ublkb-none"),
-        ("ublk.id", "9"),
+        ("ublk.device", "/dev/ublkb999"),
+        ("ublk.id", "999"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -497,5 +498,94 @@ async fn bad_requests_get_the_codes_the_spec_names() {
     ] {
         assert!(types.contains(&(t as i32)), "{t:?} missing");
     }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_outside_the_kubelet_dir_is_unmounted_or_removed() {
+    let fx = Fixture::new();
+    let node = Node::start(fx.dir.path()).await;
+    let mut c = node.client.clone();
+    // A mounted directory holding a file, outside the node's kubelet dir.
+    let outside = tempfile::tempdir().unwrap();
+    let mnt = outside.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &mnt,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    std::fs::write(mnt.join("precious"), b"keep").unwrap();
+
+    for status in [
+        c.node_unpublish_volume(unpublish_req("unknown", &mnt))
+            .await,
+        c.node_unpublish_volume(unpublish_req(
+            "unknown",
+            &PathBuf::from(format!(
+                "{}/pods/../../../..{}",
+                fx.dir.path().display(),
+                mnt.display()
+            )),
+        ))
+        .await,
+    ] {
+        let e = status.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("kubelet directory"), "{}", e.message());
+    }
+    let e = c
+        .node_unstage_volume(unstage_req("unknown", &mnt))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+
+    // A target inside the kubelet dir that is a symlink to the mount, and
+    // one under a symlinked parent: the symlink goes, nothing behind it.
+    std::os::unix::fs::symlink(&mnt, fx.path("link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), fx.path("parent-link")).unwrap();
+    let e = c
+        .node_unpublish_volume(unpublish_req("unknown", &fx.path("parent-link/mnt")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    c.node_unpublish_volume(unpublish_req("unknown", &fx.path("link")))
+        .await
+        .unwrap();
+    assert!(
+        std::fs::symlink_metadata(fx.path("link")).is_err(),
+        "the symlink itself is removed"
+    );
+    assert_eq!(mounts_at(&mnt), 1, "the mount behind the symlink stays");
+    assert_eq!(std::fs::read(mnt.join("precious")).unwrap(), b"keep");
+
+    // A publish_context naming a device that is not a ublk device.
+    let mut r = NodeStageVolumeRequest {
+        volume_id: "v".into(),
+        staging_target_path: fx.path("st").display().to_string(),
+        volume_capability: Some(mount_cap("ext4", Mode::SingleNodeWriter)),
+        ..Default::default()
+    };
+    r.publish_context = [
+        ("frontend", "ublk"),
+        ("ublk.device", "/dev/sda"),
+        ("ublk.id", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let e = c.node_stage_volume(r).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("/dev/ublkb0"), "{}", e.message());
     node.stop().await;
 }

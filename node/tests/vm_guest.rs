@@ -747,6 +747,7 @@ async fn csi_node_service_over_nvme_tcp_with_device_mapper() {
     let _staging_guard = MountGuard::new(&staging);
     let _target_guard = MountGuard::new(&target);
     let mut config = NodeServiceConfig::new("shorthorn.vmtest", "vm", root.join("state"));
+    config.kubelet_dir = root.clone();
     config.device_mapper = Some(true);
     let svc = NodeService::new(config.clone()).expect("node service");
     let cap = VolumeCapability {
@@ -1011,6 +1012,7 @@ async fn csi_node_service_over_spdk_sim_real_ublk() {
     let staging = root.join("staging");
     let _staging_guard = MountGuard::new(&staging);
     let mut config = NodeServiceConfig::new("shorthorn.vmtest", "vm", root.join("state"));
+    config.kubelet_dir = root.clone();
     config.device_mapper = Some(false);
     let svc = NodeService::new(config.clone()).expect("node service");
     let stage = NodeStageVolumeRequest {

@@ -10,6 +10,11 @@
 //! | `GET /v1/rebuilds` | `[`[`RebuildView`]`]`: raid processes SPDK runs on publishing nodes |
 //! | `POST /v1/volumes/<id>/revert` with [`RevertRequest`] | [`VolumeView`] after reverting the unpublished volume to its snapshot |
 //!
+//! `POST` needs `Authorization: Bearer <token>` ([`AdminToken`], see
+//! [`Listener::with_token`]); on TCP every request does, and serving TCP
+//! without a token is refused. Reads on the Unix socket are open to whoever
+//! the socket file admits.
+//!
 //! Errors answer an [`ErrorBody`] with the status [`http_status`] picks:
 //! 404 for an unknown volume, 409 for a published one being reverted, 503
 //! when the store or a node is unavailable.
@@ -22,6 +27,7 @@
 //! # }
 //! ```
 
+mod auth;
 mod model;
 mod routes;
 mod views;
@@ -37,6 +43,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
+pub use auth::AdminToken;
 pub use model::{
     ConditionView, ErrorBody, NodeView, PublicationView, RebuildView, ReplicaSnapshotView,
     ReplicaView, RevertRequest, SnapshotView, VolumeView,
@@ -56,6 +63,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Listener {
     inner: Inner,
+    token: Option<AdminToken>,
 }
 
 #[derive(Debug)]
@@ -68,6 +76,12 @@ enum Inner {
 }
 
 impl Listener {
+    /// Requires `token` for mutating requests, and on TCP for all.
+    pub fn with_token(mut self, token: Option<AdminToken>) -> Self {
+        self.token = token;
+        self
+    }
+
     /// What the listener is bound to, for logs.
     pub fn describe(&self) -> String {
         match &self.inner {
@@ -102,7 +116,7 @@ pub async fn bind(endpoint: &Endpoint) -> Result<Listener> {
                 .map_err(|e| ControllerError::io(format!("binding {addr}"), e))?,
         ),
     };
-    Ok(Listener { inner })
+    Ok(Listener { inner, token: None })
 }
 
 /// Binds `endpoint` and serves the admin API until `shutdown` resolves.
@@ -122,7 +136,14 @@ pub async fn serve_on(
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    tracing::info!(endpoint = %listener.describe(), "admin API serving");
+    if matches!(listener.inner, Inner::Tcp(_)) && listener.token.is_none() {
+        return Err(ControllerError::Config(format!(
+            "the admin API on {} would be open to the network: give it a token \
+             (--admin-token-file) or serve it on a unix:// socket",
+            listener.describe()
+        )));
+    }
+    tracing::info!(endpoint = %listener.describe(), authenticated = listener.token.is_some(), "admin API serving");
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -131,8 +152,10 @@ pub async fn serve_on(
             accepted = accept(&listener) => accepted,
         };
         match accepted {
-            Ok(Accepted::Unix(io)) => connection(&ctx, &graceful, io),
-            Ok(Accepted::Tcp(io)) => connection(&ctx, &graceful, io),
+            Ok(Accepted::Unix(io)) => {
+                connection(&ctx, &graceful, io, listener.token.clone(), false)
+            }
+            Ok(Accepted::Tcp(io)) => connection(&ctx, &graceful, io, listener.token.clone(), true),
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
                 tracing::warn!(error = %e, "admin API accept failed");
@@ -164,14 +187,26 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
     })
 }
 
-fn connection<I>(ctx: &Context, graceful: &GracefulShutdown, io: I)
-where
+fn connection<I>(
+    ctx: &Context,
+    graceful: &GracefulShutdown,
+    io: I,
+    token: Option<AdminToken>,
+    tcp: bool,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ctx = ctx.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(&ctx, req).await) }
+        let refused = auth::refusal(token.as_ref(), tcp, req.method(), req.headers());
+        async move {
+            if let Some((status, message)) = refused {
+                tracing::warn!(method = %req.method(), path = req.uri().path(), %status, "admin request refused");
+                return Ok::<_, std::convert::Infallible>(routes::error(status, message));
+            }
+            Ok(handle(&ctx, req).await)
+        }
     });
     let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
     let conn = graceful.watch(conn);

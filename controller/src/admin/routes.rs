@@ -109,7 +109,7 @@ fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {
     }
 }
 
-fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+pub(super) fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(&ErrorBody { error: message })
         .unwrap_or_else(|_| b"{\"error\":\"unencodable error\"}".to_vec());
     respond(status, body)

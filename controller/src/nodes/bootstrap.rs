@@ -17,11 +17,11 @@ use super::NodeHandle;
 use crate::capacity::LvstoreSpace;
 use crate::config::BaseBdev;
 use crate::error::{ControllerError, Result};
-use crate::naming::{CLUSTER_STAMP_PREFIX, LVOL_PREFIX};
+use crate::naming::{AIO_BASE_PREFIX, CLUSTER_STAMP_PREFIX, LVOL_PREFIX};
 
 /// Name of the aio bdev the controller creates over a configured file.
 pub fn aio_bdev_name(lvstore: &str) -> String {
-    format!("shorthorn-base-{lvstore}")
+    format!("{AIO_BASE_PREFIX}{lvstore}")
 }
 
 /// Bootstraps `node` unless already done since it was last reachable.

@@ -24,15 +24,23 @@ pub struct NodeAgent {
 }
 
 impl NodeAgent {
-    /// Starts the agent of node `name` (NVMe-oF port `nvmf_port`) in front
-    /// of `spdk_socket`, its files under `dir`.
-    pub async fn start(dir: &Path, name: &str, nvmf_port: u16, spdk_socket: &Path) -> Self {
+    /// Starts the agent of node `name` (NVMe-oF port `nvmf_port`, aio disk
+    /// `disk`, the default lvstore) in front of `spdk_socket`, its files
+    /// under `dir`.
+    pub async fn start(
+        dir: &Path,
+        name: &str,
+        nvmf_port: u16,
+        disk: &Path,
+        spdk_socket: &Path,
+    ) -> Self {
         let token_file = dir.join(format!("{name}-agent-token"));
         std::fs::write(&token_file, format!("{AGENT_TOKEN}\n")).expect("token");
         let config = AgentConfig {
             nvmf_port,
             nvme_etc_dir: dir.join(format!("{name}-no-etc-nvme")),
             kernel: Some(KernelFeatures::default()),
+            disks: vec![disk.to_path_buf()],
             ..AgentConfig::new(
                 name,
                 token_file.clone(),

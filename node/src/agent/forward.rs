@@ -8,8 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+
+use super::policy::Lookup;
 
 /// Why a call did not produce a response.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,46 @@ impl SpdkForwarder {
                     return Ok(Bytes::from(buf).slice(start..end));
                 }
             }
+        }
+    }
+}
+
+impl SpdkForwarder {
+    /// One internal read-only call; the result, or `None` when SPDK
+    /// answers "no such device" (-19).
+    async fn lookup_call(&self, method: &str, params: Value) -> Result<Option<Value>, String> {
+        let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 0});
+        let reply = self
+            .call(request.to_string().as_bytes())
+            .await
+            .map_err(|e| format!("{method} lookup: {e}"))?;
+        let mut reply: Value =
+            serde_json::from_slice(&reply).map_err(|e| format!("{method} lookup: {e}"))?;
+        if let Some(error) = reply.get("error") {
+            return match error.get("code").and_then(Value::as_i64) {
+                Some(-19) => Ok(None),
+                _ => Err(format!("{method} lookup: SPDK error {error}")),
+            };
+        }
+        Ok(reply.get_mut("result").map(Value::take))
+    }
+}
+
+impl Lookup for SpdkForwarder {
+    async fn bdev(&self, name: &str) -> Result<Option<Value>, String> {
+        let found = self
+            .lookup_call("bdev_get_bdevs", json!({ "name": name }))
+            .await?;
+        Ok(match found {
+            Some(Value::Array(mut bdevs)) if !bdevs.is_empty() => Some(bdevs.swap_remove(0)),
+            _ => None,
+        })
+    }
+
+    async fn ublk_disks(&self) -> Result<Vec<Value>, String> {
+        match self.lookup_call("ublk_get_disks", json!({})).await? {
+            Some(Value::Array(disks)) => Ok(disks),
+            _ => Ok(Vec::new()),
         }
     }
 }

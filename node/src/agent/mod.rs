@@ -4,7 +4,9 @@
 //!
 //! The routes and their bodies are the agent API's ([`agent_api::routes`]);
 //! all but `/healthz` need `Authorization: Bearer <token>`. `POST /jsonrpc`
-//! forwards one JSON-RPC 2.0 call if its method is on [`ALLOWED_METHODS`].
+//! forwards one JSON-RPC 2.0 call if its method is on [`ALLOWED_METHODS`]
+//! and its params pass the node's [`AgentPolicy`] (disks, lvstores,
+//! NVMe-oF address, Shorthorn's name prefixes); otherwise 403 with why.
 //! `POST /fence/ana/*` is the one place the agent calls SPDK itself: it
 //! holds the fence as a lease that restores the path when it runs out, and
 //! at start it restores the fences a previous run left.
@@ -17,6 +19,7 @@ mod body;
 mod forward;
 mod identity;
 mod jsonrpc;
+mod policy;
 mod quiesce;
 mod response;
 mod router;
@@ -35,6 +38,7 @@ use tokio::net::TcpListener;
 
 pub use allowlist::{is_allowed, ALLOWED_METHODS};
 pub use identity::HostIdentity;
+pub use policy::AgentPolicy;
 pub use tls::TlsFiles;
 pub use token::BearerToken;
 
@@ -45,6 +49,10 @@ use crate::probe::ProbeHost;
 
 /// Default listen address of the agent.
 pub const DEFAULT_AGENT_ADDR: &str = "0.0.0.0:9500";
+
+/// The lvstore name a node has unless configured otherwise (the
+/// controller's default).
+pub const DEFAULT_LVSTORE: &str = "shorthorn";
 
 /// Everything the agent needs to start.
 #[derive(Clone)]
@@ -77,11 +85,18 @@ pub struct AgentConfig {
     pub max_connections: usize,
     /// Kernel features to report; `None` probes the host at start.
     pub kernel: Option<KernelFeatures>,
+    /// Disks (files or block devices) the controller may open as aio bdevs.
+    pub disks: Vec<PathBuf>,
+    /// Existing bdevs the controller may create an lvstore on.
+    pub base_bdevs: Vec<String>,
+    /// This node's lvstore names (the controller's `lvstore` for this node).
+    pub lvstores: Vec<String>,
 }
 
 impl AgentConfig {
     /// A configuration with the defaults: 1 MiB bodies, 30 s SPDK timeout,
-    /// 64 MiB replies, 256 connections, NVMe-oF port 4420, `/etc/nvme`.
+    /// 64 MiB replies, 256 connections, NVMe-oF port 4420, `/etc/nvme`,
+    /// lvstore `shorthorn`, no disks and no base bdevs.
     pub fn new(
         node_name: impl Into<String>,
         token_file: PathBuf,
@@ -103,6 +118,20 @@ impl AgentConfig {
             max_response: 64 * 1024 * 1024,
             max_connections: 256,
             kernel: None,
+            disks: Vec::new(),
+            base_bdevs: Vec::new(),
+            lvstores: vec![DEFAULT_LVSTORE.to_owned()],
+        }
+    }
+
+    /// The parameter policy this configuration implies.
+    pub fn policy(&self) -> AgentPolicy {
+        AgentPolicy {
+            disks: self.disks.clone(),
+            base_bdevs: self.base_bdevs.clone(),
+            lvstores: self.lvstores.clone(),
+            nvmf_address: self.nvmf_address.clone(),
+            nvmf_port: self.nvmf_port,
         }
     }
 }
@@ -120,6 +149,9 @@ impl fmt::Debug for AgentConfig {
             .field("state_dir", &self.state_dir)
             .field("request_timeout", &self.request_timeout)
             .field("body_limit", &self.body_limit)
+            .field("disks", &self.disks)
+            .field("base_bdevs", &self.base_bdevs)
+            .field("lvstores", &self.lvstores)
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +192,7 @@ pub async fn serve_agent(
                 .with_timeout(config.request_timeout),
         ),
         body_limit: config.body_limit,
+        policy: config.policy(),
     });
     server::run(agent, listener, tls, config.max_connections, shutdown).await
 }

@@ -1,5 +1,5 @@
 //! Request routing and the refusals: authentication, size limit, JSON
-//! validation and the method allowlist all happen here, before anything is
+//! validation, the method allowlist and the parameter policy all happen here, before anything is
 //! sent to spdk_tgt.
 
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use super::ana_fence::AnaFenceApi;
 use super::body::{declared_too_large, read_limited, BodyError};
 use super::forward::{ForwardError, SpdkForwarder};
 use super::jsonrpc::RpcRequest;
+use super::policy::{AgentPolicy, Verdict};
 use super::quiesce::QuiesceApi;
 use super::response::{error, json, text, AgentResponse};
 use super::token::BearerToken;
@@ -33,6 +34,7 @@ pub struct Agent {
     pub(super) quiesce: QuiesceApi,
     pub(super) ana_fence: AnaFenceApi,
     pub(super) body_limit: usize,
+    pub(super) policy: AgentPolicy,
 }
 
 impl Agent {
@@ -132,6 +134,21 @@ impl Agent {
                 StatusCode::FORBIDDEN,
                 &format!("method {method:?} is not allowed through the node agent"),
             );
+        }
+        match self
+            .policy
+            .check(method, request.params.as_ref(), &self.forwarder)
+            .await
+        {
+            Verdict::Allow => {}
+            Verdict::Refuse(refusal) => {
+                warn!(rpc.method = method, reason = %refusal.0, "refused: parameters outside the agent's policy");
+                return error(StatusCode::FORBIDDEN, &refusal.0);
+            }
+            Verdict::LookupFailed(why) => {
+                warn!(rpc.method = method, error = %why, "refused: policy lookup failed");
+                return error(StatusCode::BAD_GATEWAY, &why);
+            }
         }
         match self.forwarder.call(&request.to_wire()).await {
             Ok(reply) => {

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use identity::IdentityService;
-pub use request::AccessKind;
+pub use request::{AccessKind, UblkDevicePattern};
 pub use server::serve_node;
 pub use service::NodeService;
 pub use state::{Publication, StagedVolume, StagingStore};
@@ -52,11 +52,20 @@ pub struct NodeServiceConfig {
     /// The local spdk_tgt JSON-RPC socket, where NodeGetVolumeStats reads the
     /// state of the volume's raid; `None` reports that state as unknown.
     pub spdk_socket: Option<PathBuf>,
+    /// The kubelet root directory: every staging and target path must lie
+    /// strictly inside it, so nothing outside is ever unmounted or removed.
+    pub kubelet_dir: PathBuf,
+    /// Which ublk device paths a publish_context may name.
+    pub ublk_devices: UblkDevicePattern,
 }
+
+/// The kubelet root directory unless configured otherwise.
+pub const DEFAULT_KUBELET_DIR: &str = "/var/lib/kubelet";
 
 impl NodeServiceConfig {
     /// Defaults: ext4, no volume limit, 30 s attach timeout, device-mapper
-    /// when available, no SPDK socket.
+    /// when available, no SPDK socket, paths under `/var/lib/kubelet`,
+    /// ublk devices `/dev/ublkb<id>` only.
     pub fn new(
         driver_name: impl Into<String>,
         node_id: impl Into<String>,
@@ -72,6 +81,8 @@ impl NodeServiceConfig {
             default_fs: FsType::Ext4,
             attach_timeout: Duration::from_secs(30),
             spdk_socket: None,
+            kubelet_dir: PathBuf::from(DEFAULT_KUBELET_DIR),
+            ublk_devices: UblkDevicePattern::Ublk,
         }
     }
 }

@@ -7,7 +7,7 @@ use csi_proto::{NodePublishVolumeRequest, NodeUnpublishVolumeRequest};
 use tonic::Status;
 use tracing::{info, Instrument};
 
-use super::request::{capability, required, required_path};
+use super::request::{capability, required, required_path, under_root};
 use super::service::{blocking, NodeService};
 use super::stage::unmount_all;
 use super::state::Publication;
@@ -20,6 +20,7 @@ impl NodeService {
     pub(super) async fn publish(&self, req: NodePublishVolumeRequest) -> Result<(), Status> {
         let volume_id = required(&req.volume_id, "volume_id")?.to_owned();
         let target = required_path(&req.target_path, "target_path")?;
+        let target = under_root(&target, &self.config.kubelet_dir, "target_path")?;
         let cap = capability(req.volume_capability.as_ref(), self.config.default_fs)?;
         if req.staging_target_path.is_empty() {
             return Err(precondition(
@@ -27,6 +28,7 @@ impl NodeService {
             ));
         }
         let staging = required_path(&req.staging_target_path, "staging_target_path")?;
+        let staging = under_root(&staging, &self.config.kubelet_dir, "staging_target_path")?;
         let span = tracing::info_span!("publish", volume_id = %volume_id);
         async move {
             let _guard = self.locks.try_lock(&volume_id)?;
@@ -100,6 +102,7 @@ impl NodeService {
     pub(super) async fn unpublish(&self, req: NodeUnpublishVolumeRequest) -> Result<(), Status> {
         let volume_id = required(&req.volume_id, "volume_id")?.to_owned();
         let target = required_path(&req.target_path, "target_path")?;
+        let target = under_root(&target, &self.config.kubelet_dir, "target_path")?;
         let span = tracing::info_span!("unpublish", volume_id = %volume_id);
         async move {
             let _guard = self.locks.try_lock(&volume_id)?;

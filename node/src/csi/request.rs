@@ -1,6 +1,6 @@
 //! Validation of CSI request fields into what the node acts on.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use csi_proto::volume_capability::access_mode::Mode;
 use csi_proto::volume_capability::AccessType;
@@ -10,6 +10,7 @@ use tonic::Status;
 
 use super::status::invalid;
 use crate::format::FsType;
+use crate::frontend::AttachSpec;
 
 /// How a volume is presented on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +76,84 @@ pub fn lookup_path(value: &str, field: &str) -> Result<PathBuf, Status> {
         )));
     }
     Ok(path.to_path_buf())
+}
+
+/// `path` (absolute) if it lies strictly inside `root`: no `.` or `..`
+/// components, and no symlink among its existing ancestors leads out of
+/// `root`. Otherwise INVALID_ARGUMENT saying where paths must be.
+pub fn under_root(path: &Path, root: &Path, field: &str) -> Result<PathBuf, Status> {
+    let outside = |why: &str| {
+        invalid(format!(
+            "{field} {} {why}: staging and target paths must lie inside the kubelet \
+             directory {} (configure the node's --kubelet-dir if kubelet uses another)",
+            path.display(),
+            root.display()
+        ))
+    };
+    if path
+        .components()
+        .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+    {
+        return Err(outside("contains `.` or `..`"));
+    }
+    if !path.starts_with(root) || path == root {
+        return Err(outside("is outside the kubelet directory"));
+    }
+    // Resolve the existing part of the parent (not the path itself: its
+    // last component is removed or unmounted without following it).
+    let canonical_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut existing = path.parent();
+    while let Some(dir) = existing {
+        if let Ok(real) = std::fs::canonicalize(dir) {
+            if !real.starts_with(&canonical_root) {
+                return Err(outside(&format!(
+                    "resolves through a symlink to {}",
+                    real.display()
+                )));
+            }
+            break;
+        }
+        existing = dir.parent();
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Which ublk device paths a publish_context may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UblkDevicePattern {
+    /// `/dev/ublkb<id>` with the context's ublk id: what SPDK's ublk target creates.
+    Ublk,
+    /// Also `/dev/loop<N>`: the simulated spdk_tgt serves ublk disks as
+    /// loop devices where the kernel has no ublk. Only for sim nodes.
+    UblkOrSimLoop,
+}
+
+impl UblkDevicePattern {
+    /// INVALID_ARGUMENT unless the spec's device path fits the pattern.
+    pub fn check(self, spec: &AttachSpec) -> Result<(), Status> {
+        let AttachSpec::Ublk(t) = spec else {
+            return Ok(());
+        };
+        let device = t.device.to_str().unwrap_or_default();
+        let numbered = |prefix: &str| {
+            device
+                .strip_prefix(prefix)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let ok = device == format!("/dev/ublkb{}", t.id)
+            || (self == UblkDevicePattern::UblkOrSimLoop && numbered("/dev/loop"));
+        if ok {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "publish_context ublk.device {} is not /dev/ublkb{} (the device of ublk id {}); \
+                 republish the volume so the controller reports its ublk device",
+                t.device.display(),
+                t.id,
+                t.id
+            )))
+        }
+    }
 }
 
 /// Validates a capability; `default_fs` applies when the mount names none.
@@ -183,6 +262,63 @@ mod tests {
             let err = capability(c.as_ref(), FsType::Ext4).unwrap_err();
             assert_eq!(err.code(), tonic::Code::InvalidArgument, "{c:?}");
         }
+    }
+
+    #[test]
+    fn paths_outside_the_kubelet_dir_are_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("kubelet");
+        std::fs::create_dir_all(root.join("pods")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("pods/escape")).unwrap();
+        assert!(under_root(&root.join("pods/a/mount"), &root, "target_path").is_ok());
+        for bad in [
+            PathBuf::from("/etc"),
+            root.clone(),
+            root.join("pods/../../etc"),
+            root.join("pods/escape/etc/x"),
+            dir.path().join("kubelet2/pods/a"),
+        ] {
+            let err = under_root(&bad, &root, "target_path").unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(
+                err.message().contains("kubelet directory"),
+                "{}",
+                err.message()
+            );
+        }
+        // The last component itself may be a symlink: it is removed, not followed.
+        assert!(under_root(&root.join("pods/escape"), &root, "target_path").is_ok());
+    }
+
+    #[test]
+    fn ublk_devices_must_be_the_ublk_device_of_their_id() {
+        let spec = |dev: &str, id| {
+            AttachSpec::Ublk(crate::frontend::UblkTarget {
+                device: dev.into(),
+                id,
+            })
+        };
+        assert!(UblkDevicePattern::Ublk
+            .check(&spec("/dev/ublkb3", 3))
+            .is_ok());
+        for (dev, id) in [
+            ("/dev/sda", 0),
+            ("/dev/ublkb3", 4),
+            ("/dev/ublkb3x", 3),
+            ("/dev/loop0", 0),
+        ] {
+            let err = UblkDevicePattern::Ublk.check(&spec(dev, id)).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{dev}");
+        }
+        assert!(UblkDevicePattern::UblkOrSimLoop
+            .check(&spec("/dev/loop7", 0))
+            .is_ok());
+        assert!(UblkDevicePattern::UblkOrSimLoop
+            .check(&spec("/dev/loop", 0))
+            .is_err());
+        assert!(UblkDevicePattern::UblkOrSimLoop
+            .check(&spec("/dev/sda", 0))
+            .is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use csi_proto::{NodeStageVolumeRequest, NodeUnstageVolumeRequest};
 use tonic::Status;
 use tracing::{info, warn, Instrument};
 
-use super::request::{capability, required, required_path, AccessKind};
+use super::request::{capability, required, required_path, under_root, AccessKind};
 use super::service::{blocking, NodeService};
 use super::state::StagedVolume;
 use super::status::{incompatible, precondition};
@@ -34,11 +34,13 @@ impl NodeService {
     pub(super) async fn stage(&self, req: NodeStageVolumeRequest) -> Result<(), Status> {
         let volume_id = required(&req.volume_id, "volume_id")?.to_owned();
         let staging = required_path(&req.staging_target_path, "staging_target_path")?;
+        let staging = under_root(&staging, &self.config.kubelet_dir, "staging_target_path")?;
         let cap = capability(req.volume_capability.as_ref(), self.config.default_fs)?;
         let span = tracing::info_span!("stage", volume_id = %volume_id);
         async move {
             let _guard = self.locks.try_lock(&volume_id)?;
             let spec = AttachSpec::from_publish_context(&req.publish_context).map_err(crate::NodeError::from)?;
+            self.config.ublk_devices.check(&spec)?;
             if let Some(rec) = self.store.load(&volume_id)? {
                 if rec.staging_path != staging || rec.access.is_block() != cap.kind.is_block() {
                     return Err(incompatible(format!(
@@ -199,6 +201,7 @@ impl NodeService {
     pub(super) async fn unstage(&self, req: NodeUnstageVolumeRequest) -> Result<(), Status> {
         let volume_id = required(&req.volume_id, "volume_id")?.to_owned();
         let staging = required_path(&req.staging_target_path, "staging_target_path")?;
+        let staging = under_root(&staging, &self.config.kubelet_dir, "staging_target_path")?;
         let span = tracing::info_span!("unstage", volume_id = %volume_id);
         async move {
             let _guard = self.locks.try_lock(&volume_id)?;

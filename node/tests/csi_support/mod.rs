@@ -136,6 +136,10 @@ impl Node {
         config.device_mapper = Some(false);
         config.attach_timeout = std::time::Duration::from_millis(500);
         config.spdk_socket = spdk_socket;
+        // The tests' staging and target paths live in `dir`; their "ublk"
+        // volumes are loop devices, as the sim's are.
+        config.kubelet_dir = dir.to_path_buf();
+        config.ublk_devices = shorthorn_node::csi::UblkDevicePattern::UblkOrSimLoop;
         let (stop, stopped) = oneshot::channel::<()>();
         let sock = socket.clone();
         let task = tokio::spawn(async move {

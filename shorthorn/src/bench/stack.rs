@@ -26,7 +26,7 @@ use crate::local::layout::Layout;
 use crate::local::pidfile::PidFile;
 use crate::local::storage_nodes::{Engine, StorageNode};
 use crate::local::sweep::sweep;
-use crate::local::up::{start_control_plane, usable_frontends, ControlPlane};
+use crate::local::up::{start_control_plane, ublk_device_pattern, usable_frontends, ControlPlane};
 
 /// A running stack.
 pub struct Stack {
@@ -209,6 +209,8 @@ async fn start_node_service(
     config
         .topology
         .insert(TOPOLOGY_NODE_KEY.to_string(), node_name(1));
+    config.kubelet_dir = layout.root().join("kubelet");
+    config.ublk_devices = ublk_device_pattern(&Engine::from_env());
     let socket = socket.to_path_buf();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
     let thread = std::thread::Builder::new()

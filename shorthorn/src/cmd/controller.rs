@@ -20,10 +20,14 @@ pub struct ControllerArgs {
     /// Comma-separated etcd endpoints; overrides the store chosen in the config file.
     #[arg(long, env = "SHORTHORN_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
-    /// Also serve the read-only admin API (`shorthorn ctl`) here:
+    /// Also serve the admin API (`shorthorn ctl`) here:
     /// `unix:///path/ctl.sock` or `tcp://127.0.0.1:9808`.
     #[arg(long, env = "SHORTHORN_ADMIN_ENDPOINT")]
     pub admin_endpoint: Option<String>,
+    /// File holding the admin API's bearer token: needed for `POST`
+    /// (revert), and for every request on TCP (required there).
+    #[arg(long, env = "SHORTHORN_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
 }
 
 /// Serves the controller until SIGINT or SIGTERM.
@@ -42,6 +46,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     }
     let endpoint: Endpoint = args.csi_endpoint.parse()?;
     let admin: Option<Endpoint> = args.admin_endpoint.map(|a| a.parse()).transpose()?;
-    serve_with_admin(config, endpoint, admin, shutdown_signal()).await?;
+    serve_with_admin(
+        config,
+        endpoint,
+        admin,
+        args.admin_token_file.as_deref(),
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

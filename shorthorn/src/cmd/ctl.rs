@@ -19,6 +19,10 @@ pub struct CtlArgs {
         default_value = "unix:///var/tmp/shorthorn-local/ctl.sock"
     )]
     pub endpoint: String,
+    /// File holding the admin API's bearer token (required on TCP); by
+    /// default `admin.token` beside the Unix socket, if present.
+    #[arg(long, global = true, env = "SHORTHORN_CTL_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table (for scripts).
     #[arg(long, global = true)]
     pub json: bool,
@@ -83,7 +87,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             return demo::run(demo_settings(demo)?).await;
         }
     };
-    let client = AdminClient::new(&args.endpoint)?;
+    let client = AdminClient::new(&args.endpoint)?.with_token_file(args.token_file.as_deref())?;
     let text = commands::show(&client, &query, args.json, stdout_colour()).await?;
     print!("{text}");
     Ok(())

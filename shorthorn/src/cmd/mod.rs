@@ -29,7 +29,7 @@ pub enum Command {
     /// Run the CSI Identity and Controller services.
     Controller(controller::ControllerArgs),
     /// Run the CSI Node service and the node agent on this node.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Run one simulated spdk_tgt (JSON-RPC on a Unix socket, real data on disk).
     Sim(sim::SimArgs),
     /// Run the whole driver on this machine: simulated nodes, store, controller and node service.
@@ -46,7 +46,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Sim(args) => sim::run(args).await,
         Command::Controller(args) => controller::run(args).await,
-        Command::Node(args) => node::run(args).await,
+        Command::Node(args) => node::run(*args).await,
         Command::Local(args) => local::run(args).await,
         Command::Ctl(args) => ctl::run(args).await,
         Command::Bench(args) => bench::run(args).await,

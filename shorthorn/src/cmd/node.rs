@@ -47,6 +47,27 @@ pub struct NodeArgs {
     /// Most volumes this node accepts (reported in NodeGetInfo; 0 means no limit).
     #[arg(long, default_value_t = 0)]
     pub max_volumes: i64,
+    /// A disk (file or block device) the controller may open as this node's
+    /// aio base bdev through the agent; repeat for several. Anything else
+    /// `bdev_aio_create` names is refused.
+    #[arg(
+        long = "agent-disk",
+        env = "SHORTHORN_AGENT_DISKS",
+        value_delimiter = ','
+    )]
+    pub agent_disks: Vec<PathBuf>,
+    /// An existing bdev the controller may create this node's lvstore on
+    /// (besides `shorthorn-base-*`); repeat for several.
+    #[arg(long = "agent-base-bdev")]
+    pub agent_base_bdevs: Vec<String>,
+    /// This node's lvstore name (the controller's `lvstore` for it); the
+    /// agent admits lvol calls only on it.
+    #[arg(long, env = "SHORTHORN_LVSTORE", default_value = agent::DEFAULT_LVSTORE)]
+    pub lvstore: String,
+    /// The kubelet root directory: staging and target paths outside it are
+    /// refused, so nothing outside it is ever unmounted or removed.
+    #[arg(long, default_value = shorthorn_node::csi::DEFAULT_KUBELET_DIR)]
+    pub kubelet_dir: PathBuf,
     /// Directory for the node's own state (staged volumes, generated host NQN).
     #[arg(long, default_value = "/var/lib/shorthorn")]
     pub state_dir: PathBuf,
@@ -67,6 +88,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     agent_config.nvmf_address = args.nvmf_address.clone();
     agent_config.nvmf_port = args.nvmf_port;
     agent_config.topology = topology.clone();
+    agent_config.disks = args.agent_disks.clone();
+    agent_config.base_bdevs = args.agent_base_bdevs.clone();
+    agent_config.lvstores = vec![args.lvstore.clone()];
     agent_config.tls = match (args.agent_tls_cert, args.agent_tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
@@ -80,6 +104,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     csi_config.max_volumes_per_node = args.max_volumes;
     csi_config.topology = topology;
     csi_config.spdk_socket = Some(args.spdk_socket.clone());
+    csi_config.kubelet_dir = args.kubelet_dir.clone();
 
     let listener = tokio::net::TcpListener::bind(args.agent_listen)
         .await

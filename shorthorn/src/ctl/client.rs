@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub struct AdminClient {
     endpoint: Endpoint,
     shown: String,
+    token: Option<String>,
 }
 
 impl AdminClient {
@@ -32,7 +33,29 @@ impl AdminClient {
         Ok(Self {
             endpoint: parsed,
             shown: endpoint.to_string(),
+            token: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` read from `file` (needed on
+    /// TCP); without a file, uses `admin.token` beside a Unix socket if
+    /// there is one (`shorthorn local up` writes it there).
+    pub fn with_token_file(mut self, file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let beside = match &self.endpoint {
+            Endpoint::Unix(socket) => socket.parent().map(|d| d.join("admin.token")),
+            Endpoint::Tcp(_) => None,
+        };
+        let path = match (file, beside) {
+            (Some(f), _) => Some(f.to_path_buf()),
+            (None, Some(b)) if b.exists() => Some(b),
+            _ => None,
+        };
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the admin token file {}", path.display()))?;
+            self.token = Some(text.trim().to_string());
+        }
+        Ok(self)
     }
 
     /// `GET path`: the raw JSON body of a successful answer, or the API's
@@ -43,13 +66,13 @@ impl AdminClient {
                 let stream = tokio::net::UnixStream::connect(socket)
                     .await
                     .map_err(|e| self.unreachable(e))?;
-                request(stream, path).await?
+                request(stream, path, self.token.as_deref()).await?
             }
             Endpoint::Tcp(addr) => {
                 let stream = tokio::net::TcpStream::connect(addr)
                     .await
                     .map_err(|e| self.unreachable(e))?;
-                request(stream, path).await?
+                request(stream, path, self.token.as_deref()).await?
             }
         };
         if status.is_success() {
@@ -88,7 +111,11 @@ impl AdminClient {
     }
 }
 
-async fn request<S>(stream: S, path: &str) -> anyhow::Result<(StatusCode, Bytes)>
+async fn request<S>(
+    stream: S,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(StatusCode, Bytes)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -96,7 +123,11 @@ where
         .await
         .context("HTTP handshake with the admin API")?;
     let conn = tokio::spawn(conn);
-    let req = Request::get(path)
+    let mut req = Request::get(path);
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req
         .header(header::HOST, "shorthorn")
         .header(header::ACCEPT, "application/json")
         .body(Empty::<Bytes>::new())

@@ -48,6 +48,9 @@ pub async fn start(
     config.nvmf_port = nvmf_port;
     config.nvme_etc_dir = layout.node_state_dir().join("nvme");
     config.kernel = Some(reported);
+    // The controller's config for this node names this disk and the
+    // default lvstore: exactly what the agent's policy admits.
+    config.disks = vec![layout.node_disk(node)];
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the local node agent")?;
@@ -61,7 +64,7 @@ pub async fn start(
 }
 
 /// Writes 32 random bytes, hex-encoded, readable by the owner only.
-fn write_token(path: &PathBuf) -> anyhow::Result<()> {
+pub fn write_token(path: &PathBuf) -> anyhow::Result<()> {
     let mut raw = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut raw))

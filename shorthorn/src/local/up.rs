@@ -16,7 +16,7 @@ use shorthorn_controller::leader::{self, LeaderGate};
 use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
 use shorthorn_controller::server::Endpoint;
 use shorthorn_controller::service::ControllerService;
-use shorthorn_node::csi::{NodeService, NodeServiceConfig};
+use shorthorn_node::csi::{NodeService, NodeServiceConfig, UblkDevicePattern};
 use shorthorn_node::frontend::FrontendKind;
 use shorthorn_node::probe::{KernelFeatures, ProbeHost};
 use tokio::net::UnixListener;
@@ -99,6 +99,16 @@ pub async fn up(settings: UpSettings) -> anyhow::Result<()> {
         tracing::warn!(failure = %f, "cleanup incomplete");
     }
     result
+}
+
+/// The ublk device paths the node service accepts: the sim serves ublk
+/// disks as loop devices where the kernel has no ublk; real spdk_tgt only
+/// `/dev/ublkb<id>`.
+pub fn ublk_device_pattern(engine: &Engine) -> UblkDevicePattern {
+    match engine {
+        Engine::Sim => UblkDevicePattern::UblkOrSimLoop,
+        Engine::SpdkTgt(_) => UblkDevicePattern::Ublk,
+    }
 }
 
 /// The frontends volumes can use here: what the kernel offers, plus ublk when
@@ -184,6 +194,10 @@ async fn serve(
         .topology
         .insert(TOPOLOGY_NODE_KEY.to_string(), node_name(1));
     node_config.spdk_socket = Some(layout.node_socket(&node_name(1)));
+    // Local staging and target paths (csi-sanity's, the bench's, the
+    // demo's) all lie under the state directory: it is the kubelet root.
+    node_config.kubelet_dir = layout.root().to_path_buf();
+    node_config.ublk_devices = ublk_device_pattern(&Engine::from_env());
     let node_service = NodeService::new(node_config)?;
 
     let socket = layout.csi_socket();
@@ -194,7 +208,13 @@ async fn serve(
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
 
-    let admin_listener = admin::bind(&Endpoint::Unix(layout.ctl_socket())).await?;
+    // Reads on the socket stay open to its owner; `POST` (revert) needs
+    // this token (`curl -H "Authorization: Bearer $(cat admin.token)"`).
+    let admin_token_file = layout.root().join("admin.token");
+    agent::write_token(&admin_token_file)?;
+    let admin_listener = admin::bind(&Endpoint::Unix(layout.ctl_socket()))
+        .await?
+        .with_token(Some(admin::AdminToken::from_file(&admin_token_file)?));
     let admin = tokio::spawn(admin::serve_on(
         ctx.clone(),
         admin_listener,

@@ -60,9 +60,16 @@ pub async fn run(settings: DemoSettings) -> anyhow::Result<()> {
             "does not offer"
         }
     );
+    // Beside the CSI socket: inside the node's kubelet dir (local up's state
+    // dir, or kubelet's plugin dir), where the node service admits paths.
+    let scratch_parent = settings
+        .csi_socket
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()
         .prefix("shorthorn-demo-")
-        .tempdir()
+        .tempdir_in(&scratch_parent)
         .map_err(|e| anyhow!("creating a scratch directory: {e}"))?;
     let progress = Progress::new(STEPS);
     let mut cleanup = Cleanup::default();
