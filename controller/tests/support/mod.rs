@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod agent;
 pub mod crash;
 pub mod rpc_proxy;
 pub mod safety;

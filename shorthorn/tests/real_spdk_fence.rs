@@ -5,6 +5,10 @@
 //! subsystem that is not a Shorthorn volume's is never touched. Skips with
 //! a message when the variable is unset.
 
+// The controller's test harness; these tests also run a real node agent,
+// so they live in the crate that links both.
+mod node_agent;
+#[path = "../../controller/tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -12,9 +16,9 @@ use std::time::{Duration, Instant};
 use agent_api::ana_fence::FenceListener;
 use agent_api::client::{AgentClient, AgentError};
 use agent_api::{AnaFenceResumeRequest, AnaFenceSuspendRequest};
+use node_agent::{NodeAgent, AGENT_TOKEN};
 use serde_json::json;
 use spdk_client::{NvmfSubsystemGetListenersParams, SpdkClient};
-use support::agent::{NodeAgent, AGENT_TOKEN};
 use testkit::nodes::TestCluster;
 
 /// The ANA states of every group of `nqn`'s listeners, as spdk_tgt reports them.

@@ -13,6 +13,10 @@
 //! Prints fence hold times (p50/p99 over 50 snapshots of a 3-replica
 //! volume) and SPDK calls per CreateSnapshot; asserts only data.
 
+// The controller's test harness; these tests also run a real node agent,
+// so they live in the crate that links both.
+mod node_agent;
+#[path = "../../controller/tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -22,13 +26,13 @@ use std::time::Duration;
 
 use agent_api::FrontendKind as Frontend;
 use async_trait::async_trait;
+use node_agent::NodeAgent;
 use shorthorn_controller::context::Context;
 use shorthorn_controller::error::Result as CResult;
 use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
 use shorthorn_controller::fence::{ana::AnaFence, Fence, FenceKind, Fencing, Resumed};
 use shorthorn_controller::ops;
 use spdk_client::{BdevNvmeAttachControllerParams, SpdkClient};
-use support::agent::NodeAgent;
 use support::*;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 

@@ -17,6 +17,10 @@
 //! a hold that lapsed voids the snapshot (a test double of the agent's
 //! quiesce stands for the node's kernel side, as in `snapshot_fence`).
 
+// The controller's test harness; these tests also run a real node agent,
+// so they live in the crate that links both.
+mod node_agent;
+#[path = "../../controller/tests/support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -25,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use agent_api::FrontendKind as Frontend;
 use async_trait::async_trait;
+use node_agent::NodeAgent;
 use shorthorn_controller::context::Context;
 use shorthorn_controller::error::ControllerError;
 use shorthorn_controller::error::Result as CResult;
@@ -33,7 +38,6 @@ use shorthorn_controller::fence::node_quiesce::NodeQuiesce;
 use shorthorn_controller::fence::{Fencing, Resumed};
 use shorthorn_controller::{naming, ops, reconciler};
 use spdk_client::{BdevNvmeAttachControllerParams, SpdkClient};
-use support::agent::NodeAgent;
 use support::rpc_proxy::{Action, RpcProxy};
 use support::tcp_cut::CutProxy;
 use support::writer::{Writer, WRITER_SPAN};

@@ -3,6 +3,10 @@
 //! pinned one. An agent with any other certificate is refused before the
 //! bearer token is sent.
 
+// The controller's test harness; these tests also run a real node agent,
+// so they live in the crate that links both.
+mod node_agent;
+#[path = "../../controller/tests/support/mod.rs"]
 mod support;
 
 use std::net::{Ipv4Addr, TcpListener as StdListener};

@@ -1,6 +1,10 @@
 //! A storage node found through DNS discovery of its node agent and driven
 //! entirely over the agent's HTTP JSON-RPC proxy.
 
+// The controller's test harness; these tests also run a real node agent,
+// so they live in the crate that links both.
+mod node_agent;
+#[path = "../../controller/tests/support/mod.rs"]
 mod support;
 
 use std::net::{Ipv4Addr, TcpListener as StdListener};

@@ -1,7 +1,9 @@
 //! A real node agent, in this test process, in front of a node's SPDK
-//! socket (the sim's, or a [`RpcProxy`](super::rpc_proxy::RpcProxy)'s), on
+//! socket (the sim's, or a `RpcProxy`'s), on
 //! plain HTTP to loopback. It lives in the test process, so it outlives a
 //! crashing controller child.
+
+#![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
