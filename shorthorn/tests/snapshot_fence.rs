@@ -232,7 +232,7 @@ async fn agent_ana_fenced_snapshots_under_a_writer_are_identical_on_every_replic
 struct FreezeDouble {
     gate: Arc<RwLock<()>>,
     held: Arc<Mutex<Option<OwnedRwLockWriteGuard<()>>>>,
-    suspends: AtomicU64,
+    suspends: Arc<AtomicU64>,
 }
 
 #[async_trait]
@@ -240,11 +240,14 @@ impl NodeQuiesce for FreezeDouble {
     async fn suspend(&self, _volume_id: &str, deadline: Duration) -> CResult<()> {
         let guard = self.gate.clone().write_owned().await; // in-flight writes done
         *self.held.lock().expect("lock") = Some(guard);
-        self.suspends.fetch_add(1, Ordering::Relaxed);
-        let held = self.held.clone();
+        let this_hold = self.suspends.fetch_add(1, Ordering::Relaxed) + 1;
+        let (held, suspends) = (self.held.clone(), self.suspends.clone());
         tokio::spawn(async move {
             tokio::time::sleep(deadline).await;
-            held.lock().expect("lock").take(); // the lease
+            // The lease of this hold only: a later suspend has its own.
+            if suspends.load(Ordering::Relaxed) == this_hold {
+                held.lock().expect("lock").take();
+            }
         });
         Ok(())
     }
