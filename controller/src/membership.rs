@@ -263,13 +263,16 @@ pub async fn promote(ctx: &Context, volume_id: &str, p: &Promotion) -> Result<u6
             _ => None,
         };
         let mut publication = match &p.engine {
-            Some(engine) => Some(ctx.store.get_publication(volume_id, engine).await?.ok_or_else(
-                || ControllerError::RebuildAbandoned {
-                    volume: volume_id.to_string(),
-                    target: p.node.clone(),
-                    reason: format!("the volume is no longer published on {engine}"),
-                },
-            )?),
+            Some(engine) => Some(
+                ctx.store
+                    .get_publication(volume_id, engine)
+                    .await?
+                    .ok_or_else(|| ControllerError::RebuildAbandoned {
+                        volume: volume_id.to_string(),
+                        target: p.node.clone(),
+                        reason: format!("the volume is no longer published on {engine}"),
+                    })?,
+            ),
             None => None,
         };
         volume.record.epoch += 1;
@@ -296,7 +299,13 @@ pub async fn promote(ctx: &Context, volume_id: &str, p: &Promotion) -> Result<u6
             .map_or(Expect::Absent, |e| Expect::Revision(e.revision));
         match ctx
             .store
-            .replace_replica(&volume, &record, expect, dropped.as_ref(), publication.as_ref())
+            .replace_replica(
+                &volume,
+                &record,
+                expect,
+                dropped.as_ref(),
+                publication.as_ref(),
+            )
             .await
         {
             Ok(_) => {

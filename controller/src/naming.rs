@@ -83,13 +83,19 @@ pub fn rebuild_snapshot_lvol(volume_id: &str) -> String {
 /// NQN of the subsystem exporting a rebuild's target lvol of `volume_id`
 /// on `target_node` to the source node.
 pub fn rebuild_nqn(volume_id: &str, target_node: &str) -> String {
-    format!("{NQN_PREFIX}:replica:{volume_id}:rebuild-{}", node_part(target_node))
+    format!(
+        "{NQN_PREFIX}:replica:{volume_id}:rebuild-{}",
+        node_part(target_node)
+    )
 }
 
 /// Name of the NVMe-oF controller attaching a rebuild's target lvol of
 /// `volume_id` on `target_node` (on the source node).
 pub fn rebuild_controller(volume_id: &str, target_node: &str) -> String {
-    format!("{NVME_CTRLR_PREFIX}{volume_id}-rebuild-{}", node_part(target_node))
+    format!(
+        "{NVME_CTRLR_PREFIX}{volume_id}-rebuild-{}",
+        node_part(target_node)
+    )
 }
 
 /// Temporary name of the lvol that replaces `volume_id`'s replica during a revert.

@@ -79,7 +79,8 @@ pub fn parse_volume_params(params: &HashMap<String, String>) -> Result<VolumePar
                     return Err(ControllerError::InvalidParameter {
                         name: PARAM_STALE_REPLICA_TIMEOUT,
                         value: value.clone(),
-                        expected: "a number of minutes greater than 0 (fractions allowed), at most 525600",
+                        expected:
+                            "a number of minutes greater than 0 (fractions allowed), at most 525600",
                     });
                 }
             }
@@ -199,7 +200,10 @@ mod tests {
             std::time::Duration::from_secs(30 * 60)
         );
         let small = BTreeMap::from([(PARAM_STALE_REPLICA_TIMEOUT.to_string(), "0.05".into())]);
-        assert_eq!(stale_replica_timeout(&small), std::time::Duration::from_secs(3));
+        assert_eq!(
+            stale_replica_timeout(&small),
+            std::time::Duration::from_secs(3)
+        );
         for bad in ["0", "-5", "soon", "NaN", "1e9"] {
             let e = parse_volume_params(&HashMap::from([(
                 PARAM_STALE_REPLICA_TIMEOUT.to_string(),
