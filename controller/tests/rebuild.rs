@@ -93,10 +93,26 @@ async fn health(ctx: &Context, volume: &str, node: &str) -> Option<String> {
         .map(|r| r.record.health.as_str().to_string())
 }
 
-/// Bytes `[0, SPAN)` of every node's replica whose index is in `nodes`.
+/// Bytes `[0, SPAN)` of bdev `alias` on node `i`, read in 4 MiB pieces.
+async fn read_all(h: &Harness, i: usize, alias: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SPAN);
+    let piece = 4 * 1024 * 1024;
+    for off in (0..SPAN).step_by(piece) {
+        out.extend(
+            h.cluster
+                .data_path()
+                .read(h.cluster.node(i), alias, off as u64, piece as u64)
+                .await
+                .unwrap_or_else(|e| panic!("reading {alias} on node-{i}: {e}")),
+        );
+    }
+    out
+}
+
+/// Asserts the replica of `volume` on each node in `nodes` holds `expect`.
 async fn assert_identical(h: &Harness, volume: &str, nodes: &[usize], expect: &[u8]) {
     for &i in nodes {
-        let bytes = h.replica_bytes(i, volume, SPAN).await;
+        let bytes = read_all(h, i, &replica_alias(volume)).await;
         assert!(
             bytes == expect,
             "replica on node-{i} does not hold the volume's bytes"
@@ -115,12 +131,7 @@ async fn snapshot_bytes(h: &Harness, i: usize, snapshot_id: &str) -> Vec<u8> {
     .await
     .unwrap_or_else(|e| panic!("clone of snapshot {snapshot_id} on node-{i}: {e}"));
     let alias = format!("{LVS}/{clone}");
-    let bytes = h
-        .cluster
-        .data_path()
-        .read(h.cluster.node(i), &alias, 0, SPAN as u64)
-        .await
-        .expect("read clone");
+    let bytes = read_all(h, i, &alias).await;
     c.bdev_lvol_delete(&BdevLvolDeleteParams { name: alias })
         .await
         .expect("delete clone");
@@ -137,18 +148,20 @@ async fn stale_after_writes(
     snapshots: usize,
 ) -> (Vec<u8>, Vec<String>) {
     let mut expect = vec![0u8; SPAN];
-    let ctx = h.publish(id, "node-0").await;
-    let dev = ctx["ublk.device"].clone();
     let mut snaps = Vec::new();
+    // Snapshots are taken unpublished (the sim nodes have no agent to fence ublk).
     for s in 0..snapshots.max(1) {
+        let ctx = h.publish(id, "node-0").await;
         let off = s * 4 * 1024 * 1024;
         let data = pattern(CHUNK, 10 + s as u8);
-        write_blocking(&dev, off as u64, data.clone()).await;
+        write_blocking(&ctx["ublk.device"], off as u64, data.clone()).await;
         expect[off..off + CHUNK].copy_from_slice(&data);
+        h.unpublish(id, "node-0").await;
         if s < snapshots {
             snaps.push(h.create_snapshot(&format!("snap-{s}"), id).await);
         }
     }
+    let dev = h.publish(id, "node-0").await["ublk.device"].clone();
     h.cluster.kill_node(victim);
     let b = pattern(CHUNK, 99);
     write_blocking(&dev, 16 * 1024 * 1024, b.clone()).await;
