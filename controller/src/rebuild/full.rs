@@ -208,6 +208,11 @@ async fn prepare(
     }
     if engine.name() != target.name() {
         primitives::ensure_replica_export(target, volume_id, engine.name()).await?;
+        // A controller left from the leg's earlier life (its node restarted
+        // since) may still be failing or reconnecting: it is no member, so
+        // nothing uses it; attach afresh.
+        primitives::remove_attachment(engine, &naming::nvme_controller(volume_id, target.name()))
+            .await?;
         primitives::ensure_attached(
             engine,
             &naming::nvme_controller(volume_id, target.name()),
