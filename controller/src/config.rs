@@ -147,6 +147,34 @@ pub struct ControllerConfig {
     /// Leader election on etcd (`[leader]`).
     #[serde(default)]
     pub leader: LeaderConfig,
+    /// Replica rebuilds (`[rebuild]`).
+    #[serde(default)]
+    pub rebuild: RebuildConfig,
+}
+
+/// How the reconciler rebuilds replicas (`[rebuild]`, see docs/rebuild.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RebuildConfig {
+    /// Rebuilds a node takes part in at once (as source, target or engine);
+    /// 0 switches automatic rebuilds off.
+    pub max_per_node: usize,
+    /// Cap in MiB/s on the full-copy fallback (raid rebuild of a published
+    /// volume, `bdev_raid_set_options process_max_bandwidth_mb_sec`); 0 =
+    /// SPDK's default (unlimited).
+    pub max_bandwidth_mb_sec: u32,
+    /// Milliseconds between progress checks of a running copy.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RebuildConfig {
+    fn default() -> Self {
+        Self {
+            max_per_node: 1,
+            max_bandwidth_mb_sec: 0,
+            poll_interval_ms: 200,
+        }
+    }
 }
 
 /// Default grace period of an unexplained lvol: 10 minutes, far longer than

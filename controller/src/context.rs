@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::config::RebuildConfig;
 use crate::error::{ControllerError, Result};
 use crate::fence::Fencing;
 use crate::leader::Leadership;
@@ -25,6 +26,8 @@ pub struct Context {
     pub sweeper: Arc<Sweeper>,
     /// Whether this controller may act (leader election on etcd).
     pub leader: Leadership,
+    /// How replicas are rebuilt (`[rebuild]`).
+    pub rebuild: Arc<RebuildConfig>,
     locks: Arc<KeyedLocks>,
 }
 
@@ -39,6 +42,7 @@ impl Context {
             fencing: Arc::default(),
             sweeper: Arc::default(),
             leader: Leadership::assumed(),
+            rebuild: Arc::default(),
             locks: Arc::default(),
         }
     }
@@ -54,6 +58,13 @@ impl Context {
     #[must_use]
     pub fn with_leadership(mut self, leadership: Leadership) -> Self {
         self.leader = leadership;
+        self
+    }
+
+    /// The same context with another rebuild policy.
+    #[must_use]
+    pub fn with_rebuild(mut self, rebuild: RebuildConfig) -> Self {
+        self.rebuild = Arc::new(rebuild);
         self
     }
 

@@ -339,6 +339,24 @@ pub enum ControllerError {
         /// Clusters kept in reserve.
         reserve: u64,
     },
+    /// A rebuild target's lvstore cannot hold the data to copy plus a reserve.
+    #[error("lvstore {lvstore} on node {node} has {free} free clusters; rebuilding volume {volume} there needs {needed} ({data} to copy plus a reserve of {reserve}); nothing was started: free space on that node or add a node")]
+    RebuildSpace {
+        /// The lvstore.
+        lvstore: String,
+        /// Its node.
+        node: String,
+        /// Its free clusters.
+        free: u64,
+        /// The volume.
+        volume: String,
+        /// Clusters needed.
+        needed: u64,
+        /// Clusters of data to copy.
+        data: u64,
+        /// Clusters kept in reserve.
+        reserve: u64,
+    },
 
     // ---- Concurrency ----
     /// The same operation on the same volume is in flight.
@@ -354,6 +372,16 @@ pub enum ControllerError {
     NameTakenConcurrently {
         /// The CSI name.
         name: String,
+    },
+    /// A rebuild was given up and rolled back; the volume is as it was.
+    #[error("rebuild of volume {volume} onto node {target} was abandoned and rolled back ({reason}); the volume is unchanged and the reconciler tries again later")]
+    RebuildAbandoned {
+        /// The volume.
+        volume: String,
+        /// The node that was being rebuilt.
+        target: String,
+        /// Why.
+        reason: String,
     },
     /// A store record changed under this request.
     #[error("concurrent update of {key}; retry the request")]
@@ -545,11 +573,13 @@ impl ControllerError {
             E::NotEnoughNodes { .. }
             | E::NoNodeInTopology { .. }
             | E::CloneReplicasUnavailable { .. }
-            | E::SnapshotSpace { .. } => Code::ResourceExhausted,
+            | E::SnapshotSpace { .. }
+            | E::RebuildSpace { .. } => Code::ResourceExhausted,
             E::UnknownStartingToken { .. }
             | E::OperationInProgress { .. }
             | E::NameTakenConcurrently { .. }
             | E::ConcurrentUpdate { .. }
+            | E::RebuildAbandoned { .. }
             | E::FenceDeadlinePassed { .. }
             | E::FenceLeaseExpired { .. }
             | E::FenceNotConfirmed { .. } => Code::Aborted,

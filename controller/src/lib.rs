@@ -44,6 +44,7 @@ pub mod nodes;
 pub mod ops;
 pub mod params;
 pub mod placement;
+pub mod rebuild;
 pub mod reconciler;
 pub mod server;
 pub mod service;

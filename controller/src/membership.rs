@@ -20,7 +20,9 @@ use std::time::SystemTime;
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
 use crate::nodes::bootstrap;
-use crate::store::{ReplicaHealth, StoreError, UncleanMark, Versioned, VolumeRecord};
+use crate::store::{
+    Expect, ReplicaHealth, ReplicaRecord, StoreError, UncleanMark, Versioned, VolumeRecord,
+};
 
 /// How often a membership transaction that lost a race is retried.
 const CONFLICT_RETRIES: usize = 5;
@@ -224,4 +226,97 @@ pub async fn replica_reachable(ctx: &Context, volume_id: &str, node: &str) -> bo
         handle.client.bdev_get(&handle.lvol_alias(volume_id)).await,
         Ok(Some(_))
     )
+}
+
+/// A rebuilt replica joining the current set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    /// Node holding the rebuilt lvol.
+    pub node: String,
+    /// lvstore on that node.
+    pub lvstore: String,
+    /// UUID of the rebuilt lvol.
+    pub lvol_uuid: String,
+    /// Why it is current now, for the operator.
+    pub reason: String,
+    /// The replica it replaces on another node (its record is dropped).
+    pub replaces: Option<String>,
+    /// The publishing node whose raid the new leg joined, whose
+    /// publication's members grow by it in the same transaction.
+    pub engine: Option<String>,
+}
+
+/// Makes a rebuilt replica current, in one transaction with an epoch bump:
+/// its record becomes `Healthy` with the rebuilt lvol (created if the node
+/// held none), the replica it replaces is dropped, and the publication's
+/// members include it when it joined a raid. Returns the new epoch.
+pub async fn promote(ctx: &Context, volume_id: &str, p: &Promotion) -> Result<u64> {
+    for _ in 0..CONFLICT_RETRIES {
+        let Some(mut volume) = ctx.store.get_volume(volume_id).await? else {
+            return Err(ControllerError::VolumeNotFound {
+                id: volume_id.to_string(),
+            });
+        };
+        let existing = ctx.store.get_replica(volume_id, &p.node).await?;
+        let dropped = match &p.replaces {
+            Some(node) if *node != p.node => ctx.store.get_replica(volume_id, node).await?,
+            _ => None,
+        };
+        let mut publication = match &p.engine {
+            Some(engine) => Some(
+                ctx.store
+                    .get_publication(volume_id, engine)
+                    .await?
+                    .ok_or_else(|| ControllerError::RebuildAbandoned {
+                        volume: volume_id.to_string(),
+                        target: p.node.clone(),
+                        reason: format!("the volume is no longer published on {engine}"),
+                    })?,
+            ),
+            None => None,
+        };
+        volume.record.epoch += 1;
+        if let Some(pubr) = publication.as_mut() {
+            if !pubr.record.members.contains(&p.node) {
+                pubr.record.members.push(p.node.clone());
+                pubr.record.members.sort();
+            }
+            pubr.record.epoch = volume.record.epoch;
+        }
+        let record = ReplicaRecord {
+            version: crate::store::SCHEMA_VERSION,
+            volume_id: volume_id.to_string(),
+            node: p.node.clone(),
+            lvstore: p.lvstore.clone(),
+            lvol_uuid: p.lvol_uuid.clone(),
+            health: ReplicaHealth::Healthy,
+            generation: existing.as_ref().map_or(1, |e| e.record.generation + 1),
+            reason: Some(p.reason.clone()),
+            since: Some(SystemTime::now()),
+        };
+        let expect = existing
+            .as_ref()
+            .map_or(Expect::Absent, |e| Expect::Revision(e.revision));
+        match ctx
+            .store
+            .replace_replica(
+                &volume,
+                &record,
+                expect,
+                dropped.as_ref(),
+                publication.as_ref(),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(volume = %volume_id, node = %p.node, reason = %p.reason, replaced = ?p.replaces, epoch = volume.record.epoch, "rebuilt replica is current");
+                return Ok(volume.record.epoch);
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ControllerError::ConcurrentUpdate {
+        key: format!("membership of volume {volume_id}"),
+    })
 }

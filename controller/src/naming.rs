@@ -53,6 +53,41 @@ pub fn snapshot_lvol(snapshot_id: &str) -> String {
     format!("{SNAPSHOT_PREFIX}{snapshot_id}")
 }
 
+/// Suffix of the lvol a rebuild copies into on its target node.
+pub const REBUILD_SUFFIX: &str = "-rb";
+/// Suffix of the snapshot a rebuild takes of the source's live lvol.
+pub const REBUILD_SNAPSHOT_SUFFIX: &str = "-rbs";
+
+/// Name of the lvol a rebuild of `volume_id` copies into on its target node
+/// (renamed to [`replica_lvol`] when the rebuild completes).
+pub fn rebuild_lvol(volume_id: &str) -> String {
+    format!("{LVOL_PREFIX}{volume_id}{REBUILD_SUFFIX}")
+}
+
+/// Name of the snapshot a rebuild of `volume_id` takes of its source
+/// replica's live lvol (merged back when the rebuild ends).
+pub fn rebuild_snapshot_lvol(volume_id: &str) -> String {
+    format!("{LVOL_PREFIX}{volume_id}{REBUILD_SNAPSHOT_SUFFIX}")
+}
+
+/// NQN of the subsystem exporting a rebuild's target lvol of `volume_id`
+/// on `target_node` to the source node.
+pub fn rebuild_nqn(volume_id: &str, target_node: &str) -> String {
+    format!(
+        "{NQN_PREFIX}:replica:{volume_id}:rebuild-{}",
+        node_part(target_node)
+    )
+}
+
+/// Name of the NVMe-oF controller attaching a rebuild's target lvol of
+/// `volume_id` on `target_node` (on the source node).
+pub fn rebuild_controller(volume_id: &str, target_node: &str) -> String {
+    format!(
+        "{NVME_CTRLR_PREFIX}{volume_id}-rebuild-{}",
+        node_part(target_node)
+    )
+}
+
 /// Temporary name of the lvol that replaces `volume_id`'s replica during a revert.
 pub fn revert_lvol(volume_id: &str) -> String {
     format!("{LVOL_PREFIX}{volume_id}{REVERT_SUFFIX}")

@@ -13,6 +13,34 @@ use crate::placement::{Segments, TopologyRequirement};
 pub const PARAM_REPLICAS: &str = "numberOfReplicas";
 /// Replicas when the parameter is absent.
 pub const DEFAULT_REPLICAS: u32 = 3;
+/// StorageClass parameter: minutes a replica may stay out of date (stale,
+/// failed, or missing) before it is rebuilt onto another node, as in
+/// Longhorn (whose parameter is also in minutes). Fractions are accepted.
+pub const PARAM_STALE_REPLICA_TIMEOUT: &str = "staleReplicaTimeout";
+/// `staleReplicaTimeout` when absent: 30 minutes, Longhorn's default.
+pub const DEFAULT_STALE_REPLICA_TIMEOUT_MIN: f64 = 30.0;
+/// Every parameter Shorthorn accepts, for error messages.
+const ACCEPTED: &str = "numberOfReplicas, staleReplicaTimeout";
+
+/// Parses a `staleReplicaTimeout` value (minutes, > 0, at most a year).
+fn parse_stale_timeout(value: &str) -> Option<std::time::Duration> {
+    let minutes: f64 = value.trim().parse().ok()?;
+    (minutes.is_finite() && minutes > 0.0 && minutes <= 525_600.0)
+        .then(|| std::time::Duration::from_secs_f64(minutes * 60.0))
+}
+
+/// The grace period before a volume's missing replica is rebuilt onto a
+/// *new* node, from its stored parameters (the default when absent or
+/// unreadable, which CreateVolume already refused).
+pub fn stale_replica_timeout(params: &BTreeMap<String, String>) -> std::time::Duration {
+    params
+        .get(PARAM_STALE_REPLICA_TIMEOUT)
+        .and_then(|v| parse_stale_timeout(v))
+        .unwrap_or_else(|| {
+            std::time::Duration::from_secs_f64(DEFAULT_STALE_REPLICA_TIMEOUT_MIN * 60.0)
+        })
+}
+
 /// Prefix of the parameters Kubernetes sidecars add; accepted and not stored.
 pub const K8S_PARAM_PREFIX: &str = "csi.storage.k8s.io/";
 
@@ -46,10 +74,20 @@ pub fn parse_volume_params(params: &HashMap<String, String>) -> Result<VolumePar
                         expected: "a whole number from 1 to 16",
                     })?;
             }
+            PARAM_STALE_REPLICA_TIMEOUT => {
+                if parse_stale_timeout(value).is_none() {
+                    return Err(ControllerError::InvalidParameter {
+                        name: PARAM_STALE_REPLICA_TIMEOUT,
+                        value: value.clone(),
+                        expected:
+                            "a number of minutes greater than 0 (fractions allowed), at most 525600",
+                    });
+                }
+            }
             other => {
                 return Err(ControllerError::UnknownParameter {
                     name: other.to_string(),
-                    accepted: PARAM_REPLICAS,
+                    accepted: ACCEPTED,
                 })
             }
         }
@@ -143,6 +181,36 @@ mod tests {
         VolumeCapability {
             access_mode: Some(AccessMode { mode: mode.into() }),
             access_type: Some(AccessType::Block(BlockVolume {})),
+        }
+    }
+
+    #[test]
+    fn stale_replica_timeout_is_minutes_as_in_longhorn() {
+        let p = parse_volume_params(&HashMap::from([(
+            PARAM_STALE_REPLICA_TIMEOUT.to_string(),
+            "2880".to_string(),
+        )]))
+        .unwrap();
+        assert_eq!(
+            stale_replica_timeout(&p.stored),
+            std::time::Duration::from_secs(2880 * 60)
+        );
+        assert_eq!(
+            stale_replica_timeout(&BTreeMap::new()),
+            std::time::Duration::from_secs(30 * 60)
+        );
+        let small = BTreeMap::from([(PARAM_STALE_REPLICA_TIMEOUT.to_string(), "0.05".into())]);
+        assert_eq!(
+            stale_replica_timeout(&small),
+            std::time::Duration::from_secs(3)
+        );
+        for bad in ["0", "-5", "soon", "NaN", "1e9"] {
+            let e = parse_volume_params(&HashMap::from([(
+                PARAM_STALE_REPLICA_TIMEOUT.to_string(),
+                bad.to_string(),
+            )]))
+            .unwrap_err();
+            assert!(e.to_string().contains(PARAM_STALE_REPLICA_TIMEOUT), "{e}");
         }
     }
 

@@ -37,6 +37,7 @@ pub async fn recover_pending(ctx: &Context) -> Result<usize> {
             OperationKind::CreateSnapshot => ops::snapshot_create::recover(ctx, journal).await,
             OperationKind::ExpandVolume => ops::expand::recover(ctx, journal).await,
             OperationKind::RevertVolume => ops::revert::recover(ctx, journal).await,
+            OperationKind::RebuildReplica => crate::rebuild::recover(ctx, journal).await,
             other => {
                 tracing::warn!(op = %id, ?other, "journaled operation of a kind this build cannot resume; left in place");
                 continue;
@@ -58,7 +59,8 @@ pub async fn refresh_health(ctx: &Context) -> Result<()> {
     health::monitor::pass(ctx).await.map(|_| ())
 }
 
-/// One full pass: discovery, pending operations, orphans, health.
+/// One full pass: discovery, pending operations, orphans, health, then
+/// the rebuilds due ([`crate::rebuild::trigger`]) start in the background.
 pub async fn reconcile_once(ctx: &Context) -> Result<()> {
     if let Err(e) = ctx.nodes.rediscover().await {
         tracing::warn!(error = %e, "node agent discovery failed");
@@ -68,7 +70,13 @@ pub async fn reconcile_once(ctx: &Context) -> Result<()> {
         tracing::warn!(error = %e, "reclaiming deleted snapshots failed");
     }
     sweep_orphans(ctx).await?;
-    refresh_health(ctx).await
+    refresh_health(ctx).await?;
+    match crate::rebuild::trigger::spawn_due(ctx).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rebuilds = n, "rebuilds started"),
+        Err(e) => tracing::warn!(error = %e, "could not start rebuilds"),
+    }
+    Ok(())
 }
 
 /// Runs [`reconcile_once`] every `interval` until `shutdown` resolves.

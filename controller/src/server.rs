@@ -81,7 +81,8 @@ async fn prepare(config: &ControllerConfig) -> Result<Context> {
     let (store, leadership) = open_led_store(config).await?;
     let ctx = Context::new(store, nodes)
         .with_leadership(leadership)
-        .with_sweep_policy(SweepPolicy::from(&config.sweep));
+        .with_sweep_policy(SweepPolicy::from(&config.sweep))
+        .with_rebuild(config.rebuild.clone());
     if let Err(e) = ctx.nodes.rediscover().await {
         tracing::warn!(error = %e, "node agent discovery failed; retrying on the next reconciler pass");
     }

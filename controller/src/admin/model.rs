@@ -165,9 +165,9 @@ pub struct SnapshotView {
     pub replicas: Vec<ReplicaSnapshotView>,
 }
 
-/// `GET /v1/rebuilds`: a raid background process SPDK reports on a
-/// publishing node. Only processes SPDK is running are listed; the
-/// controller does not orchestrate rebuilds yet.
+/// `GET /v1/rebuilds`: a rebuild the controller has journaled (thin copy
+/// or full-copy fallback, with its progress), or a raid background process
+/// SPDK runs on a publishing node that no journaled rebuild explains.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RebuildView {
     /// Volume whose raid runs the process.
@@ -184,6 +184,24 @@ pub struct RebuildView {
     pub blocks: u64,
     /// Percent done.
     pub percent: f64,
+    /// `delta`, `new-node`, or empty for a raid process not started here.
+    #[serde(default)]
+    pub mode: String,
+    /// Node copied from (thin rebuilds).
+    #[serde(default)]
+    pub source: String,
+    /// Bytes copied so far.
+    #[serde(default)]
+    pub copied_bytes: u64,
+    /// Bytes to copy in all (a full copy: the volume size).
+    #[serde(default)]
+    pub total_bytes: u64,
+    /// Last journaled step.
+    #[serde(default)]
+    pub step: String,
+    /// Why a full copy was used instead of a thin one, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_copy_reason: Option<String>,
 }
 
 /// Body of `POST /v1/volumes/<id>/revert`.

@@ -228,6 +228,43 @@ fn snapshot_view(s: SnapshotRecord) -> SnapshotView {
 /// published to, in volume order. A node that cannot be asked is skipped
 /// with a warning in the log.
 pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
+    let mut out = Vec::new();
+    let mut journaled = BTreeSet::new();
+    for op in ctx.store.list_pending_operations().await? {
+        if op.record.kind != crate::store::OperationKind::RebuildReplica {
+            continue;
+        }
+        let Ok(p) =
+            serde_json::from_value::<crate::rebuild::RebuildPayload>(op.record.payload.clone())
+        else {
+            continue;
+        };
+        journaled.insert(op.record.volume_id.clone());
+        let percent = if p.progress.total_bytes == 0 {
+            0.0
+        } else {
+            100.0 * p.progress.copied_bytes as f64 / p.progress.total_bytes as f64
+        };
+        out.push(RebuildView {
+            volume_id: op.record.volume_id.clone(),
+            node: p.engine.clone().unwrap_or_else(|| p.target.clone()),
+            raid: p
+                .engine
+                .as_ref()
+                .map(|_| naming::raid_bdev(&op.record.volume_id))
+                .unwrap_or_default(),
+            process: if p.engine.is_some() { "full-copy" } else { "thin-copy" }.into(),
+            target: p.target.clone(),
+            blocks: 0,
+            percent,
+            mode: p.mode.as_str().into(),
+            source: p.source.clone(),
+            copied_bytes: p.progress.copied_bytes,
+            total_bytes: p.progress.total_bytes,
+            step: op.record.step.clone(),
+            full_copy_reason: p.full_copy_reason.clone(),
+        });
+    }
     let page = ctx.store.list_volumes(None, 0).await?;
     let mut publishing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for volume in page.items {
@@ -238,7 +275,6 @@ pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
                 .insert(volume.record.id.clone());
         }
     }
-    let mut out = Vec::new();
     for (node_name, volumes) in publishing {
         let Ok(node) = ctx.nodes.get(&node_name) else {
             continue;
@@ -257,7 +293,7 @@ pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
             let Some(volume_id) = naming::volume_of_raid(&name) else {
                 continue;
             };
-            if !volumes.contains(volume_id) {
+            if !volumes.contains(volume_id) || journaled.contains(volume_id) {
                 continue;
             }
             out.push(RebuildView {
@@ -268,6 +304,12 @@ pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
                 target: process.target,
                 blocks: process.progress.blocks,
                 percent: process.progress.percent,
+                mode: String::new(),
+                source: String::new(),
+                copied_bytes: 0,
+                total_bytes: 0,
+                step: String::new(),
+                full_copy_reason: None,
             });
         }
     }

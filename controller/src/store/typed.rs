@@ -263,6 +263,47 @@ impl Store {
         self.kv.txn(ops).await
     }
 
+    /// A membership change that adds a replica: writes the volume (bumped
+    /// epoch) and the new replica record `added` (absent before, or at the
+    /// revision it was read at), and removes `dropped` (a replica being
+    /// replaced on another node), and rewrites `publication` (its members
+    /// grown by the new leg) when given, in one transaction.
+    pub async fn replace_replica(
+        &self,
+        volume: &Versioned<VolumeRecord>,
+        added: &ReplicaRecord,
+        added_expect: Expect,
+        dropped: Option<&Versioned<ReplicaRecord>>,
+        publication: Option<&Versioned<PublicationRecord>>,
+    ) -> Result<Revision> {
+        let mut ops = vec![
+            put_op(
+                keys::volume(&volume.record.id),
+                &volume.record,
+                Expect::Revision(volume.revision),
+            )?,
+            put_op(
+                keys::replica(&added.volume_id, &added.node),
+                added,
+                added_expect,
+            )?,
+        ];
+        if let Some(d) = dropped.filter(|d| d.record.node != added.node) {
+            ops.push(TxnOp::Delete {
+                key: keys::replica(&d.record.volume_id, &d.record.node),
+                expect: Expect::Revision(d.revision),
+            });
+        }
+        if let Some(p) = publication {
+            ops.push(put_op(
+                keys::publication(&p.record.volume_id, &p.record.node),
+                &p.record,
+                Expect::Revision(p.revision),
+            )?);
+        }
+        self.kv.txn(ops).await
+    }
+
     /// Deletes a volume with its name index, replicas and publications, and
     /// writes its tombstone, in one transaction. Returns `false` if the
     /// volume did not exist. Conflicts if any of those keys changed meanwhile.

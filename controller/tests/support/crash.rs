@@ -20,7 +20,8 @@ const CHILD_ENV: &str = "SHORTHORN_CRASH_CHILD";
 /// The body of the crashing controller; returns at once unless this process
 /// is a crash child. Child operations (arguments after the op):
 /// `create NAME`, `publish VOLUME NODE`, `snapshot VOLUME NAME`,
-/// `clone NAME SNAPSHOT`, `clone-volume NAME VOLUME`, `expand VOLUME BYTES`, `revert VOLUME SNAPSHOT`.
+/// `clone NAME SNAPSHOT`, `clone-volume NAME VOLUME`, `expand VOLUME BYTES`, `revert VOLUME SNAPSHOT`, `rebuild VOLUME` (every
+/// rebuild due).
 /// Volumes are 16 MiB with 3 replicas.
 pub async fn child_main() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -58,6 +59,10 @@ pub async fn child_main() {
             )))
             .await
             .map(|_| ()),
+        "rebuild" => shorthorn_controller::rebuild::trigger::run_due(&ctx)
+            .await
+            .map(|runs| eprintln!("rebuilds: {}", runs.len()))
+            .map_err(|e| tonic::Status::internal(e.to_string())),
         "revert" => ops::revert::revert_to_snapshot(&ctx, parts[2], parts[3])
             .await
             .map_err(|e| tonic::Status::internal(e.to_string())),

@@ -291,15 +291,29 @@ pub fn rebuilds(rebuilds: &[RebuildView]) -> String {
     if rebuilds.is_empty() {
         return "No rebuilds running.\n".into();
     }
-    let mut t = Table::new(&["VOLUME", "NODE", "RAID", "PROCESS", "TARGET", ">PROGRESS"]);
+    let mut t = Table::new(&[
+        "VOLUME", "NODE", "PROCESS", "MODE", "SOURCE", "TARGET", ">PROGRESS", ">COPIED", "NOTE",
+    ]);
     for r in rebuilds {
+        let copied = if r.total_bytes > 0 {
+            format!("{} / {} MiB", r.copied_bytes >> 20, r.total_bytes >> 20)
+        } else {
+            format!("{} blocks", r.blocks)
+        };
+        let note = match &r.full_copy_reason {
+            Some(why) => format!("full copy: {why}"),
+            None => r.step.clone(),
+        };
         t.row(vec![
             r.volume_id.clone().into(),
             r.node.clone().into(),
-            r.raid.clone().into(),
             r.process.clone().into(),
+            r.mode.clone().into(),
+            r.source.clone().into(),
             r.target.clone().into(),
             format!("{:.1}%", r.percent).into(),
+            copied.into(),
+            note.into(),
         ]);
     }
     t.render(false)
