@@ -193,8 +193,14 @@ async fn a_returning_stale_replica_gets_only_the_layers_it_lacks() {
         2 * CHUNK,
         start.elapsed()
     );
-    assert_eq!(outcome.layers_copied, 0, "the shared snapshot is not copied");
-    assert_eq!(health(&ctx, &id, "node-2").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        outcome.layers_copied, 0,
+        "the shared snapshot is not copied"
+    );
+    assert_eq!(
+        health(&ctx, &id, "node-2").await.as_deref(),
+        Some("healthy")
+    );
     assert_identical(&h, &id, &[0, 1, 2], &expect).await;
     let live = shorthorn_controller::naming::replica_lvol(&id);
     assert_eq!(
@@ -235,7 +241,9 @@ async fn a_replica_gone_past_the_timeout_is_rebuilt_on_a_new_node_with_its_chain
         .into_iter()
         .map(|r| r.record.node)
         .collect();
-    let spare = (0..4).find(|i| !holders.contains(&h.node_name(*i))).unwrap();
+    let spare = (0..4)
+        .find(|i| !holders.contains(&h.node_name(*i)))
+        .unwrap();
     let victim = (1..4)
         .find(|i| holders.contains(&h.node_name(*i)) && *i != spare)
         .unwrap();
@@ -270,19 +278,27 @@ async fn a_replica_gone_past_the_timeout_is_rebuilt_on_a_new_node_with_its_chain
         .into_iter()
         .map(|r| r.record.node)
         .collect();
-    assert!(!replicas.contains(&h.node_name(victim)), "the dead replica's record is dropped");
+    assert!(
+        !replicas.contains(&h.node_name(victim)),
+        "the dead replica's record is dropped"
+    );
     let serving: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
     assert_identical(&h, &id, &serving, &expect).await;
     for s in &snaps {
         let rec = ctx.store.get_snapshot(s).await.unwrap().unwrap().record;
         assert!(
-            rec.replica_snapshots.iter().any(|r| r.node == h.node_name(spare)),
+            rec.replica_snapshots
+                .iter()
+                .any(|r| r.node == h.node_name(spare)),
             "snapshot record lists the new replica's copy"
         );
         let name = format!("shs-{s}");
         let base = snapshot_bytes(&h, serving[0], s).await;
         for &i in &serving {
-            assert!(snapshot_bytes(&h, i, s).await == base, "snapshot {s} on node-{i}");
+            assert!(
+                snapshot_bytes(&h, i, s).await == base,
+                "snapshot {s} on node-{i}"
+            );
             assert_eq!(
                 allocated(&h, i, &name).await,
                 allocated(&h, serving[0], &name).await,
@@ -308,7 +324,9 @@ async fn a_target_without_room_is_refused_before_anything_is_made() {
         .into_iter()
         .map(|r| r.record.node)
         .collect();
-    let spare = (0..4).find(|i| !holders.contains(&h.node_name(*i))).unwrap();
+    let spare = (0..4)
+        .find(|i| !holders.contains(&h.node_name(*i)))
+        .unwrap();
     let (_, _) = stale_after_writes(&mut h, &id, 2.min(spare.saturating_sub(1)).max(1), 0).await;
     // Fill the spare node's lvstore with a thick lvol.
     let c = h.spdk(spare);
@@ -344,8 +362,17 @@ async fn a_target_without_room_is_refused_before_anything_is_made() {
     .expect_err("no room");
     println!("refused: {err}");
     assert!(err.to_string().contains("free clusters"), "{err}");
-    assert_eq!(h.leftovers_on(&[spare]).await, before, "nothing was made on the target");
-    assert!(ctx.store.list_pending_operations().await.unwrap().is_empty());
+    assert_eq!(
+        h.leftovers_on(&[spare]).await,
+        before,
+        "nothing was made on the target"
+    );
+    assert!(ctx
+        .store
+        .list_pending_operations()
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,14 +384,33 @@ async fn a_controller_killed_mid_rebuild_is_rolled_back_or_completed() {
     h.stop_controller().await;
 
     // Before the replica is promoted: rolled back, then started over.
-    for step in ["working-created", "connected", "live-snapshotted", "live-copied"] {
+    for step in [
+        "working-created",
+        "connected",
+        "live-snapshotted",
+        "live-copied",
+    ] {
         crash_at(&h, &format!("rebuild-replica:{step}"), &["rebuild", &id]).await;
         h.restart_controller().await; // recovers the journal
         let ctx = ctx_of(&h).await;
-        assert!(ctx.store.list_pending_operations().await.unwrap().is_empty(), "{step}");
-        assert_eq!(health(&ctx, &id, "node-2").await.as_deref(), Some("stale"), "{step}");
+        assert!(
+            ctx.store
+                .list_pending_operations()
+                .await
+                .unwrap()
+                .is_empty(),
+            "{step}"
+        );
+        assert_eq!(
+            health(&ctx, &id, "node-2").await.as_deref(),
+            Some("stale"),
+            "{step}"
+        );
         for i in 0..3 {
-            assert!(rebuild_leftovers(&h, i).await.is_empty(), "after a crash at {step}: node-{i}");
+            assert!(
+                rebuild_leftovers(&h, i).await.is_empty(),
+                "after a crash at {step}: node-{i}"
+            );
         }
         assert_identical(&h, &id, &[0, 1], &expect).await;
         println!("crash at {step}: rolled back cleanly");
@@ -374,8 +420,16 @@ async fn a_controller_killed_mid_rebuild_is_rolled_back_or_completed() {
     crash_at(&h, "rebuild-replica:promoted", &["rebuild", &id]).await;
     h.restart_controller().await;
     let ctx = ctx_of(&h).await;
-    assert!(ctx.store.list_pending_operations().await.unwrap().is_empty());
-    assert_eq!(health(&ctx, &id, "node-2").await.as_deref(), Some("healthy"));
+    assert!(ctx
+        .store
+        .list_pending_operations()
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        health(&ctx, &id, "node-2").await.as_deref(),
+        Some("healthy")
+    );
     assert_identical(&h, &id, &[0, 1, 2], &expect).await;
     for i in 0..3 {
         assert!(rebuild_leftovers(&h, i).await.is_empty(), "node-{i}");
@@ -415,8 +469,16 @@ async fn a_published_volume_falls_back_to_a_full_raid_rebuild() {
         2 * CHUNK,
         outcome.elapsed
     );
-    assert_eq!(health(&ctx, &id, "node-2").await.as_deref(), Some("healthy"));
-    let p = ctx.store.get_publication(&id, "node-0").await.unwrap().unwrap();
+    assert_eq!(
+        health(&ctx, &id, "node-2").await.as_deref(),
+        Some("healthy")
+    );
+    let p = ctx
+        .store
+        .get_publication(&id, "node-0")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(p.record.members.contains(&"node-2".to_string()));
     assert_eq!(h.raid_member_nodes(&id, 0).await.len(), 3);
     let r = ctx.store.get_replica(&id, "node-2").await.unwrap().unwrap();

@@ -292,7 +292,15 @@ pub fn rebuilds(rebuilds: &[RebuildView]) -> String {
         return "No rebuilds running.\n".into();
     }
     let mut t = Table::new(&[
-        "VOLUME", "NODE", "PROCESS", "MODE", "SOURCE", "TARGET", ">PROGRESS", ">COPIED", "NOTE",
+        "VOLUME",
+        "NODE",
+        "PROCESS",
+        "MODE",
+        "SOURCE",
+        "TARGET",
+        ">PROGRESS",
+        ">COPIED",
+        "NOTE",
     ]);
     for r in rebuilds {
         let copied = if r.total_bytes > 0 {
