@@ -118,6 +118,19 @@ fn legitimate() -> Vec<(&'static str, Value)> {
             json!({"name": format!("shr-{VOL}"), "raid_level": "raid1", "base_bdevs": [lvol, format!("shn-{VOL}-node-bn1"), format!("shp-{VOL}")], "superblock": false}),
         ),
         ("bdev_raid_delete", json!({"name": format!("shr-{VOL}")})),
+        (
+            "bdev_raid_add_base_bdev",
+            json!({"raid_bdev": format!("shr-{VOL}"), "base_bdev": format!("shn-{VOL}-node-bn1")}),
+        ),
+        (
+            "bdev_raid_set_options",
+            json!({"process_max_bandwidth_mb_sec": 100}),
+        ),
+        (
+            "bdev_lvol_start_shallow_copy",
+            json!({"src_lvol_name": format!("shorthorn/shs-{VOL}"), "dst_bdev_name": format!("shn-{VOL}-rebuild-node-bn1")}),
+        ),
+        ("bdev_lvol_check_shallow_copy", json!({"operation_id": 0})),
         ("bdev_raid_get_bdevs", json!({"category": "all"})),
         (
             "bdev_raid_remove_base_bdev",
@@ -306,6 +319,31 @@ fn hostile() -> Vec<(&'static str, Value, &'static str)> {
             "base_bdevs",
         ),
         ("bdev_raid_delete", json!({"name": "raid0"}), "prefix"),
+        (
+            "bdev_raid_add_base_bdev",
+            json!({"raid_bdev": "raid0", "base_bdev": format!("shn-{VOL}-node-bn1")}),
+            "prefix",
+        ),
+        (
+            "bdev_raid_add_base_bdev",
+            json!({"raid_bdev": format!("shr-{VOL}"), "base_bdev": "Nvme0n1"}),
+            "neither",
+        ),
+        (
+            "bdev_raid_set_options",
+            json!({"process_window_size_kb": "1; rm -rf /"}),
+            "not allowed",
+        ),
+        (
+            "bdev_lvol_start_shallow_copy",
+            json!({"src_lvol_name": FOREIGN_LVS_UUID, "dst_bdev_name": format!("shn-{VOL}-rebuild-node-bn1")}),
+            "not a Shorthorn lvol",
+        ),
+        (
+            "bdev_lvol_start_shallow_copy",
+            json!({"src_lvol_name": format!("shorthorn/shs-{VOL}"), "dst_bdev_name": "Nvme0n1"}),
+            "prefix",
+        ),
         (
             "bdev_raid_remove_base_bdev",
             json!({"name": "Nvme0n1"}),

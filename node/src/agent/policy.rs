@@ -117,6 +117,7 @@ impl AgentPolicy {
             "bdev_get_bdevs"
             | "bdev_lvol_get_lvols"
             | "bdev_lvol_get_lvstores"
+            | "bdev_lvol_check_shallow_copy"
             | "bdev_nvme_get_controllers"
             | "bdev_raid_get_bdevs"
             | "bdev_wait_for_examine"
@@ -192,6 +193,29 @@ impl AgentPolicy {
                 Ok(())
             }
             "bdev_raid_delete" => prefixed(p, "name", RAID_PREFIX),
+            "bdev_raid_add_base_bdev" => {
+                prefixed(p, "raid_bdev", RAID_PREFIX)?;
+                self.raid_member(string(p, "base_bdev")?, lookup).await
+            }
+            "bdev_raid_set_options" => {
+                // Global knobs of raid background processes, numbers only.
+                for (key, value) in p {
+                    let known = matches!(
+                        key.as_str(),
+                        "process_window_size_kb" | "process_max_bandwidth_mb_sec"
+                    );
+                    if !known || !value.is_u64() {
+                        return Err(format!("bdev_raid_set_options: {key} is not allowed").into());
+                    }
+                }
+                Ok(())
+            }
+            // A rebuild copies one of this node's lvols into the namespace
+            // of a Shorthorn NVMe-oF controller (the target's export).
+            "bdev_lvol_start_shallow_copy" => {
+                prefixed(p, "dst_bdev_name", NVME_CTRLR_PREFIX)?;
+                self.lvol(string(p, "src_lvol_name")?, lookup).await
+            }
             "bdev_raid_remove_base_bdev" => self.raid_member(string(p, "name")?, lookup).await,
             "bdev_nvme_attach_controller" => {
                 prefixed(p, "name", NVME_CTRLR_PREFIX)?;
