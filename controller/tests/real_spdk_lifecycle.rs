@@ -86,5 +86,8 @@ async fn create_publish_write_republish_and_delete_on_real_spdk() {
     h.delete_volume(&id).await;
     h.delete_volume(&id).await; // deleting again is fine
     h.assert_clean().await;
-    println!("MEASURE real spdk_tgt: lifecycle took {:?}", started.elapsed());
+    println!(
+        "MEASURE real spdk_tgt: lifecycle took {:?}",
+        started.elapsed()
+    );
 }

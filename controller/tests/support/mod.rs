@@ -5,8 +5,8 @@
 
 pub mod agent;
 pub mod crash;
-pub mod rpc_proxy;
 pub mod real;
+pub mod rpc_proxy;
 pub mod safety;
 pub mod snapshot;
 pub mod tcp_cut;

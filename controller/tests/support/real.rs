@@ -85,7 +85,7 @@ pub async fn snapshot_bytes(h: &Harness, i: usize, snapshot_id: &str, len: usize
 /// them, so spdk_dd issues one 4 KiB write after another.
 pub const WRITER_OFFSET: u64 = 4096;
 /// Blocks of one writer round.
-pub const WRITER_BLOCKS: usize = 511;
+pub const WRITER_BLOCKS: usize = 255;
 
 /// A stream of writes through a volume's export, as an application
 /// writes: round after round (one spdk_dd run of [`WRITER_BLOCKS`] 4 KiB
