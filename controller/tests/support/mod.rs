@@ -236,7 +236,7 @@ impl Harness {
                     .iter()
                     .map(|r| format!("{name}: raid {}", r.name.clone().unwrap_or_default())),
             );
-            // A real interrupt-mode spdk_tgt has no ublk methods at all.
+            // A replica-only real node (nvmf_tgt) has no ublk methods at all.
             let disks = match c.ublk_get_disks(&UblkGetDisksParams::default()).await {
                 Err(e) if e.is_method_not_found() => Vec::new(),
                 other => other.expect("ublk disks"),
