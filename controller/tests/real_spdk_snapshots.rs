@@ -157,9 +157,8 @@ async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica_on_r
     let snapshots = async {
         let mut ids = Vec::new();
         for k in 0..SNAPSHOTS {
-            wait_rounds(&rounds, k as u64 + 1).await;
-            // Past spdk_dd's start-up: into the round's stream of writes.
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            // Into the stream of writes (not between spdk_dd runs).
+            wait_writes_flowing(&h, &vol).await;
             let at = rounds.load(Ordering::Relaxed);
             let s = ops::snapshot_create::create_snapshot(&ctx, &format!("ana-{k}"), &vol)
                 .await
@@ -171,6 +170,10 @@ async fn ana_fenced_snapshots_under_a_writer_are_identical_on_every_replica_on_r
     };
     let ((writes, expected), ids) =
         tokio::join!(write_rounds(&h, &publish, &stop, &rounds), snapshots);
+    assert!(
+        raid_write_ops(&h, &vol).await >= writes * WRITER_BLOCKS as u64,
+        "every write of the writer went through the raid"
+    );
     println!("MEASURE real spdk_tgt: writer completed {writes} rounds of {WRITER_BLOCKS} writes during {SNAPSHOTS} snapshots");
 
     // Every snapshot was fenced, and holds the same bytes on every replica.

@@ -85,7 +85,7 @@ pub async fn snapshot_bytes(h: &Harness, i: usize, snapshot_id: &str, len: usize
 /// them, so spdk_dd issues one 4 KiB write after another.
 pub const WRITER_OFFSET: u64 = 4096;
 /// Blocks of one writer round.
-pub const WRITER_BLOCKS: usize = 255;
+pub const WRITER_BLOCKS: usize = 127;
 
 /// A stream of writes through a volume's export, as an application
 /// writes: round after round (one spdk_dd run of [`WRITER_BLOCKS`] 4 KiB
@@ -117,15 +117,37 @@ pub fn writer_round(r: u64) -> Vec<u8> {
     pattern(WRITER_BLOCKS * 4096, (r % 250) as u8 + 1)
 }
 
-/// Waits until `rounds` reaches `n` (at most 120 s).
-pub async fn wait_rounds(rounds: &AtomicU64, n: u64) {
+/// Write operations the raid of `volume` on node 0 has completed.
+pub async fn raid_write_ops(h: &Harness, volume: &str) -> u64 {
+    let v = h
+        .spdk(0)
+        .call_raw(
+            "bdev_get_iostat",
+            Some(serde_json::json!({ "name": naming::raid_bdev(volume) })),
+        )
+        .await
+        .expect("bdev_get_iostat of the raid");
+    v["bdevs"][0]["num_write_ops"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no num_write_ops in {v}"))
+}
+
+/// Waits (at most 120 s) until writes flow through the raid of `volume` on
+/// node 0: its write count grows between two looks 20 ms apart.
+pub async fn wait_writes_flowing(h: &Harness, volume: &str) {
     let started = std::time::Instant::now();
-    while rounds.load(Ordering::Relaxed) < n {
+    let mut seen = raid_write_ops(h, volume).await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let now = raid_write_ops(h, volume).await;
+        if now > seen {
+            return;
+        }
+        seen = now;
         assert!(
             started.elapsed() < std::time::Duration::from_secs(120),
-            "the writer did not complete {n} rounds in 120 s"
+            "no write reached the raid of {volume} within 120 s"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
