@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::real::{lvol_bytes, read_volume, signal, skip, write_volume};
+use support::real::{lvol_bytes, read_volume, signal, skip, wait_writes_flowing, write_volume};
 use support::safety::wait_for;
 use support::*;
 
@@ -35,7 +35,7 @@ async fn a_replica_lost_during_writes_is_stale_left_out_and_the_rest_hold_the_wr
     let pid = h.cluster.node(2).pid().expect("node-2 pid");
     let stream = pattern(STREAM_LEN, 40);
     tokio::join!(write_volume(&h, &ctx, STREAM_OFFSET, &stream), async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        wait_writes_flowing(&h, &id).await;
         signal(pid, "KILL");
     });
     // And a write surely after the death.
