@@ -76,8 +76,9 @@ async fn replica_node_restarts_while_unpublished_and_published_need_no_operator_
         "node-2's lvstore and export to return",
         Duration::from_secs(20),
         || async {
-            (h.lvstore_loaded(2).await && h.replica_export_hosts(&id, 2).await.is_some())
-                .then_some(())
+            // The export is rebuilt step by step: wait for its host too.
+            let hosts = h.replica_export_hosts(&id, 2).await;
+            (h.lvstore_loaded(2).await && hosts.is_some_and(|x| !x.is_empty())).then_some(())
         },
     )
     .await;
