@@ -159,8 +159,11 @@ async fn a_replica_node_restart_while_published_keeps_the_volume_usable() {
         "node-2's lvstore and export to return",
         Duration::from_secs(20),
         || async {
-            (h.lvstore_loaded(2).await && h.replica_export_hosts(&id, 2).await.is_some())
-                .then_some(())
+            (h.lvstore_loaded(2).await
+                && h.replica_export_hosts(&id, 2)
+                    .await
+                    .is_some_and(|hosts| !hosts.is_empty()))
+            .then_some(())
         },
     )
     .await;
@@ -333,8 +336,11 @@ async fn measure_fault_timings() {
         h.cluster.kill_node(1);
         h.cluster.restart_node(1).expect("restart node-1");
         let ((), back) = wait_for("node-1 back", Duration::from_secs(20), || async {
-            (h.lvstore_loaded(1).await && h.replica_export_hosts(&id, 1).await.is_some())
-                .then_some(())
+            (h.lvstore_loaded(1).await
+                && h.replica_export_hosts(&id, 1)
+                    .await
+                    .is_some_and(|hosts| !hosts.is_empty()))
+            .then_some(())
         })
         .await;
         returns.push(back);
