@@ -5,6 +5,10 @@
 # Set SHORTHORN_SPDK_TGT=/path/to/spdk_tgt to use real spdk_tgt processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Toolchains where rustup and the Go tarball install them, even when this
+# shell's PATH lacks them (a fresh login before ~/.cargo/env is sourced);
+# the same as scripts/test.sh.
+export PATH="$PATH:/usr/local/go/bin:${HOME:-/root}/.cargo/bin:${HOME:-/root}/go/bin"
 
 state_dir=${SHORTHORN_STATE_DIR:-/var/tmp/shorthorn-local}
 scripts/setup.sh
