@@ -279,6 +279,9 @@ fn expand(arg: &str, c: &Value) -> String {
     for e in seq(c, "env") {
         let value = if let Some(v) = get(e, "value").as_str() {
             v.to_owned()
+        } else if !s(e, "valueFrom.configMapKeyRef.key").is_empty() {
+            // A ConfigMap entry: a plausible value of that key.
+            format!("stand-in-{}", s(e, "valueFrom.configMapKeyRef.key").to_lowercase())
         } else {
             match s(e, "valueFrom.fieldRef.fieldPath") {
                 "spec.nodeName" => "node-a".into(),
