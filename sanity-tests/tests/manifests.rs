@@ -281,7 +281,10 @@ fn expand(arg: &str, c: &Value) -> String {
             v.to_owned()
         } else if !s(e, "valueFrom.configMapKeyRef.key").is_empty() {
             // A ConfigMap entry: a plausible value of that key.
-            format!("stand-in-{}", s(e, "valueFrom.configMapKeyRef.key").to_lowercase())
+            format!(
+                "stand-in-{}",
+                s(e, "valueFrom.configMapKeyRef.key").to_lowercase()
+            )
         } else {
             match s(e, "valueFrom.fieldRef.fieldPath") {
                 "spec.nodeName" => "node-a".into(),
