@@ -32,8 +32,6 @@ mod tests {
             "log_set_level",
             "bdev_aio_delete",
             "bdev_lvol_set_parent",
-            "bdev_lvol_start_shallow_copy",
-            "bdev_raid_add_base_bdev",
             "nvmf_subsystem_remove_listener",
             "rpc_get_methods",
             "bdev_get_bdevs ",
