@@ -121,7 +121,7 @@ async fn volume_view(
             lvol_uuid: r.lvol_uuid,
             health: r.health,
             reason: r.reason,
-            since_unix: r.since.map(unix_secs),
+            since_unix: r.since.map(health::unix_secs),
         })
         .collect();
     Ok(VolumeView {
@@ -137,7 +137,7 @@ async fn volume_view(
         unclean: volume.unclean.map(|m| {
             format!(
                 "since unix {}: {} (engine on {})",
-                unix_secs(m.since),
+                health::unix_secs(m.since),
                 m.reason,
                 m.engine_node
             )
@@ -320,10 +320,4 @@ pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
     }
     out.sort_by(|a, b| (&a.volume_id, &a.node).cmp(&(&b.volume_id, &b.node)));
     Ok(out)
-}
-
-fn unix_secs(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -77,7 +77,7 @@ pub async fn condition_from_known_space(ctx: &Context, volume_id: &str) -> Resul
     }
     if let Some(mark) = &volume.unclean {
         problems.push(format!(
-            "unclean since {}: {} (engine on {}); one current replica will be chosen when it is next published",
+            "unclean since unix {}: {} (engine on {}); one current replica will be chosen when it is next published",
             unix_secs(mark.since),
             mark.reason,
             mark.engine_node
@@ -88,7 +88,7 @@ pub async fn condition_from_known_space(ctx: &Context, volume_id: &str) -> Resul
         .filter(|r| r.health != ReplicaHealth::Healthy)
     {
         let why = r.reason.as_deref().unwrap_or("no reason recorded");
-        let since = r.since.map(unix_secs).unwrap_or_default();
+        let since = format!("unix {}", r.since.map(unix_secs).unwrap_or_default());
         problems.push(format!(
             "replica on {} is {} since {since} ({why}); it serves nothing until rebuilt",
             r.node,
@@ -123,11 +123,10 @@ pub async fn condition_from_known_space(ctx: &Context, volume_id: &str) -> Resul
     })
 }
 
-/// Seconds since the epoch, as the condition messages show times.
-fn unix_secs(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
+/// Seconds since the Unix epoch (0 before it): how conditions and the
+/// admin views show the times of membership changes.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("unix {secs}")
+        .unwrap_or(0)
 }

@@ -162,11 +162,11 @@ async fn probe_nodes(ctx: &Context) -> Vec<String> {
             Ok(Ok(bootstrap::Probe::Restarted)) => Some(node.name().to_string()),
             Ok(Ok(bootstrap::Probe::Answered)) => None,
             Ok(Err(e)) => {
-                tracing::info!(node = node.name(), error = %e, "node probe failed");
+                tracing::debug!(node = node.name(), error = %e, "node probe failed");
                 None
             }
             Err(_) => {
-                tracing::warn!(
+                tracing::debug!(
                     node = node.name(),
                     "node probe got no answer within {PROBE_TIMEOUT:?}"
                 );
