@@ -379,7 +379,8 @@ where
             node.name
         )))?;
     let result = async {
-        let port = free_port()?;
+        let reserved = crate::ports::reserve()?;
+        let port = reserved.port();
         let nsid = client
             .nvmf_subsystem_add_ns(&NvmfSubsystemAddNsParams {
                 nqn: nqn.clone(),
@@ -457,19 +458,6 @@ async fn ensure_tcp_transport(client: &SpdkClient, node: &StorageNode) -> Result
         }
         Err(e) => Err(spdk(format!("creating the TCP transport on {}", node.name))(e)),
     }
-}
-
-fn free_port() -> Result<u16, NodesError> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|source| NodesError::Io {
-        context: "finding a free TCP port".into(),
-        source,
-    })?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|source| NodesError::Io {
-            context: "reading the free port".into(),
-            source,
-        })
 }
 
 /// The largest power-of-two I/O size (at most 1 MiB, at least 512) dividing

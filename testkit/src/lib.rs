@@ -7,6 +7,7 @@
 //! - [`launch`]: how a storage node process is started (roles, cores, flags).
 //! - [`spdk_env`]: which real SPDK binaries the environment names; skip messages.
 //! - [`hugepages`]: hugepage checks and stale map removal.
+//! - [`ports`]: TCP ports for test listeners that outgoing connections never take.
 //! - [`slots`]: the machine-wide budget of real SPDK nodes for tests.
 //!
 //! Handles stop and reap their processes when dropped.
@@ -18,6 +19,7 @@ pub mod etcd;
 pub mod hugepages;
 pub mod launch;
 pub mod nodes;
+pub mod ports;
 mod rpc_probe;
 pub mod slots;
 pub mod spdk_env;

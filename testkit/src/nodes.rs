@@ -7,7 +7,7 @@
 //! every process and removes every file. A cluster of real nodes holds one
 //! slot of the machine-wide budget per node ([`crate::slots`]).
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,6 +17,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::launch::{self, NodeProcess, NodeSpec, Program, Role};
+use crate::ports::{self, ReservedPort};
 use crate::slots::{self, NodeSlots};
 use crate::spdk_env::RealSpdk;
 pub use crate::spdk_env::SPDK_TGT_ENV;
@@ -127,6 +128,8 @@ pub struct StorageNode {
     pub nvmf_address: String,
     /// NVMe-oF TCP port, unique per node on this machine.
     pub nvmf_port: u16,
+    /// Keeps `nvmf_port` away from other tests for the node's life.
+    _port: Option<ReservedPort>,
     spec: NodeSpec,
     process: Option<NodeProcess>,
     ready_after: Option<Duration>,
@@ -260,12 +263,14 @@ impl TestCluster {
                 append_log: false,
                 die_with_parent: false,
             };
+            let port = ports::reserve()?;
             let mut node = StorageNode {
                 rpc_socket,
                 aio_file,
                 data_dir,
                 nvmf_address: Ipv4Addr::LOCALHOST.to_string(),
-                nvmf_port: free_port()?,
+                nvmf_port: port.port(),
+                _port: Some(port),
                 role,
                 spec,
                 process: None,
@@ -352,17 +357,6 @@ fn has_ublk_state(data_dir: &Path) -> bool {
     std::fs::read_dir(data_dir.join("ublk")).is_ok_and(|mut entries| entries.next().is_some())
 }
 
-/// A TCP port free right now on loopback.
-fn free_port() -> Result<u16, NodesError> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("finding a free TCP port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(io("reading the free port"))?
-        .port();
-    Ok(port)
-}
-
 /// A shared-memory id no other node of this process uses, spread by pid so
 /// concurrent test binaries do not collide.
 fn next_shm_id() -> u32 {
@@ -426,6 +420,7 @@ mod tests {
             aio_file: "/tmp/x/aio.img".into(),
             nvmf_address: "127.0.0.1".into(),
             nvmf_port: 4500,
+            _port: None,
             role: Role::Engine,
             spec: NodeSpec {
                 name: "node-0".into(),
