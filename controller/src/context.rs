@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::config::RebuildConfig;
 use crate::error::{ControllerError, Result};
 use crate::fence::Fencing;
+use crate::health::clock::HealthClock;
 use crate::leader::Leadership;
 use crate::nodes::NodeRegistry;
 use crate::reconciler::sweep::grace::{SweepPolicy, Sweeper};
@@ -28,6 +29,8 @@ pub struct Context {
     pub leader: Leadership,
     /// How replicas are rebuilt (`[rebuild]`).
     pub rebuild: Arc<RebuildConfig>,
+    /// When the health monitor last finished a pass.
+    pub health: Arc<HealthClock>,
     locks: Arc<KeyedLocks>,
 }
 
@@ -43,6 +46,7 @@ impl Context {
             sweeper: Arc::default(),
             leader: Leadership::assumed(),
             rebuild: Arc::default(),
+            health: Arc::default(),
             locks: Arc::default(),
         }
     }

@@ -87,3 +87,77 @@ async fn unpublishing_from_a_dead_node_fences_it_and_leaves_its_local_replica_ou
     h.delete_volume(&id).await;
     h.reconcile_and_assert_clean().await;
 }
+
+/// ListVolumes answers from what the health monitor records (no engine
+/// reads per page), so it must show healthy volumes healthy and a lost
+/// replica within a few monitor passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_volumes_reports_a_lost_replica_from_the_monitors_records() {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let lost = h.create_volume("pvc-list-lost", 16 * MIB, Some(3)).await;
+    h.create_volume("pvc-list-other", 16 * MIB, Some(2)).await;
+    let ctx = h.publish(&lost, "node-0").await;
+    write_device(&ctx["ublk.device"], &pattern(64 * 1024, 1));
+    // Let the monitor pass at least once, so the listing uses its records.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for (id, condition) in list_conditions(&mut h).await {
+        assert!(
+            !condition.abnormal,
+            "{id} listed abnormal: {}",
+            condition.message
+        );
+    }
+
+    h.cluster.kill_node(2);
+    let dev = ctx["ublk.device"].clone();
+    tokio::task::spawn_blocking(move || write_device(&dev, &pattern(64 * 1024, 2)))
+        .await
+        .expect("write while degraded");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let condition = loop {
+        let condition = list_conditions(&mut h).await.remove(&lost).expect("listed");
+        if condition.message.contains("replica on node-2 is stale")
+            || std::time::Instant::now() > deadline
+        {
+            break condition;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert!(
+        condition.abnormal && condition.message.contains("replica on node-2 is stale"),
+        "ListVolumes should report node-2's replica stale within 30 s: {}",
+        condition.message
+    );
+}
+
+/// Every listed volume's condition, walking pages of one entry.
+async fn list_conditions(
+    h: &mut Harness,
+) -> std::collections::HashMap<String, csi_proto::VolumeCondition> {
+    let mut out = std::collections::HashMap::new();
+    let mut token = String::new();
+    loop {
+        let page = h
+            .csi
+            .list_volumes(csi_proto::ListVolumesRequest {
+                max_entries: 1,
+                starting_token: token,
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        for e in page.entries {
+            let id = e.volume.expect("volume").volume_id;
+            let condition = e
+                .status
+                .and_then(|s| s.volume_condition)
+                .expect("condition");
+            out.insert(id, condition);
+        }
+        if page.next_token.is_empty() {
+            return out;
+        }
+        token = page.next_token;
+    }
+}

@@ -1,8 +1,10 @@
 //! Volume health: what the engines show ([`engine`]), the monitor that
 //! watches them every second ([`monitor`]), and the CSI VolumeCondition
 //! built from the records: each replica's state and why, an unclean
-//! engine loss, unreachable or nearly full nodes.
+//! engine loss, unreachable or nearly full nodes. [`clock`] says whether
+//! the monitor's records are current.
 
+pub mod clock;
 pub mod engine;
 pub mod monitor;
 
@@ -57,6 +59,14 @@ pub async fn condition(ctx: &Context, volume_id: &str) -> Result<Condition> {
 /// listing costs one refresh per node rather than one per replica.
 pub async fn condition_from_known_space(ctx: &Context, volume_id: &str) -> Result<Condition> {
     refresh_legs(ctx, volume_id).await?;
+    condition_from_records(ctx, volume_id).await
+}
+
+/// The VolumeCondition of a volume from what is recorded: replica states in
+/// the store, node space and reachability from the last refresh. It makes
+/// no SPDK call; it is current while the health monitor is
+/// ([`clock::HealthClock::is_current`]).
+pub async fn condition_from_records(ctx: &Context, volume_id: &str) -> Result<Condition> {
     let Some((volume, replicas)) = ctx.volume(volume_id).await? else {
         return Ok(Condition {
             abnormal: true,

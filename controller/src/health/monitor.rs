@@ -43,8 +43,9 @@ pub async fn run(ctx: Context, interval: Duration, shutdown: impl Future<Output 
                 if !ctx.leader.is_acting() {
                     continue;
                 }
-                if let Err(e) = pass(&ctx).await {
-                    tracing::warn!(error = %e, "health pass failed; retrying next interval");
+                match pass(&ctx).await {
+                    Ok(_) => ctx.health.passed(interval),
+                    Err(e) => tracing::warn!(error = %e, "health pass failed; retrying next interval"),
                 }
             }
         }

@@ -111,7 +111,11 @@ impl ControllerService {
 
     /// Where a volume is published and its condition. `fresh` refreshes the
     /// replica nodes first; a listing refreshes every node once instead.
-    async fn status(&self, volume_id: &str, fresh: bool) -> Result<(Vec<String>, VolumeCondition)> {
+    async fn status(
+        &self,
+        volume_id: &str,
+        freshness: Freshness,
+    ) -> Result<(Vec<String>, VolumeCondition)> {
         let published = self
             .ctx
             .store
@@ -120,10 +124,12 @@ impl ControllerService {
             .into_iter()
             .map(|p| p.record.node)
             .collect();
-        let condition = if fresh {
-            health::condition(&self.ctx, volume_id).await?
-        } else {
-            health::condition_from_known_space(&self.ctx, volume_id).await?
+        let condition = match freshness {
+            Freshness::Read => health::condition(&self.ctx, volume_id).await?,
+            Freshness::KnownSpace => {
+                health::condition_from_known_space(&self.ctx, volume_id).await?
+            }
+            Freshness::Recorded => health::condition_from_records(&self.ctx, volume_id).await?,
         };
         Ok((
             published,
@@ -154,12 +160,30 @@ impl ControllerService {
             .store
             .list_volumes(start, req.max_entries as usize)
             .await?;
+        // While the health monitor keeps the records current, a page makes
+        // no SPDK call beyond refreshing node views older than their max age
+        // (so a whole walk costs at most one refresh per node); otherwise it
+        // refreshes every node once and reads each volume's engines.
+        let recorded = self.ctx.health.is_current();
         if !page.items.is_empty() {
-            self.ctx.nodes.refresh_all().await;
+            if recorded {
+                self.ctx.nodes.refresh_stale().await;
+            } else {
+                self.ctx.nodes.refresh_all().await;
+            }
         }
         let mut entries = Vec::with_capacity(page.items.len());
         for v in page.items {
-            let (published, condition) = self.status(&v.record.id, false).await?;
+            let (published, condition) = self
+                .status(
+                    &v.record.id,
+                    if recorded {
+                        Freshness::Recorded
+                    } else {
+                        Freshness::KnownSpace
+                    },
+                )
+                .await?;
             entries.push(list_volumes_response::Entry {
                 volume: Some(to_csi_volume(&v.record)),
                 status: Some(list_volumes_response::VolumeStatus {
@@ -222,7 +246,7 @@ impl ControllerService {
     ) -> Result<ControllerGetVolumeResponse> {
         params::require("volume_id", &req.volume_id)?;
         let (volume, _) = self.ctx.existing_volume(&req.volume_id).await?;
-        let (published, condition) = self.status(&req.volume_id, true).await?;
+        let (published, condition) = self.status(&req.volume_id, Freshness::Read).await?;
         Ok(ControllerGetVolumeResponse {
             volume: Some(to_csi_volume(&volume)),
             status: Some(controller_get_volume_response::VolumeStatus {
@@ -308,4 +332,15 @@ pub fn to_csi_source(source: Option<&ContentSource>) -> Option<VolumeContentSour
     Some(VolumeContentSource {
         r#type: Some(r#type),
     })
+}
+
+/// How current a reported VolumeCondition must be.
+#[derive(Debug, Clone, Copy)]
+enum Freshness {
+    /// Read the space of every replica node and the engines (one volume).
+    Read,
+    /// Read the engines; node views come from the caller's refresh.
+    KnownSpace,
+    /// The health monitor's records only: no SPDK call.
+    Recorded,
 }
