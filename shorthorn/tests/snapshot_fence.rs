@@ -107,6 +107,7 @@ async fn snapshot_under_writer(
             .await
             .expect("snapshot");
         ids.push(s.id.clone());
+        assert_all_replicas_current(ctx, vol, k).await;
         let sums = checksums(&clients, &snapshot_alias(&s.id), SPAN).await;
         assert!(
             sums.iter().all(|x| *x == sums[0]),
@@ -136,6 +137,22 @@ async fn snapshot_under_writer(
         .collect();
     println!("MEASURE calls by method over {SNAPSHOTS} snapshots: {per_method:?}");
     ids
+}
+
+/// Fails with the recorded reason when a replica left the volume (so its
+/// snapshot was dropped): nothing in these tests should make a leg leave.
+async fn assert_all_replicas_current(ctx: &Context, vol: &str, k: usize) {
+    let (_, replicas) = ctx.existing_volume(vol).await.expect("volume");
+    let left: Vec<String> = replicas
+        .iter()
+        .filter(|r| !r.health.is_current())
+        .map(|r| format!("{} {} ({:?})", r.node, r.health.as_str(), r.reason))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "after snapshot {k}, replicas left the volume: {}",
+        left.join("; ")
+    );
 }
 
 async fn cleanup(ctx: &Context, h: &Harness, vol: &str, snapshots: &[String]) {

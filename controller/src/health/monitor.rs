@@ -3,7 +3,8 @@
 //! once) and reads the engine of every publication, so a lost leg is
 //! recorded stale within seconds and a lost engine makes its volume unclean.
 //! It also gives a restarted replica node its exports back, so the engines
-//! reconnect to replicas that are still current.
+//! reconnect to replicas that are still current, and re-reads node space
+//! views older than ten seconds, so listings can answer from them.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,6 +17,10 @@ use crate::store::PublicationRecord;
 
 /// Longest a single node probe may take before the node counts as not answering.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How old a node's space view may grow before a pass re-reads it (a full
+/// listing of its bdevs, so not every second): ListVolumes reports nearly
+/// full lvstores from these views.
+const SPACE_VIEW_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// What one pass found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,6 +63,7 @@ pub async fn pass(ctx: &Context) -> Result<PassReport> {
         restarted: probe_nodes(ctx).await,
         ..PassReport::default()
     };
+    ctx.nodes.refresh_older_than(SPACE_VIEW_MAX_AGE).await;
     // Whoever noticed the restart (this pass, or a publish probing first),
     // the monitor gives the exports back.
     let exports_lost: Vec<String> = ctx

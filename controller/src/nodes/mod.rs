@@ -345,11 +345,17 @@ impl NodeRegistry {
     /// Refreshes (concurrently) only the nodes whose view is older than
     /// [`NodeRegistry::max_age`]; returns every node.
     pub async fn refresh_stale(&self) -> Vec<Arc<NodeHandle>> {
+        self.refresh_older_than(self.max_age).await
+    }
+
+    /// Refreshes (concurrently) only the nodes whose view is older than
+    /// `max_age`; returns every node.
+    pub async fn refresh_older_than(&self, max_age: Duration) -> Vec<Arc<NodeHandle>> {
         let nodes = self.all();
         let now = Instant::now();
         let refreshes = nodes
             .iter()
-            .filter(|n| is_stale(n.status().refreshed_at, now, self.max_age))
+            .filter(|n| is_stale(n.status().refreshed_at, now, max_age))
             .map(|n| self.refresh(n));
         futures::future::join_all(refreshes).await;
         nodes

@@ -160,17 +160,12 @@ impl ControllerService {
             .store
             .list_volumes(start, req.max_entries as usize)
             .await?;
-        // While the health monitor keeps the records current, a page makes
-        // no SPDK call beyond refreshing node views older than their max age
-        // (so a whole walk costs at most one refresh per node); otherwise it
-        // refreshes every node once and reads each volume's engines.
+        // While the health monitor keeps the records (and node views)
+        // current, a page makes no SPDK call; otherwise it refreshes every
+        // node once and reads each volume's engines.
         let recorded = self.ctx.health.is_current();
-        if !page.items.is_empty() {
-            if recorded {
-                self.ctx.nodes.refresh_stale().await;
-            } else {
-                self.ctx.nodes.refresh_all().await;
-            }
+        if !page.items.is_empty() && !recorded {
+            self.ctx.nodes.refresh_all().await;
         }
         let mut entries = Vec::with_capacity(page.items.len());
         for v in page.items {
