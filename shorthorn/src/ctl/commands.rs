@@ -419,6 +419,28 @@ mod tests {
             epoch: 0,
             unclean: None,
         };
+        let change = ReplicaChangeView {
+            from: 2,
+            to: 3,
+            added: vec!["d".into()],
+            removed: vec![],
+            full_copy: true,
+            bytes_copied: 256 << 20,
+            changed: true,
+            volume: v.clone(),
+        };
+        let text = replica_change(&change, false);
+        assert!(
+            text.starts_with("numberOfReplicas 2 -> 3; added on d (full raid copy")
+                && text.contains("256 MiB copied")
+                && text.contains("replicas wanted"),
+            "{text}"
+        );
+        let same = ReplicaChangeView {
+            changed: false,
+            ..change
+        };
+        assert!(replica_change(&same, false).contains("nothing changed"));
         let table = volumes(std::slice::from_ref(&v), false);
         let row = table.lines().nth(1).expect("a row");
         assert!(row.contains("256 MiB") && row.contains("2/3") && row.contains("Failed"));
