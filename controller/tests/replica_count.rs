@@ -260,6 +260,10 @@ async fn a_full_published_raid_refuses_to_grow_and_the_unpublished_volume_grows_
     assert_replicas_hold(&h, &ctx, &id, &expect).await;
 }
 
+/// A refused ModifyVolume: volume id, mutable parameters, the code and a
+/// piece of the message.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Code, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_change_nothing_and_repeats_do_nothing() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
@@ -268,7 +272,7 @@ async fn bad_requests_change_nothing_and_repeats_do_nothing() {
     let before = state(&ctx, &id).await;
     let leftovers = h.leftovers().await;
 
-    let cases: &[(&str, &[(&str, &str)], Code, &str)] = &[
+    let cases: &[Case] = &[
         (
             &id,
             &[("XXX_FakeKey", "x")],
