@@ -267,6 +267,16 @@ type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Code, &'a str);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_change_nothing_and_repeats_do_nothing() {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let caps = h
+        .csi
+        .controller_get_capabilities(csi_proto::ControllerGetCapabilitiesRequest {})
+        .await
+        .expect("capabilities")
+        .into_inner();
+    assert!(
+        format!("{caps:?}").contains("ModifyVolume"),
+        "MODIFY_VOLUME is advertised: {caps:?}"
+    );
     let id = h.create_volume("pvc-bad", SIZE, Some(2)).await;
     let ctx = ctx_of(&h).await;
     let before = state(&ctx, &id).await;

@@ -97,7 +97,9 @@ impl ControllerService {
                 message: problems.join("; "),
             });
         }
-        if let Err(e) = params::parse_volume_params(&req.parameters) {
+        if let Err(e) = params::parse_volume_params(&req.parameters)
+            .and_then(|_| params::parse_mutable_params(&req.mutable_parameters))
+        {
             return Ok(ValidateVolumeCapabilitiesResponse {
                 confirmed: None,
                 message: e.to_string(),
