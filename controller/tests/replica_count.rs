@@ -494,6 +494,38 @@ async fn a_controller_killed_mid_change_is_completed_or_dropped() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_the_count_drops_a_stale_replica_first() {
+    let mut h = Harness::start(3, StoreKind::Etcd).await;
+    let id = h.create_volume("pvc-stale-first", SIZE, Some(3)).await;
+    let ctx = ctx_of(&h).await;
+    // node-0 goes stale: it is first in node order, so only the
+    // stale-first rule picks it (healthy ones go from the end).
+    h.publish(&id, "node-2").await;
+    h.cluster.kill_node(0);
+    let data = pattern(64 * 1024, 9);
+    sim_write(&h.spdk(2), &naming::raid_bdev(&id), 0, &data).await;
+    h.wait_replica_state(&id, "node-0", "stale").await;
+    h.unpublish(&id, "node-2").await;
+    h.cluster.restart_node(0).expect("restart node-0");
+    support::safety::wait_for("node-0 back", Duration::from_secs(20), || async {
+        h.lvstore_loaded(0).await.then_some(())
+    })
+    .await;
+    assert!(holds_lvol(&h, 0, &id).await, "the stale lvol is back");
+
+    modify(&mut h, &id, 2).await.expect("scale down");
+    let (count, _, left) = state(&ctx, &id).await;
+    assert_eq!(count, 2);
+    assert_eq!(
+        nodes_of(&left),
+        ["node-1", "node-2"],
+        "the stale replica goes first"
+    );
+    assert!(!holds_lvol(&h, 0, &id).await, "its lvol is deleted");
+    assert_replicas_hold(&h, &ctx, &id, &data).await;
+}
+
 /// Child mode of the crash test (see support::crash).
 #[tokio::test]
 #[ignore]
