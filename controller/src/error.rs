@@ -33,7 +33,7 @@ pub enum ControllerError {
         field: String,
     },
     /// A StorageClass parameter Shorthorn does not know.
-    #[error("unknown parameter {name:?}; Shorthorn StorageClasses accept only {accepted}")]
+    #[error("unknown parameter {name:?}; Shorthorn accepts only {accepted}")]
     UnknownParameter {
         /// The parameter.
         name: String,
@@ -261,6 +261,16 @@ pub enum ControllerError {
         /// The volume.
         volume: String,
     },
+    /// The replica count of a volume cannot change in its present state.
+    #[error(
+        "numberOfReplicas of volume {volume} cannot change now: {reason}; nothing was changed"
+    )]
+    ReplicaChangeRefused {
+        /// The volume.
+        volume: String,
+        /// Why, and what to do about it.
+        reason: String,
+    },
     /// The node has no lvstore and nothing to create it on.
     #[error("node {node} has no lvstore {lvstore} and no base_bdev is configured to create it on")]
     NoBaseBdev {
@@ -301,6 +311,24 @@ pub enum ControllerError {
         /// Nodes that qualify.
         eligible: usize,
         /// Nodes considered.
+        candidates: usize,
+        /// Why the others do not, starting with `: ` (or empty).
+        why: String,
+    },
+    /// Too few nodes can take the replicas a higher count adds.
+    #[error("volume {volume} has replicas on {holders}; {wanted} more need as many other storage nodes with {size} bytes available, but only {eligible} of {candidates} qualify{why}; nothing was changed: add nodes or space, or ask for fewer replicas")]
+    NoNodeForNewReplica {
+        /// The volume.
+        volume: String,
+        /// Nodes holding its replicas now, comma-separated.
+        holders: String,
+        /// Replicas to add.
+        wanted: usize,
+        /// Bytes each needs.
+        size: u64,
+        /// Other nodes that qualify.
+        eligible: usize,
+        /// Other nodes considered.
         candidates: usize,
         /// Why the others do not, starting with `: ` (or empty).
         why: String,
@@ -569,8 +597,10 @@ impl ControllerError {
             | E::SnapshotMissingOnNode { .. }
             | E::NoBaseBdev { .. }
             | E::ForeignNode { .. }
-            | E::LvstoreMissing { .. } => Code::FailedPrecondition,
+            | E::LvstoreMissing { .. }
+            | E::ReplicaChangeRefused { .. } => Code::FailedPrecondition,
             E::NotEnoughNodes { .. }
+            | E::NoNodeForNewReplica { .. }
             | E::NoNodeInTopology { .. }
             | E::CloneReplicasUnavailable { .. }
             | E::SnapshotSpace { .. }

@@ -29,6 +29,7 @@ pub fn kind_name(kind: OperationKind) -> &'static str {
         OperationKind::DeleteSnapshot => "delete-snapshot",
         OperationKind::RebuildReplica => "rebuild-replica",
         OperationKind::RevertVolume => "revert-volume",
+        OperationKind::ChangeReplicas => "change-replicas",
     }
 }
 

@@ -20,7 +20,7 @@ pub const PARAM_STALE_REPLICA_TIMEOUT: &str = "staleReplicaTimeout";
 /// `staleReplicaTimeout` when absent: 30 minutes, Longhorn's default.
 pub const DEFAULT_STALE_REPLICA_TIMEOUT_MIN: f64 = 30.0;
 /// Every parameter Shorthorn accepts, for error messages.
-const ACCEPTED: &str = "numberOfReplicas, staleReplicaTimeout";
+const ACCEPTED: &str = "numberOfReplicas and staleReplicaTimeout in a StorageClass";
 
 /// Parses a `staleReplicaTimeout` value (minutes, > 0, at most a year).
 fn parse_stale_timeout(value: &str) -> Option<std::time::Duration> {
@@ -62,18 +62,7 @@ pub fn parse_volume_params(params: &HashMap<String, String>) -> Result<VolumePar
             continue;
         }
         match key.as_str() {
-            PARAM_REPLICAS => {
-                replicas = value
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=16).contains(n))
-                    .ok_or_else(|| ControllerError::InvalidParameter {
-                        name: PARAM_REPLICAS,
-                        value: value.clone(),
-                        expected: "a whole number from 1 to 16",
-                    })?;
-            }
+            PARAM_REPLICAS => replicas = parse_replicas(value)?,
             PARAM_STALE_REPLICA_TIMEOUT => {
                 if parse_stale_timeout(value).is_none() {
                     return Err(ControllerError::InvalidParameter {
@@ -94,6 +83,49 @@ pub fn parse_volume_params(params: &HashMap<String, String>) -> Result<VolumePar
         stored.insert(key.clone(), value.clone());
     }
     Ok(VolumeParams { replicas, stored })
+}
+
+/// The only parameter a VolumeAttributesClass (mutable parameters) may set.
+const ACCEPTED_MUTABLE: &str =
+    "numberOfReplicas in a VolumeAttributesClass (the one mutable parameter)";
+/// What a `numberOfReplicas` value must be.
+const REPLICAS_EXPECTED: &str = "a whole number from 1 to 16";
+
+/// Parses a `numberOfReplicas` value (1 to 16).
+fn parse_replicas(value: &str) -> Result<u32> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=16).contains(n))
+        .ok_or_else(|| ControllerError::InvalidParameter {
+            name: PARAM_REPLICAS,
+            value: value.to_string(),
+            expected: REPLICAS_EXPECTED,
+        })
+}
+
+/// Parses mutable parameters (a VolumeAttributesClass: CreateVolume's and
+/// ControllerModifyVolume's `mutable_parameters`). Only `numberOfReplicas`
+/// is mutable; any other key is INVALID_ARGUMENT. Returns the replica count
+/// asked for, if any.
+pub fn parse_mutable_params(params: &HashMap<String, String>) -> Result<Option<u32>> {
+    let mut replicas = None;
+    for (key, value) in params {
+        if key.starts_with(K8S_PARAM_PREFIX) {
+            continue;
+        }
+        match key.as_str() {
+            PARAM_REPLICAS => replicas = Some(parse_replicas(value)?),
+            other => {
+                return Err(ControllerError::UnknownParameter {
+                    name: other.to_string(),
+                    accepted: ACCEPTED_MUTABLE,
+                })
+            }
+        }
+    }
+    Ok(replicas)
 }
 
 /// Why a capability is not supported, or `None` when it is.
@@ -236,6 +268,23 @@ mod tests {
         let e =
             parse_volume_params(&HashMap::from([("fsType".into(), "ext4".into())])).unwrap_err();
         assert!(matches!(e, ControllerError::UnknownParameter { .. }));
+    }
+
+    #[test]
+    fn only_the_replica_count_is_mutable() {
+        let one = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        assert_eq!(parse_mutable_params(&HashMap::new()).unwrap(), None);
+        assert_eq!(
+            parse_mutable_params(&one(PARAM_REPLICAS, " 4 ")).unwrap(),
+            Some(4)
+        );
+        for bad in ["0", "17", "two", "-1", ""] {
+            let e = parse_mutable_params(&one(PARAM_REPLICAS, bad)).unwrap_err();
+            assert!(e.to_string().contains("a whole number from 1 to 16"), "{e}");
+        }
+        let e = parse_mutable_params(&one(PARAM_STALE_REPLICA_TIMEOUT, "5")).unwrap_err();
+        assert!(matches!(e, ControllerError::UnknownParameter { .. }), "{e}");
+        assert!(e.to_string().contains("numberOfReplicas"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub async fn recover_pending(ctx: &Context) -> Result<usize> {
             OperationKind::CreateSnapshot => ops::snapshot_create::recover(ctx, journal).await,
             OperationKind::ExpandVolume => ops::expand::recover(ctx, journal).await,
             OperationKind::RevertVolume => ops::revert::recover(ctx, journal).await,
+            OperationKind::ChangeReplicas => ops::replica_count::recover(ctx, journal).await,
             OperationKind::RebuildReplica => crate::rebuild::recover(ctx, journal).await,
             other => {
                 tracing::warn!(op = %id, ?other, "journaled operation of a kind this build cannot resume; left in place");

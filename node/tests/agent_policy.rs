@@ -282,6 +282,11 @@ fn hostile() -> Vec<(&'static str, Value, &'static str)> {
             "prefix",
         ),
         (
+            "bdev_lvol_snapshot",
+            json!({"lvol_name": lvol, "snapshot_name": format!("shv-{VOL}")}),
+            "prefix",
+        ),
+        (
             "bdev_lvol_clone",
             json!({"snapshot_name": "other-lvs/shs-x", "clone_name": "shv-x"}),
             "lvstore",

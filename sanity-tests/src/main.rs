@@ -127,6 +127,12 @@ fn run_one(
         &params,
         format!("numberOfReplicas: \"{}\"\n", topology.replicas),
     )?;
+    // ModifyVolume changes the count: 3 -> 2 on 3-of-3, 2 -> 3 on 2-of-4-small.
+    let mutable = out.join(format!("mutable-params-{stem}.yaml"));
+    std::fs::write(
+        &mutable,
+        format!("numberOfReplicas: \"{}\"\n", topology.mutable_replicas),
+    )?;
     let junit = out.join(format!("junit-{stem}.xml"));
     let _ = std::fs::remove_file(&junit);
     let log = out.join(format!("csi-sanity-{stem}.log"));
@@ -139,6 +145,10 @@ fn run_one(
         .arg("--csi.testnodevolumeattachlimit")
         .arg(format!("--csi.testvolumeaccesstype={}", mode.as_str()))
         .arg(format!("--csi.testvolumeparameters={}", params.display()))
+        .arg(format!(
+            "--csi.testvolumemutableparameters={}",
+            mutable.display()
+        ))
         .arg(format!(
             "--csi.mountdir={}",
             cluster.state_dir().join("sanity-target").display()

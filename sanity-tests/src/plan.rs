@@ -10,6 +10,9 @@ pub struct Topology {
     pub disk_mib: Vec<u64>,
     /// `numberOfReplicas` for the suite's volumes.
     pub replicas: u32,
+    /// `numberOfReplicas` of the suite's volume attribute class
+    /// (`--csi.testvolumemutableparameters`): what ModifyVolume changes to.
+    pub mutable_replicas: u32,
     /// What the topology exercises.
     pub purpose: &'static str,
 }
@@ -39,6 +42,7 @@ pub fn three_replicas() -> Topology {
         name: "3-of-3",
         disk_mib: vec![4096, 4096, 4096],
         replicas: 3,
+        mutable_replicas: 2,
         purpose: "three replicas on three equal nodes",
     }
 }
@@ -50,6 +54,7 @@ pub fn two_of_four_with_small_node() -> Topology {
         name: "2-of-4-small",
         disk_mib: vec![4096, 4096, 4096, 48],
         replicas: 2,
+        mutable_replicas: 3,
         purpose: "two replicas out of four nodes, one node too small to hold a replica",
     }
 }

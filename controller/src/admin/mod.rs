@@ -9,6 +9,7 @@
 //! | `GET /v1/snapshots` | `[`[`SnapshotView`]`]` |
 //! | `GET /v1/rebuilds` | `[`[`RebuildView`]`]`: raid processes SPDK runs on publishing nodes |
 //! | `POST /v1/volumes/<id>/revert` with [`RevertRequest`] | [`VolumeView`] after reverting the unpublished volume to its snapshot |
+//! | `POST /v1/volumes/<id>/replicas` with [`SetReplicasRequest`] | [`ReplicaChangeView`] after changing the replica count (as ControllerModifyVolume does) |
 //!
 //! `POST` needs `Authorization: Bearer <token>` ([`AdminToken`], see
 //! [`Listener::with_token`]); on TCP every request does, and serving TCP
@@ -45,8 +46,8 @@ use tokio::net::{TcpListener, UnixListener};
 
 pub use auth::AdminToken;
 pub use model::{
-    ConditionView, ErrorBody, NodeView, PublicationView, RebuildView, ReplicaSnapshotView,
-    ReplicaView, RevertRequest, SnapshotView, VolumeView,
+    ConditionView, ErrorBody, NodeView, PublicationView, RebuildView, ReplicaChangeView,
+    ReplicaSnapshotView, ReplicaView, RevertRequest, SetReplicasRequest, SnapshotView, VolumeView,
 };
 pub use routes::{handle, http_status};
 pub use views::{nodes, rebuilds, snapshots, volume, volumes};

@@ -211,6 +211,35 @@ pub struct RevertRequest {
     pub snapshot_id: String,
 }
 
+/// Body of `POST /v1/volumes/<id>/replicas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetReplicasRequest {
+    /// The replica count wanted (`numberOfReplicas`, 1 to 16).
+    pub count: u32,
+}
+
+/// Answer of `POST /v1/volumes/<id>/replicas`: what changed, and the
+/// volume as it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaChangeView {
+    /// The count before.
+    pub from: u32,
+    /// The count now.
+    pub to: u32,
+    /// Nodes that got a new replica.
+    pub added: Vec<String>,
+    /// Nodes whose replica was removed.
+    pub removed: Vec<String>,
+    /// Whether a new replica was a full raid copy (published volume).
+    pub full_copy: bool,
+    /// Bytes the new replicas' copies moved.
+    pub bytes_copied: u64,
+    /// False when the volume already had this count and as many replicas.
+    pub changed: bool,
+    /// The volume after the change.
+    pub volume: VolumeView,
+}
+
 /// Body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

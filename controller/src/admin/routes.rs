@@ -8,7 +8,7 @@ use hyper::body::Body;
 use serde::Serialize;
 use tonic::Code;
 
-use super::model::{ErrorBody, RevertRequest};
+use super::model::{ErrorBody, ReplicaChangeView, RevertRequest, SetReplicasRequest};
 use super::views;
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
@@ -52,10 +52,17 @@ where
         (&Method::POST, ["v1", "volumes", id, "revert"]) => {
             revert(ctx, id, body).await.map(|v| json(&v))
         }
+        (&Method::POST, ["v1", "volumes", id, "replicas"]) => {
+            set_replicas(ctx, id, body).await.map(|v| json(&v))
+        }
         (_, ["v1", "nodes" | "volumes" | "snapshots" | "rebuilds"])
         | (_, ["v1", "volumes", _]) => Ok(error(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} is not allowed on {path}; only GET is (and POST on /v1/volumes/<id>/revert)"),
+            format!("{method} is not allowed on {path}; only GET is (and POST on /v1/volumes/<id>/revert and /v1/volumes/<id>/replicas)"),
+        )),
+        (_, ["v1", "volumes", _, "replicas"]) => Ok(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}; use POST with {{\"count\": <1 to 16>}}"),
         )),
         (_, ["v1", "volumes", _, "revert"]) => Ok(error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -97,6 +104,47 @@ where
         })?;
     ops::revert::revert_to_snapshot(ctx, id, &request.snapshot_id).await?;
     views::volume(ctx, id).await
+}
+
+/// Reads a JSON request body of at most [`MAX_BODY`] bytes; `shape` says
+/// what it must look like, for the error.
+async fn read_body<B, T>(body: B, shape: &str) -> Result<T>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+    T: serde::de::DeserializeOwned,
+{
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ControllerError::BadRequestBody {
+            reason: format!("reading it: {e}"),
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| ControllerError::BadRequestBody {
+        reason: format!("it must be {shape}: {e}"),
+    })
+}
+
+/// `POST /v1/volumes/<id>/replicas`: changes the replica count, as
+/// ControllerModifyVolume does, and answers what changed.
+async fn set_replicas<B>(ctx: &Context, id: &str, body: B) -> Result<ReplicaChangeView>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let request: SetReplicasRequest = read_body(body, "{\"count\": <1 to 16>}").await?;
+    let done = ops::replica_count::set_replica_count(ctx, id, request.count).await?;
+    Ok(ReplicaChangeView {
+        from: done.from,
+        to: done.to,
+        added: done.added,
+        removed: done.removed,
+        full_copy: done.full_copy,
+        bytes_copied: done.bytes_copied,
+        changed: done.changed,
+        volume: views::volume(ctx, id).await?,
+    })
 }
 
 fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {

@@ -3,13 +3,15 @@
 //! journal entry by [`crate::reconciler`].
 //!
 //! Snapshots, clones, expansion and revert: [`snapshot_create`],
-//! [`snapshot_delete`], [`clone`], [`expand`], [`revert`].
+//! [`snapshot_delete`], [`clone`], [`expand`], [`revert`]; changing the
+//! replica count: [`replica_count`].
 
 pub mod clone;
 pub mod create_volume;
 pub mod delete_volume;
 pub mod expand;
 pub mod publish;
+pub mod replica_count;
 pub mod revert;
 pub mod snapshot_create;
 pub mod snapshot_delete;

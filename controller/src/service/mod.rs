@@ -3,7 +3,8 @@
 //! `From<ControllerError> for Status`).
 //!
 //! - `volumes`: create (and clone), publish, validate, list, capacity,
-//!   get and expand, and the CSI shape of a volume.
+//!   get, expand and modify (the replica count), and the CSI shape of a
+//!   volume.
 //! - `snapshots`: create, delete, list and get snapshots.
 
 use csi_proto::controller_server::Controller;
@@ -24,7 +25,6 @@ use csi_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::context::Context;
-use crate::error::ControllerError;
 use crate::ops;
 use crate::params;
 
@@ -80,11 +80,8 @@ pub const CAPABILITIES: &[Rpc] = &[
     Rpc::GetSnapshot,
     Rpc::CloneVolume,
     Rpc::ExpandVolume,
+    Rpc::ModifyVolume,
 ];
-
-fn not_yet(rpc: &'static str) -> Status {
-    Status::from(ControllerError::Unimplemented { rpc })
-}
 
 #[tonic::async_trait]
 impl Controller for ControllerService {
@@ -208,8 +205,8 @@ impl Controller for ControllerService {
 
     async fn controller_modify_volume(
         &self,
-        _request: Request<ControllerModifyVolumeRequest>,
+        request: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(not_yet("ControllerModifyVolume"))
+        Ok(Response::new(self.modify(request.into_inner()).await?))
     }
 }

@@ -1,5 +1,6 @@
 //! The volume RPCs of the Controller service (create and clone, publish,
-//! validate, list, capacity, get, expand) and the CSI shape of a volume.
+//! validate, list, capacity, get, expand, modify) and the CSI shape of a
+//! volume.
 
 use std::collections::HashMap;
 
@@ -8,10 +9,11 @@ use csi_proto::volume_content_source::Type as Source;
 use csi_proto::{
     controller_get_volume_response, list_volumes_response, validate_volume_capabilities_response,
     ControllerExpandVolumeRequest, ControllerExpandVolumeResponse, ControllerGetVolumeRequest,
-    ControllerGetVolumeResponse, ControllerPublishVolumeRequest, ControllerPublishVolumeResponse,
-    CreateVolumeRequest, CreateVolumeResponse, GetCapacityRequest, GetCapacityResponse,
-    ListVolumesRequest, ListVolumesResponse, ValidateVolumeCapabilitiesRequest,
-    ValidateVolumeCapabilitiesResponse, Volume, VolumeCondition, VolumeContentSource,
+    ControllerGetVolumeResponse, ControllerModifyVolumeRequest, ControllerModifyVolumeResponse,
+    ControllerPublishVolumeRequest, ControllerPublishVolumeResponse, CreateVolumeRequest,
+    CreateVolumeResponse, GetCapacityRequest, GetCapacityResponse, ListVolumesRequest,
+    ListVolumesResponse, ValidateVolumeCapabilitiesRequest, ValidateVolumeCapabilitiesResponse,
+    Volume, VolumeCondition, VolumeContentSource,
 };
 
 use super::ControllerService;
@@ -29,13 +31,16 @@ impl ControllerService {
         params::require("name", &req.name)?;
         params::check_capabilities(&req.volume_capabilities)?;
         let parsed = params::parse_volume_params(&req.parameters)?;
+        // A VolumeAttributesClass may set the count; it wins over the StorageClass.
+        let replicas =
+            params::parse_mutable_params(&req.mutable_parameters)?.unwrap_or(parsed.replicas);
         let range = req.capacity_range.unwrap_or_default();
         let size =
             capacity::round_to_clusters(range.required_bytes, range.limit_bytes, self.granule())?;
         let request = ops::create_volume::CreateRequest {
             name: req.name,
             size,
-            replicas: parsed.replicas,
+            replicas,
             parameters: parsed.stored,
             topology: params::topology(req.accessibility_requirements.as_ref()),
         };
@@ -92,7 +97,9 @@ impl ControllerService {
                 message: problems.join("; "),
             });
         }
-        if let Err(e) = params::parse_volume_params(&req.parameters) {
+        if let Err(e) = params::parse_volume_params(&req.parameters)
+            .and_then(|_| params::parse_mutable_params(&req.mutable_parameters))
+        {
             return Ok(ValidateVolumeCapabilitiesResponse {
                 confirmed: None,
                 message: e.to_string(),
@@ -278,6 +285,32 @@ impl ControllerService {
             capacity_bytes: i64::try_from(capacity).unwrap_or(i64::MAX),
             node_expansion_required: !block,
         })
+    }
+
+    /// ControllerModifyVolume: `numberOfReplicas` is the one mutable
+    /// parameter; the change is [`ops::replica_count::set_replica_count`].
+    pub(super) async fn modify(
+        &self,
+        req: ControllerModifyVolumeRequest,
+    ) -> Result<ControllerModifyVolumeResponse> {
+        params::require("volume_id", &req.volume_id)?;
+        if req.mutable_parameters.is_empty() {
+            return Err(ControllerError::MissingField {
+                field: "mutable_parameters".into(),
+            });
+        }
+        let count = params::parse_mutable_params(&req.mutable_parameters)?;
+        match count {
+            Some(count) => {
+                let done =
+                    ops::replica_count::set_replica_count(&self.ctx, &req.volume_id, count).await?;
+                tracing::info!(volume = %req.volume_id, from = done.from, to = done.to, added = ?done.added, removed = ?done.removed, "ControllerModifyVolume done");
+            }
+            None => {
+                self.ctx.existing_volume(&req.volume_id).await?;
+            }
+        }
+        Ok(ControllerModifyVolumeResponse {})
     }
 
     /// CreateVolume with a content source (snapshot or volume).

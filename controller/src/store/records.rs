@@ -219,6 +219,8 @@ pub enum OperationKind {
     RebuildReplica,
     /// Reverting a volume to one of its snapshots.
     RevertVolume,
+    /// Changing a volume's replica count (ControllerModifyVolume, `shorthorn ctl`).
+    ChangeReplicas,
 }
 
 /// Journal entry for an operation in flight, written before acting so that a

@@ -304,6 +304,37 @@ impl Store {
         self.kv.txn(ops).await
     }
 
+    /// A membership change that removes replicas: writes the volume, deletes
+    /// the `dropped` replica records and rewrites `publication` (its members
+    /// shrunk) when given, each expected at the revision it was read at, in
+    /// one transaction.
+    pub async fn drop_replicas(
+        &self,
+        volume: &Versioned<VolumeRecord>,
+        dropped: &[Versioned<ReplicaRecord>],
+        publication: Option<&Versioned<PublicationRecord>>,
+    ) -> Result<Revision> {
+        let mut ops = vec![put_op(
+            keys::volume(&volume.record.id),
+            &volume.record,
+            Expect::Revision(volume.revision),
+        )?];
+        for d in dropped {
+            ops.push(TxnOp::Delete {
+                key: keys::replica(&d.record.volume_id, &d.record.node),
+                expect: Expect::Revision(d.revision),
+            });
+        }
+        if let Some(p) = publication {
+            ops.push(put_op(
+                keys::publication(&p.record.volume_id, &p.record.node),
+                &p.record,
+                Expect::Revision(p.revision),
+            )?);
+        }
+        self.kv.txn(ops).await
+    }
+
     /// Deletes a volume with its name index, replicas and publications, and
     /// writes its tombstone, in one transaction. Returns `false` if the
     /// volume did not exist. Conflicts if any of those keys changed meanwhile.

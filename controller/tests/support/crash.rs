@@ -21,7 +21,7 @@ const CHILD_ENV: &str = "SHORTHORN_CRASH_CHILD";
 /// is a crash child. Child operations (arguments after the op):
 /// `create NAME`, `publish VOLUME NODE`, `snapshot VOLUME NAME`,
 /// `clone NAME SNAPSHOT`, `clone-volume NAME VOLUME`, `expand VOLUME BYTES`, `revert VOLUME SNAPSHOT`, `rebuild VOLUME` (every
-/// rebuild due).
+/// rebuild due), `set-replicas VOLUME COUNT`.
 /// Volumes are 16 MiB with 3 replicas.
 pub async fn child_main() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -66,6 +66,12 @@ pub async fn child_main() {
         "revert" => ops::revert::revert_to_snapshot(&ctx, parts[2], parts[3])
             .await
             .map_err(|e| tonic::Status::internal(e.to_string())),
+        "set-replicas" => {
+            ops::replica_count::set_replica_count(&ctx, parts[2], parts[3].parse().expect("count"))
+                .await
+                .map(|_| ())
+                .map_err(|e| tonic::Status::internal(e.to_string()))
+        }
         other => panic!("unknown child op {other}"),
     };
     eprintln!("child finished without crashing: {outcome:?}");

@@ -165,7 +165,11 @@ impl AgentPolicy {
                 self.lvstore(string(p, "lvs_name")?)
             }
             "bdev_lvol_snapshot" => {
-                prefixed(p, "snapshot_name", SNAPSHOT_PREFIX)?;
+                // A replica snapshot (`shs-`), or the snapshot a rebuild
+                // takes of its source's live lvol (`shv-<volume>-rbs`).
+                if !is_rebuild_snapshot(string(p, "snapshot_name")?) {
+                    prefixed(p, "snapshot_name", SNAPSHOT_PREFIX)?;
+                }
                 self.lvol(string(p, "lvol_name")?, lookup).await
             }
             "bdev_lvol_clone" => {
@@ -391,6 +395,14 @@ fn prefixed(p: &Map<String, Value>, key: &str, prefix: &str) -> Check {
     }
 }
 
+/// Whether `name` is a rebuild's snapshot of a replica (the controller's
+/// `naming::rebuild_snapshot_lvol`: `shv-<volume>-rbs`).
+fn is_rebuild_snapshot(name: &str) -> bool {
+    name.strip_prefix(names::LVOL_PREFIX)
+        .and_then(|rest| rest.strip_suffix("-rbs"))
+        .is_some_and(|volume| !volume.is_empty() && !volume.contains('/'))
+}
+
 fn lvol_name(p: &Map<String, Value>, key: &str) -> Check {
     let value = string(p, key)?;
     if names::is_project_lvol_name(value) {
@@ -422,5 +434,25 @@ fn tcp(p: &Map<String, Value>, key: &str) -> Check {
         Ok(())
     } else {
         Err(format!("{key} {value:?}: only TCP is used").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_rebuild_snapshot_name_passes_besides_shs() {
+        assert!(is_rebuild_snapshot("shv-0b9e-rbs"));
+        for bad in [
+            "shv--rbs",
+            "shv-0b9e",
+            "shv-a/b-rbs",
+            "shs-x-rbs",
+            "db-rbs",
+            "shv-x-rb",
+        ] {
+            assert!(!is_rebuild_snapshot(bad), "{bad:?}");
+        }
     }
 }

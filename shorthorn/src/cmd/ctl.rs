@@ -47,6 +47,15 @@ pub enum CtlCommand {
     Snapshots,
     /// Raid rebuilds SPDK is running on publishing nodes.
     Rebuilds,
+    /// Change a volume's replica count (numberOfReplicas), up or down, as
+    /// CSI ControllerModifyVolume does: new replicas are rebuilt onto new
+    /// nodes, dropped ones leave the raid and their lvols are deleted.
+    SetReplicas {
+        /// Volume id.
+        id: String,
+        /// Replicas wanted, 1 to 16.
+        count: u32,
+    },
     /// A guided tour over CSI: create, mount, write, snapshot, clone, verify, clean up.
     Demo(DemoArgs),
 }
@@ -80,6 +89,14 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Volume { id } => Query::Volume(id),
         CtlCommand::Snapshots => Query::Snapshots,
         CtlCommand::Rebuilds => Query::Rebuilds,
+        CtlCommand::SetReplicas { id, count } => {
+            let client =
+                AdminClient::new(&args.endpoint)?.with_token_file(args.token_file.as_deref())?;
+            let text =
+                commands::set_replicas(&client, &id, count, args.json, stdout_colour()).await?;
+            print!("{text}");
+            return Ok(());
+        }
         CtlCommand::Demo(demo) => {
             if args.json {
                 anyhow::bail!("`ctl demo` has no JSON output; run it without --json");

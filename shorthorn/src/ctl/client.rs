@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
-use http::{header, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use shorthorn_controller::admin::ErrorBody;
 use shorthorn_controller::server::Endpoint;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -61,18 +62,35 @@ impl AdminClient {
     /// `GET path`: the raw JSON body of a successful answer, or the API's
     /// error message.
     pub async fn get(&self, path: &str) -> anyhow::Result<Bytes> {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON `body`: the raw JSON body of a successful
+    /// answer, or the API's error message.
+    pub async fn post<T: Serialize>(&self, path: &str, body: &T) -> anyhow::Result<Bytes> {
+        let body = serde_json::to_vec(body).context("encoding the request")?;
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Bytes> {
+        let token = self.token.as_deref();
         let (status, body) = match &self.endpoint {
             Endpoint::Unix(socket) => {
                 let stream = tokio::net::UnixStream::connect(socket)
                     .await
                     .map_err(|e| self.unreachable(e))?;
-                request(stream, path, self.token.as_deref()).await?
+                request(stream, method, path, body, token).await?
             }
             Endpoint::Tcp(addr) => {
                 let stream = tokio::net::TcpStream::connect(addr)
                     .await
                     .map_err(|e| self.unreachable(e))?;
-                request(stream, path, self.token.as_deref()).await?
+                request(stream, method, path, body, token).await?
             }
         };
         if status.is_success() {
@@ -113,7 +131,9 @@ impl AdminClient {
 
 async fn request<S>(
     stream: S,
+    method: Method,
     path: &str,
+    body: Option<Vec<u8>>,
     token: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Bytes)>
 where
@@ -123,25 +143,30 @@ where
         .await
         .context("HTTP handshake with the admin API")?;
     let conn = tokio::spawn(conn);
-    let mut req = Request::get(path);
+    let mut req = Request::builder().method(method.clone()).uri(path);
     if let Some(token) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let req = req
         .header(header::HOST, "shorthorn")
-        .header(header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
-        .context("building the request")?;
+        .header(header::ACCEPT, "application/json");
+    let req = match body {
+        Some(body) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body))),
+        None => req.body(Full::new(Bytes::new())),
+    }
+    .context("building the request")?;
     let response = sender
         .send_request(req)
         .await
-        .with_context(|| format!("GET {path}"))?;
+        .with_context(|| format!("{method} {path}"))?;
     let status = response.status();
     let body = response
         .into_body()
         .collect()
         .await
-        .with_context(|| format!("reading the answer to GET {path}"))?
+        .with_context(|| format!("reading the answer to {method} {path}"))?
         .to_bytes();
     drop(sender);
     let _ = conn.await;

@@ -1,9 +1,12 @@
 //! `ctl nodes|volumes|volume|snapshots|rebuilds`: fetch from the admin API,
-//! print a table (or the API's JSON as-is with `--json`).
+//! print a table (or the API's JSON as-is with `--json`); `ctl
+//! set-replicas`: change a volume's replica count through it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use shorthorn_controller::admin::{NodeView, RebuildView, SnapshotView, VolumeView};
+use shorthorn_controller::admin::{
+    NodeView, RebuildView, ReplicaChangeView, SetReplicasRequest, SnapshotView, VolumeView,
+};
 use shorthorn_controller::naming::TOPOLOGY_NODE_KEY;
 use shorthorn_controller::store::ReplicaHealth;
 
@@ -61,6 +64,61 @@ pub async fn show(
         Query::Snapshots => snapshots(&client.get_json::<Vec<_>>(&path).await?, now()),
         Query::Rebuilds => rebuilds(&client.get_json::<Vec<_>>(&path).await?),
     })
+}
+
+/// `ctl set-replicas <id> <count>`: asks the controller to change the
+/// replica count and returns what to print (the API's JSON when `json`).
+pub async fn set_replicas(
+    client: &AdminClient,
+    id: &str,
+    count: u32,
+    json: bool,
+    colour: bool,
+) -> anyhow::Result<String> {
+    let path = format!("/v1/volumes/{id}/replicas");
+    let body = client.post(&path, &SetReplicasRequest { count }).await?;
+    if json {
+        let mut text = String::from_utf8_lossy(&body).into_owned();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        return Ok(text);
+    }
+    let view: ReplicaChangeView = serde_json::from_slice(&body)?;
+    Ok(replica_change(&view, colour))
+}
+
+/// What `ctl set-replicas` prints: the change, then the volume.
+pub fn replica_change(v: &ReplicaChangeView, colour: bool) -> String {
+    let mut out = if !v.changed {
+        format!(
+            "Volume {} already has {} replicas: nothing changed.\n",
+            v.volume.id, v.to
+        )
+    } else {
+        let mut line = format!("numberOfReplicas {} -> {}", v.from, v.to);
+        if !v.added.is_empty() {
+            let how = if v.full_copy {
+                "full raid copy: the volume is published and the thin swap needs the node's dm layer"
+            } else {
+                "thin copy of the written clusters"
+            };
+            line.push_str(&format!(
+                "; added on {} ({}, {} MiB copied)",
+                v.added.join(", "),
+                how,
+                v.bytes_copied >> 20
+            ));
+        }
+        if !v.removed.is_empty() {
+            line.push_str(&format!("; removed from {}", v.removed.join(", ")));
+        }
+        line.push('\n');
+        line
+    };
+    out.push('\n');
+    out.push_str(&volume(&v.volume, colour));
+    out
 }
 
 fn now() -> u64 {
@@ -361,6 +419,28 @@ mod tests {
             epoch: 0,
             unclean: None,
         };
+        let change = ReplicaChangeView {
+            from: 2,
+            to: 3,
+            added: vec!["d".into()],
+            removed: vec![],
+            full_copy: true,
+            bytes_copied: 256 << 20,
+            changed: true,
+            volume: v.clone(),
+        };
+        let text = replica_change(&change, false);
+        assert!(
+            text.starts_with("numberOfReplicas 2 -> 3; added on d (full raid copy")
+                && text.contains("256 MiB copied")
+                && text.contains("replicas wanted"),
+            "{text}"
+        );
+        let same = ReplicaChangeView {
+            changed: false,
+            ..change
+        };
+        assert!(replica_change(&same, false).contains("nothing changed"));
         let table = volumes(std::slice::from_ref(&v), false);
         let row = table.lines().nth(1).expect("a row");
         assert!(row.contains("256 MiB") && row.contains("2/3") && row.contains("Failed"));
