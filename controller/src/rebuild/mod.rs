@@ -27,6 +27,7 @@
 
 pub mod copy;
 pub mod full;
+pub mod leftovers;
 pub mod plan;
 pub mod trigger;
 
