@@ -25,7 +25,7 @@ use support::*;
 
 const CHUNK: usize = 256 * 1024;
 const CLUSTER: usize = 4 * 1024 * 1024;
-const SPAN: usize = 32 * 1024 * 1024;
+const SPAN: usize = 16 * 1024 * 1024;
 /// Each shallow copy waits this long before each cluster.
 const PACE_MS: u64 = 300;
 
@@ -213,12 +213,12 @@ async fn degraded(h: &mut Harness, name: &str) -> (String, Vec<u8>, String, Vec<
     let snap_bytes = expect.clone();
     let dev = h.publish(&id, "node-0").await["ublk.device"].clone();
     let data = pattern(CHUNK, 7);
-    write_at(&dev, 4 * CLUSTER, data.clone()).await;
-    expect[4 * CLUSTER..4 * CLUSTER + CHUNK].copy_from_slice(&data);
+    write_at(&dev, 2 * CLUSTER, data.clone()).await;
+    expect[2 * CLUSTER..2 * CLUSTER + CHUNK].copy_from_slice(&data);
     h.cluster.kill_node(2);
     let data = pattern(CHUNK, 8);
-    write_at(&dev, 6 * CLUSTER, data.clone()).await;
-    expect[6 * CLUSTER..6 * CLUSTER + CHUNK].copy_from_slice(&data);
+    write_at(&dev, 3 * CLUSTER + CHUNK, data.clone()).await;
+    expect[3 * CLUSTER + CHUNK..3 * CLUSTER + 2 * CHUNK].copy_from_slice(&data);
     h.wait_replica_state(&id, "node-2", "stale").await;
     h.unpublish(&id, "node-0").await;
     for i in [3, 4] {
@@ -278,11 +278,15 @@ async fn a_target_dying_mid_copy_abandons_the_rebuild_which_is_retried_elsewhere
         let req = req.clone();
         tokio::spawn(async move { rebuild::rebuild(&ctx, &req).await })
     };
-    // The target dies once the first cluster of the snapshot layer landed
-    // and the second has not.
-    wait_lvols(&h, t, "the first copied cluster on the target", |l| {
-        l.iter().any(|(n, c)| *n == working && *c == 1)
-    })
+    // The target dies in the copy of the live layer: the snapshot layer is
+    // copied and snapshotted there, one of the two live clusters landed.
+    let copy = naming::snapshot_lvol(&snap);
+    wait_lvols(
+        &h,
+        t,
+        "the snapshot copy and a live cluster on the target",
+        |l| l.iter().any(|(n, _)| *n == copy) && l.iter().any(|(n, c)| *n == working && *c == 1),
+    )
     .await;
     h.cluster.kill_node(t);
     let err = tokio::time::timeout(Duration::from_secs(60), run)
@@ -350,7 +354,11 @@ async fn a_target_dying_mid_copy_abandons_the_rebuild_which_is_retried_elsewhere
     // The dead target returns: what it kept of the failed copy is swept.
     bring_back(&mut h, &ctx, t).await;
     let before = leftovers(&h, &ctx, &id, t).await;
-    assert!(!before.is_empty(), "the dead target kept its working lvol");
+    assert_eq!(
+        before.len(),
+        2,
+        "the dead target kept its working lvol and the snapshot copy: {before:?}"
+    );
     println!("left on the returning target: {before:?}");
     shorthorn_controller::reconciler::reconcile_once(&ctx)
         .await
@@ -470,4 +478,96 @@ async fn a_source_dying_mid_copy_abandons_the_rebuild_which_is_retried_from_anot
     assert!(read_dev(&dev).await == expect);
     assert_eq!(h.raid_member_nodes(&id, 0).await, names);
     h.unpublish(&id, "node-0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_filling_up_between_copy_rounds_stops_the_rebuild_cleanly() {
+    let mut h = Harness::start_standby(5, 2, StoreKind::Etcd, "", &["ublk"]).await;
+    let (id, expect, snap, snap_expect) = degraded(&mut h, "pvc-target-fills").await;
+    let ctx = ctx_of(&h).await;
+    pace(&h, &[0, 1], PACE_MS).await;
+    let due = trigger::due(&ctx).await.expect("due");
+    assert_eq!(due.len(), 1, "{due:?}");
+    let req = due[0].clone();
+    let t = h.node_index(&req.target);
+    let working = naming::rebuild_lvol(&id);
+    let run = {
+        let ctx = ctx.clone();
+        let req = req.clone();
+        tokio::spawn(async move { rebuild::rebuild(&ctx, &req).await })
+    };
+    // While the snapshot layer is copied (one of its two clusters landed),
+    // something else takes all the target's free space but one cluster,
+    // which the snapshot layer's second cluster then takes: the live layer
+    // (two clusters) no longer fits.
+    wait_lvols(&h, t, "the first copied cluster on the target", |l| {
+        l.iter().any(|(n, c)| *n == working && *c == 1)
+    })
+    .await;
+    let c = h.spdk(t);
+    let lvs = c
+        .bdev_lvol_get_lvstores(&Default::default())
+        .await
+        .expect("lvstores")
+        .into_iter()
+        .next()
+        .expect("lvstore");
+    let fill = (lvs.free_clusters - 1) * lvs.cluster_size / (1024 * 1024);
+    c.bdev_lvol_create(&spdk_client::BdevLvolCreateParams {
+        lvol_name: "filler".into(),
+        size_in_mib: fill,
+        thin_provision: Some(false),
+        lvs_name: Some(LVS.into()),
+        ..Default::default()
+    })
+    .await
+    .expect("filler");
+    let err = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the rebuild stops")
+        .expect("join")
+        .expect_err("no room for the live layer");
+    println!("stopped between rounds: {err}");
+    assert!(
+        err.to_string().contains("free clusters") && err.to_string().contains("rolled back"),
+        "the re-check between rounds refused it, before a copy hit a full lvstore: {err}"
+    );
+    assert!(ctx
+        .store
+        .list_pending_operations()
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        records(&ctx, &id).await,
+        rec(&[
+            ("node-0", "healthy"),
+            ("node-1", "healthy"),
+            ("node-2", "stale")
+        ])
+    );
+    assert!(
+        !lvols(&h, t)
+            .await
+            .iter()
+            .any(|(n, _)| n.contains(&id) || *n == naming::snapshot_lvol(&snap)),
+        "nothing of the rebuild is left on the target: {:?}",
+        lvols(&h, t).await
+    );
+    for i in [0, 1, t] {
+        assert!(leftovers(&h, &ctx, &id, i).await.is_empty(), "node-{i}");
+    }
+
+    // With room again, the next pass rebuilds it.
+    c.bdev_lvol_delete(&BdevLvolDeleteParams {
+        name: format!("{LVS}/filler"),
+    })
+    .await
+    .expect("delete filler");
+    ctx.nodes.refresh_all().await;
+    let ran = trigger::run_due(&ctx).await.expect("retry");
+    assert_eq!(ran.len(), 1);
+    let n = h.node_index(&ran[0].0.target);
+    ran[0].1.as_ref().expect("the retried rebuild");
+    assert_replicas(&h, &id, &[0, 1, n], &expect, &snap, &snap_expect).await;
 }
