@@ -8,10 +8,13 @@
 //! clusters than its source; and the volume with a 3-snapshot chain has the
 //! same chain on the new node, every snapshot of which reads the same bytes
 //! through a clone on every replica's node. The model is `rebuild.rs`.
-//! Skips with a message when the variable is unset.
+//! And a rebuild whose target is killed mid-copy (the copy slowed with
+//! bdev QoS so that it lasts) is abandoned cleanly and retried onto a fifth
+//! node; what the target kept is swept when it returns (the model is
+//! `rebuild_faults.rs`). Skips with a message when the variable is unset.
 //!
-//! The cluster has four nodes, the fourth a standby started only after the
-//! victim is retired, so it stays within the three-node real SPDK budget.
+//! Nodes beyond the first three are standbys, started only after a node is
+//! retired, so that each test stays within the three-node real SPDK budget.
 
 mod support;
 
@@ -351,6 +354,172 @@ async fn a_killed_replica_node_is_rebuilt_thin_onto_a_fourth_node_with_its_chain
         .is_empty());
     println!(
         "MEASURE real spdk_tgt: thin rebuild onto a fourth node took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Bytes per second the working lvol on the target may take while the test
+/// wants a copy that lasts (`bdev_set_qos_limit`): 1 MB/s, so a 4 MiB
+/// cluster takes about 4 s.
+const SLOW_COPY_MBPS: u64 = 1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_killed_mid_copy_abandons_the_rebuild_which_is_retried_elsewhere_on_real_spdk() {
+    if skip("a rebuild target killed mid-copy") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    // node-3 and node-4 join later, each in a slot a retired node gave back.
+    let mut h = Harness::start_standby(5, 2, StoreKind::Etcd, "", &["nvme-tcp"]).await;
+    let id = create(&mut h, "pvc-real-rebuild-fault").await;
+    let mut expect = vec![0u8; SIZE];
+    let ctx = h.publish(&id, "node-0").await;
+    write(&h, &ctx, &mut expect, 0, pattern(CHUNK, 31)).await;
+    write(&h, &ctx, &mut expect, 2 * STRIDE, pattern(CHUNK, 32)).await;
+    h.unpublish(&id, "node-0").await;
+    signal(h.cluster.node(2).pid().expect("node-2 pid"), "KILL");
+    h.cluster.retire_node(2);
+    h.cluster.launch_standby(3).expect("start node-3");
+    let ctx = h.publish(&id, "node-0").await;
+    write(&h, &ctx, &mut expect, STRIDE, pattern(CHUNK, 33)).await;
+    h.unpublish(&id, "node-0").await;
+    h.wait_replica_state(&id, "node-2", "stale").await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    let rctx = rebuild_ctx(&h).await;
+    let due = trigger::due(&rctx).await.expect("due");
+    assert_eq!(due.len(), 1, "{due:?}");
+    let req = due[0].clone();
+    assert_eq!(
+        (req.source.as_str(), req.target.as_str()),
+        ("node-0", "node-3")
+    );
+    let run = {
+        let rctx = rctx.clone();
+        let req = req.clone();
+        tokio::spawn(async move { shorthorn_controller::rebuild::rebuild(&rctx, &req).await })
+    };
+    // Slow the copy down on the target as soon as its working lvol exists,
+    // then kill the target once the first cluster landed.
+    let working = naming::rebuild_lvol(&id);
+    let t3 = h.spdk(3);
+    let (uuid, _) =
+        support::safety::wait_for("the working lvol", Duration::from_secs(30), || async {
+            t3.bdev_get(&format!("{LVS}/{working}"))
+                .await
+                .ok()
+                .flatten()
+                .map(|b| b.name)
+        })
+        .await;
+    t3.call_raw(
+        "bdev_set_qos_limit",
+        Some(serde_json::json!({ "name": uuid, "rw_mbytes_per_sec": SLOW_COPY_MBPS })),
+    )
+    .await
+    .expect("bdev_set_qos_limit");
+    support::safety::wait_for(
+        "a copied cluster on node-3",
+        Duration::from_secs(60),
+        || async {
+            let l = t3
+                .bdev_lvol_get_lvols(&BdevLvolGetLvolsParams::default())
+                .await
+                .ok()?;
+            l.into_iter()
+                .any(|l| l.name == working && l.num_allocated_clusters >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+    signal(h.cluster.node(3).pid().expect("node-3 pid"), "KILL");
+    let killed = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the rebuild gives up")
+        .expect("join")
+        .expect_err("the target died mid-copy");
+    println!(
+        "MEASURE real spdk_tgt: target killed mid-copy -> rebuild abandoned after {:?}: {err}",
+        killed.elapsed()
+    );
+    h.cluster.retire_node(3);
+
+    // Abandoned cleanly: no journal, the records as they were, nothing of
+    // the rebuild left on the source.
+    assert!(rctx
+        .store
+        .list_pending_operations()
+        .await
+        .expect("ops")
+        .is_empty());
+    let mut records: Vec<(String, String)> = rctx
+        .store
+        .list_replicas(&id)
+        .await
+        .expect("replicas")
+        .into_iter()
+        .map(|r| (r.record.node, r.record.health.as_str().to_string()))
+        .collect();
+    records.sort();
+    assert_eq!(
+        records,
+        [
+            ("node-0", "healthy"),
+            ("node-1", "healthy"),
+            ("node-2", "stale")
+        ]
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .to_vec()
+    );
+    for i in [0, 1] {
+        assert!(
+            rebuild_leftovers(&h, i).await.is_empty(),
+            "node-{i}: {:?}",
+            rebuild_leftovers(&h, i).await
+        );
+    }
+
+    // Retried onto node-4, which joins in node-3's slot.
+    h.cluster.launch_standby(4).expect("start node-4");
+    rctx.nodes.refresh_all().await;
+    let ran = trigger::run_due(&rctx).await.expect("retry");
+    assert_eq!(ran.len(), 1);
+    assert_eq!(ran[0].0.target, "node-4");
+    let outcome = ran[0].1.as_ref().expect("the retried rebuild");
+    println!(
+        "MEASURE real spdk_tgt: retried onto node-4: {} bytes copied in {:?}",
+        outcome.bytes_copied, outcome.elapsed
+    );
+    for i in [0, 1, 4] {
+        assert!(
+            h.replica_bytes(i, &id, SIZE).await == expect,
+            "replica on node-{i} does not hold the last writes"
+        );
+    }
+
+    // node-3 returns (in node-1's slot): the working lvol it kept is swept.
+    h.cluster.retire_node(1);
+    h.cluster.launch_standby(3).expect("restart node-3");
+    let (_, _) = support::safety::wait_for("node-3's lvstore", Duration::from_secs(30), || async {
+        rctx.nodes.refresh_all().await;
+        h.lvstore_loaded(3).await.then_some(())
+    })
+    .await;
+    assert!(
+        !rebuild_leftovers(&h, 3).await.is_empty(),
+        "the killed target kept its working lvol"
+    );
+    shorthorn_controller::reconciler::reconcile_once(&rctx)
+        .await
+        .expect("reconcile");
+    assert!(
+        rebuild_leftovers(&h, 3).await.is_empty(),
+        "swept: {:?}",
+        rebuild_leftovers(&h, 3).await
+    );
+    println!(
+        "MEASURE real spdk_tgt: target killed mid-copy took {:?}",
         started.elapsed()
     );
 }
