@@ -12,8 +12,8 @@
 //!
 //! Guards: nothing is touched on a node that a journaled rebuild names (as
 //! source, target or engine), nor for a volume with any journaled
-//! operation, nor for a volume or snapshot the store does not know (the
-//! orphan sweep and the snapshot reclaim own those). Each deletion is
+//! operation, nor for a volume (neither recorded nor tombstoned) or a
+//! snapshot the store does not know. Each deletion is
 //! decided again under the volume's lock with the journal re-read.
 
 use std::collections::BTreeSet;
@@ -84,7 +84,9 @@ async fn classify(ctx: &Context, node: &NodeHandle, name: &str) -> Result<Option
             (naming::REBUILD_SUFFIX, Kind::Working),
         ] {
             if let Some(v) = rest.strip_suffix(suffix) {
-                if naming::is_volume_id(v) && ctx.store.get_volume(v).await?.is_some() {
+                let known = ctx.store.get_volume(v).await?.is_some()
+                    || ctx.store.get_tombstone(v).await?.is_some();
+                if naming::is_volume_id(v) && known {
                     return Ok(Some((kind, v.to_string())));
                 }
                 return Ok(None);
