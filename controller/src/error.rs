@@ -368,7 +368,7 @@ pub enum ControllerError {
         reserve: u64,
     },
     /// A rebuild target's lvstore cannot hold the data to copy plus a reserve.
-    #[error("lvstore {lvstore} on node {node} has {free} free clusters; rebuilding volume {volume} there needs {needed} ({data} to copy plus a reserve of {reserve}); nothing was started: free space on that node or add a node")]
+    #[error("lvstore {lvstore} on node {node} has {free} free clusters; rebuilding volume {volume} there needs {needed} ({data} still to copy plus a reserve of {reserve}); the rebuild did not start, or stopped and was rolled back, so nothing of it is left: free space on that node or add a node")]
     RebuildSpace {
         /// The lvstore.
         lvstore: String,

@@ -71,6 +71,9 @@ pub async fn reconcile_once(ctx: &Context) -> Result<()> {
         tracing::warn!(error = %e, "reclaiming deleted snapshots failed");
     }
     sweep_orphans(ctx).await?;
+    if let Err(e) = crate::rebuild::leftovers::sweep(ctx).await {
+        tracing::warn!(error = %e, "removing failed rebuilds' leftovers failed");
+    }
     refresh_health(ctx).await?;
     match crate::rebuild::trigger::spawn_due(ctx).await {
         Ok(0) => {}

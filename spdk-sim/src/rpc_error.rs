@@ -62,7 +62,25 @@ impl RpcError {
     }
 }
 
-/// glibc's strerror text for the errnos SPDK reports.
+/// glibc's strerror text for the errnos SPDK reports (SPDK's
+/// `spdk_strerror` is `strerror_r`). The C library's own text, not nix's
+/// table, which differs for some: EIO is "Input/output error" on real
+/// spdk_tgt (a failed shallow copy onto a dead target), "I/O error" in nix.
 pub fn strerror(errno: i32) -> String {
-    nix::errno::Errno::from_raw(errno).desc().to_string()
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod strerror_tests {
+    #[test]
+    fn errno_texts_are_the_c_librarys_as_real_spdk_reports_them() {
+        assert_eq!(super::strerror(5), "Input/output error");
+        assert_eq!(super::strerror(19), "No such device");
+        assert_eq!(super::strerror(28), "No space left on device");
+        assert_eq!(super::strerror(17), "File exists");
+    }
 }

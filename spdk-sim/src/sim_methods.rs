@@ -6,6 +6,9 @@
 //! - `sim_bdev_flush {name}`: flushes; returns true.
 //! - `sim_fail_bdev {name, errno?, enable?}`: while enabled, every I/O on the bdev fails
 //!   with `errno` (a negated errno, default -5); `enable: false` clears it.
+//! - `sim_set_copy_pace {cluster_delay_ms}`: every shallow copy waits this
+//!   long before each cluster it copies (real copies take time; tests that
+//!   act mid-copy need one that lasts); 0 clears it. Returns true.
 //!
 //! Offsets and lengths are bytes and must be multiples of the block size.
 //! I/O errors answer with the negated errno as code and its strerror text.
@@ -33,6 +36,7 @@ pub async fn handle(
         "sim_bdev_read" => read(sim, params).await,
         "sim_bdev_flush" => flush(sim, params).await,
         "sim_fail_bdev" => fail(sim, params),
+        "sim_set_copy_pace" => copy_pace(sim, params),
         _ => return None,
     })
 }
@@ -117,5 +121,19 @@ fn fail(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
     let e = reg.lookup(&p.name).ok_or_else(RpcError::no_such_device)?;
     let v = if p.enable.unwrap_or(true) { errno } else { 0 };
     e.fault.store(v, Ordering::SeqCst);
+    Ok(json!(true))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CopyPace {
+    cluster_delay_ms: u64,
+}
+
+fn copy_pace(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
+    let p: CopyPace = params::required(params)?;
+    sim.lvol
+        .copy_cluster_delay_ms
+        .store(p.cluster_delay_ms, Ordering::SeqCst);
     Ok(json!(true))
 }

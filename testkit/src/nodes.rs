@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::hugepages;
 use crate::launch::{self, NodeProcess, NodeSpec, Program, Role};
 use crate::ports::{self, ReservedPort};
 use crate::slots::{self, NodeSlots};
@@ -220,8 +221,26 @@ impl TestCluster {
 
     /// Starts one node per role on `flavor`.
     pub fn start_with(flavor: Flavor, roles: &[Role]) -> Result<Self, NodesError> {
+        Self::start_standby_with(flavor, roles, 0)
+    }
+
+    /// Like [`TestCluster::start`], but the last `standby` of the `n` nodes
+    /// are only prepared (files, port, config entry), not started: a node
+    /// that joins later ([`TestCluster::launch_standby`]). Real nodes take
+    /// a slot of the budget only while they run, so a test can lose a node
+    /// ([`TestCluster::retire_node`]) and bring up a fresh one within it.
+    pub fn start_standby(n: usize, standby: usize) -> Result<Self, NodesError> {
+        Self::start_standby_with(Flavor::from_env()?, &launch::first_node_engine(n), standby)
+    }
+
+    fn start_standby_with(
+        flavor: Flavor,
+        roles: &[Role],
+        standby: usize,
+    ) -> Result<Self, NodesError> {
+        let running = roles.len().saturating_sub(standby);
         let slots = match &flavor {
-            Flavor::Real(_) => Some(slots::acquire(roles.len())?),
+            Flavor::Real(_) => Some(slots::acquire(running)?),
             Flavor::Sim(_) => None,
         };
         let dir = tempfile::Builder::new()
@@ -278,7 +297,9 @@ impl TestCluster {
                 command: String::new(),
                 name,
             };
-            node.launch()?;
+            if index < running {
+                node.launch()?;
+            }
             cluster.nodes.push(node);
         }
         Ok(cluster)
@@ -330,6 +351,32 @@ impl TestCluster {
 
     /// Kills node `i` if running and starts it again on the same socket and files.
     pub fn restart_node(&mut self, i: usize) -> Result<(), NodesError> {
+        self.nodes[i].launch()
+    }
+
+    /// Kills node `i` with SIGKILL for good: its slot of the real-node
+    /// budget goes back (its hugepage maps are removed), so a standby node
+    /// can take it. Restart it only through [`TestCluster::launch_standby`].
+    pub fn retire_node(&mut self, i: usize) {
+        self.nodes[i].kill();
+        if let Flavor::Real(_) = self.flavor {
+            hugepages::remove_stale_maps(self.nodes[i].spec.shm_id);
+            if let Some(slots) = &mut self._slots {
+                slots.release_one();
+            }
+        }
+    }
+
+    /// Starts standby (or retired) node `i`, taking one more slot of the
+    /// real-node budget first (waiting for it like a cluster start does).
+    pub fn launch_standby(&mut self, i: usize) -> Result<(), NodesError> {
+        if let Flavor::Real(_) = self.flavor {
+            let more = slots::acquire(1)?;
+            match &mut self._slots {
+                Some(slots) => slots.absorb(more),
+                None => self._slots = Some(more),
+            }
+        }
         self.nodes[i].launch()
     }
 }

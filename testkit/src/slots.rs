@@ -39,6 +39,16 @@ impl NodeSlots {
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
+
+    /// Gives one slot back (a node of the cluster is gone for good).
+    pub fn release_one(&mut self) {
+        self.held.pop();
+    }
+
+    /// Holds `other`'s slots too.
+    pub fn absorb(&mut self, mut other: NodeSlots) {
+        self.held.append(&mut other.held);
+    }
 }
 
 /// The budget from [`MAX_NODES_ENV`].

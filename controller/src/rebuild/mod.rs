@@ -27,6 +27,7 @@
 
 pub mod copy;
 pub mod full;
+pub mod leftovers;
 pub mod plan;
 pub mod trigger;
 
@@ -348,6 +349,9 @@ async fn copy_all(
     let poll = Duration::from_millis(ctx.rebuild.poll_interval_ms.max(10));
     for (i, layer) in chain.layers.iter().enumerate() {
         payload.progress.layer = i + 1;
+        if i > 0 {
+            recheck_space(target, &volume_id, payload).await?;
+        }
         let src = format!("{}/{}", source.config.lvstore, layer.name);
         let clusters = copy_layer(source, &src, &dst, poll, payload, journal).await?;
         let snap = target
@@ -379,10 +383,30 @@ async fn copy_all(
     payload.rebuild_snapshot = Some(snap.clone());
     journal.step("live-snapshotted", payload).await?;
     payload.progress.layer = chain.layers.len() + 1;
+    if !chain.layers.is_empty() {
+        recheck_space(target, &volume_id, payload).await?;
+    }
     copy_layer(source, &snap, &dst, poll, payload, journal).await?;
     journal.step("live-copied", payload).await?;
     copy::disconnect(Some(source), Some(target), &volume_id, target.name()).await?;
     Ok(())
+}
+
+/// Between copy rounds: the target's lvstore must still have room for what
+/// is left to copy plus the reserve ([`plan::check_space`]). Other volumes
+/// on the node may have written meanwhile, and a thin lvstore that fills up
+/// mid-copy fails the copy (and on real SPDK drops raid legs silently), so
+/// the rebuild stops cleanly first.
+async fn recheck_space(
+    target: &NodeHandle,
+    volume_id: &str,
+    payload: &RebuildPayload,
+) -> Result<()> {
+    let left = payload
+        .progress
+        .total_bytes
+        .saturating_sub(payload.progress.copied_bytes);
+    plan::check_space(target, volume_id, left).await.map(|_| ())
 }
 
 /// Shallow-copies one layer, journaling progress (for `shorthorn ctl

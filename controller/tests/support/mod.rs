@@ -87,6 +87,18 @@ impl Harness {
         extra_toml: &str,
         frontends: &[&str],
     ) -> Harness {
+        Self::start_standby(n, 0, store, extra_toml, frontends).await
+    }
+
+    /// Like [`Harness::start_opts`], with the last `standby` of the `n`
+    /// nodes configured but not started (see `TestCluster::start_standby`).
+    pub async fn start_standby(
+        n: usize,
+        standby: usize,
+        store: StoreKind,
+        extra_toml: &str,
+        frontends: &[&str],
+    ) -> Harness {
         // RUST_LOG=shorthorn_controller=info shows the controller's log.
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
@@ -94,7 +106,7 @@ impl Harness {
                 .with_test_writer()
                 .try_init();
         }
-        let cluster = tokio::task::spawn_blocking(move || TestCluster::start(n))
+        let cluster = tokio::task::spawn_blocking(move || TestCluster::start_standby(n, standby))
             .await
             .expect("join")
             .expect("start storage nodes");

@@ -86,6 +86,10 @@ pub fn start(sim: &Arc<Sim>, src: &str, dst: &str) -> Result<u32, RpcError> {
     let sim2 = sim.clone();
     tokio::spawn(async move {
         for (n, [idx, phys]) in map.iter().enumerate() {
+            let delay = sim2.lvol.copy_cluster_delay_ms.load(Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             let r = async {
                 let data = {
                     let _gate = lvs.gate.read().await;

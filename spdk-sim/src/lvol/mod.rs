@@ -41,6 +41,9 @@ pub struct LvolState {
     pub copies: Mutex<HashMap<u32, copy::CopyStatus>>,
     /// The last shallow-copy operation id handed out.
     pub last_copy_id: AtomicU32,
+    /// Milliseconds each shallow copy waits before copying a cluster
+    /// (`sim_set_copy_pace`; 0: as fast as the sim goes).
+    pub copy_cluster_delay_ms: std::sync::atomic::AtomicU64,
     /// Examines in flight.
     pub examining: AtomicUsize,
     /// Woken when an examine finishes.
