@@ -2,12 +2,13 @@
 //! every tenth when snapshots are offered), walks ListVolumes and
 //! ListSnapshots page by page, reads the process's peak RSS and the store
 //! size, deletes everything and checks that no storage node keeps any of
-//! their lvols.
+//! their lvols. The controller's health monitor runs throughout, as it does
+//! in `local up` and in a cluster (ListVolumes answers from its records).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use shorthorn_controller::naming;
+use shorthorn_controller::{health, naming};
 use spdk_client::{BdevLvolGetLvolsParams, SpdkClient};
 
 use super::rpc::CallSnapshot;
@@ -23,6 +24,8 @@ const PAGE: i32 = 100;
 const SNAPSHOT_EVERY: usize = 10;
 /// Most full walks of each list (each walk costs O(volumes) controller work).
 const MAX_WALKS: usize = 3;
+/// The health monitor's interval here, as `health_interval_ms` defaults.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Figures of one paginated list.
 #[derive(Debug, Clone, Default)]
@@ -76,6 +79,27 @@ pub async fn run(
     walks: usize,
 ) -> anyhow::Result<ScaleFigures> {
     let walks = walks.clamp(1, MAX_WALKS);
+    let (stop_monitor, stopped) = tokio::sync::oneshot::channel::<()>();
+    let monitor = tokio::spawn(health::monitor::run(
+        stack.ctx.clone(),
+        HEALTH_INTERVAL,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let figures = measure(stack, csi, offers, volumes, walks).await;
+    let _ = stop_monitor.send(());
+    let _ = monitor.await;
+    figures
+}
+
+async fn measure(
+    stack: &Stack,
+    csi: &mut Csi,
+    offers: Offers,
+    volumes: usize,
+    walks: usize,
+) -> anyhow::Result<ScaleFigures> {
     let mut f = ScaleFigures::default();
     let mut ids = Vec::with_capacity(volumes);
     let started = Instant::now();
@@ -100,6 +124,11 @@ pub async fn run(
     }
     f.snapshots = snapshots.len();
 
+    // Walk as a cluster would: with the monitor's records current.
+    let deadline = Instant::now() + HEALTH_INTERVAL * 10;
+    while !stack.ctx.health.is_current() && Instant::now() < deadline {
+        tokio::time::sleep(HEALTH_INTERVAL / 10).await;
+    }
     for _ in 0..walks {
         walk(stack, &mut f.list_volumes, |token| {
             let mut c = csi.clone();
