@@ -26,17 +26,32 @@ pub struct Setup {
     pub cpus: usize,
 }
 
+/// The latency section on sim nodes, next to the real nodes' figures.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Sim nodes, controller-side operations (NVMe/TCP publish, ANA fence).
+    pub sim: LatencyFigures,
+    /// Whether the real run attached volumes through the kernel (then its
+    /// CreateSnapshot ran under a writer; the sim's never does).
+    pub real_kernel_attach: bool,
+}
+
 /// Everything measured.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// Set-up.
     pub setup: Setup,
+    /// Whether volumes were attached through this machine's kernel (else only
+    /// the controller-side operations ran).
+    pub kernel_attach: bool,
     /// Sections 1 to 3.
     pub latency: LatencyFigures,
     /// Section 4.
     pub scale: ScaleFigures,
     /// Section 5.
     pub throughput: Throughput,
+    /// Section 6, with real storage nodes.
+    pub comparison: Option<Comparison>,
 }
 
 const NOT_OFFERED: &str = "n/a (not offered)";
@@ -48,6 +63,9 @@ fn ms(s: &Samples) -> [String; 2] {
 fn op_row(op: &OpFigures) -> Vec<String> {
     if !op.offered {
         return vec![op.name.to_string(), "0".into(), NOT_OFFERED.into()];
+    }
+    if let Some(why) = op.skipped {
+        return vec![op.name.to_string(), "0".into(), why.into()];
     }
     let [p50, p99] = ms(&op.latency);
     let calls = &op.calls.per_run;
@@ -130,7 +148,7 @@ impl Report {
         ]);
         for op in &self.latency.ops {
             t.row(op_row(op));
-            if op.name.starts_with("NodeStageVolume") && op.offered {
+            if op.name.starts_with("NodeStageVolume") && op.measured() {
                 let st = &self.latency.stage;
                 for (name, samples) in [
                     ("  attach", &st.attach),
@@ -143,6 +161,15 @@ impl Report {
             }
         }
         out.push_str(&t.render());
+        if !self.kernel_attach {
+            let _ = writeln!(
+                out,
+                "  {}: this kernel has neither nvme-tcp nor ublk, so volumes are published over \
+                 NVMe/TCP and nothing attaches them; NodeStage, NodeUnstage and the snapshot's \
+                 writer run where a kernel initiator is (`vmtest/run.sh --real-spdk`)",
+                super::latency::NO_KERNEL_ATTACH
+            );
+        }
         let _ = writeln!(out, "  calls per run by method (mean):");
         for line in self.latency.ops.iter().filter_map(breakdown) {
             let _ = writeln!(out, "{line}");
@@ -156,13 +183,21 @@ impl Report {
             }
             Some(q) => {
                 let mut t = Table::new(&["figure", "runs", "p50 ms", "p99 ms"]);
-                let [p50, p99] = ms(&q.writer_gap);
-                t.row(vec![
-                    "writer's longest gap during CreateSnapshot".into(),
-                    q.writer_gap.len().to_string(),
-                    p50,
-                    p99,
-                ]);
+                if self.kernel_attach {
+                    let [p50, p99] = ms(&q.writer_gap);
+                    t.row(vec![
+                        "writer's longest gap during CreateSnapshot".into(),
+                        q.writer_gap.len().to_string(),
+                        p50,
+                        p99,
+                    ]);
+                } else {
+                    t.row(vec![
+                        "writer's longest gap during CreateSnapshot".into(),
+                        "0".into(),
+                        super::latency::NO_KERNEL_ATTACH.into(),
+                    ]);
+                }
                 let [p50, p99] = ms(&q.fence_hold);
                 let kinds = if q.fence_kinds.is_empty() {
                     "none".to_string()
@@ -268,6 +303,86 @@ impl Report {
                 out.push_str(&t.render());
             }
         }
+        if let Some(c) = &self.comparison {
+            let _ = writeln!(out);
+            out.push_str(&self.render_comparison(c));
+        }
+        out
+    }
+
+    /// Section 6: the same operations on sim nodes and on real ones.
+    fn render_comparison(&self, c: &Comparison) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "6. Sim against real spdk_tgt, same operations, 3 replicas, {} runs each (ms; SPDK calls per run)",
+            self.setup.runs
+        );
+        let _ = writeln!(
+            out,
+            "   sim: controller-side only, NVMe/TCP publish, ANA fence, no writer; real: {}",
+            if c.real_kernel_attach {
+                "kernel-attached, snapshots under an ext4 writer"
+            } else {
+                "the same controller-side operations"
+            }
+        );
+        let mut t = Table::new(&[
+            "operation",
+            "sim p50",
+            "sim p99",
+            "real p50",
+            "real p99",
+            "real/sim p50",
+            "sim calls",
+            "real calls",
+        ]);
+        for real in &self.latency.ops {
+            let Some(sim) = c.sim.ops.iter().find(|o| o.name == real.name) else {
+                continue;
+            };
+            if !sim.measured() || !real.measured() {
+                continue;
+            }
+            let [s50, s99] = ms(&sim.latency);
+            let [r50, r99] = ms(&real.latency);
+            let ratio = match (sim.latency.p50(), real.latency.p50()) {
+                (Some(s), Some(r)) if s > 0.0 => num(Some(r / s), 1),
+                _ => "-".into(),
+            };
+            t.row(vec![
+                real.name.to_string(),
+                s50,
+                s99,
+                r50,
+                r99,
+                ratio,
+                num(sim.calls.per_run.p50(), 0),
+                num(real.calls.per_run.p50(), 0),
+            ]);
+        }
+        if let (Some(sq), Some(rq)) = (&c.sim.quiesce, &self.latency.quiesce) {
+            let [s50, s99] = ms(&sq.fence_hold);
+            let [r50, r99] = ms(&rq.fence_hold);
+            let ratio = match (sq.fence_hold.p50(), rq.fence_hold.p50()) {
+                (Some(s), Some(r)) if s > 0.0 => num(Some(r / s), 1),
+                _ => "-".into(),
+            };
+            let kinds = |k: &[&str]| if k.is_empty() { "none".to_string() } else { k.join(", ") };
+            t.row(vec![
+                format!(
+                    "fence hold (sim {}, real {})",
+                    kinds(&sq.fence_kinds),
+                    kinds(&rq.fence_kinds)
+                ),
+                s50,
+                s99,
+                r50,
+                r99,
+                ratio,
+            ]);
+        }
+        out.push_str(&t.render());
         out
     }
 
@@ -330,6 +445,13 @@ impl Report {
                 "leftover_lvols": sc.leftover_lvols,
             },
             "throughput": throughput,
+            "kernel_attach": self.kernel_attach,
+            "sim_comparison": self.comparison.as_ref().map(|c| serde_json::json!({
+                "sim_operations": c.sim.ops.iter().map(OpFigures::to_json).collect::<Vec<_>>(),
+                "sim_fence_hold_ms": c.sim.quiesce.as_ref().map(|q| q.fence_hold.to_json()),
+                "sim_fence_kinds": c.sim.quiesce.as_ref().map(|q| q.fence_kinds.clone()),
+                "real_kernel_attach": c.real_kernel_attach,
+            })),
         })
     }
 }
