@@ -16,8 +16,10 @@
 # 3. `shorthorn bench` with small sizes: the real-SPDK table through the
 #    kernel initiator (printed; it asserts nothing about time).
 #
-# Each step prints `vmtest-real: <step> ok in <s>s` or fails the run with the
-# logs that explain it. Exit status: 0 when every step passed.
+# /shorthorn/steps names the steps to run (`stack`, `sanity`, `bench`; from
+# SHORTHORN_VM_REAL_STEPS on the host, default all three). Each prints
+# `vmtest-real: <step> ok in <s>s` or fails the run with the logs that
+# explain it. Exit status: 0 when every step passed.
 set -u
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 SH=/shorthorn/shorthorn
@@ -49,15 +51,22 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro spdk /spdk || die "mount the SPD
 mkdir -p /var/run /var/tmp /dev/shm /dev/hugepages
 mount -t tmpfs tmpfs /dev/shm || die "mount /dev/shm"
 mount -t tmpfs -o size=12g tmpfs /var/tmp || die "mount /var/tmp"
-# An engine takes -s 512, a replica -s 256, spdk_dd -s 64; DPDK maps a little more.
-echo "${SHORTHORN_VM_HUGEPAGES:-800}" >/proc/sys/vm/nr_hugepages
+# Three nodes (-s 512 and 2 x -s 256) peak at about 805 pages: DPDK maps more than -s.
+echo "${SHORTHORN_VM_HUGEPAGES:-1100}" >/proc/sys/vm/nr_hugepages
 mount -t hugetlbfs nodev /dev/hugepages || die "mount hugetlbfs"
 say "hugepages: $(grep HugePages_Total /proc/meminfo | tr -s ' ')"
 export SHORTHORN_SPDK_TGT=/spdk/spdk_tgt
 export RUST_BACKTRACE=1
+# Plain log lines, so the steps below can grep them.
+export NO_COLOR=1
 export RUST_LOG=${RUST_LOG:-info}
 
+steps=$(cat /shorthorn/steps 2>/dev/null || echo "stack sanity bench")
+wants() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
+say "steps: $steps"
+
 # --- 1. local up, the demo, the snapshot under a writer ---------------------
+if wants stack; then
 t0=$(now)
 mkdir -p "$STATE"
 "$SH" local up --state-dir "$STATE" --disk-mib 1024 >/var/tmp/local.log 2>&1 &
@@ -75,7 +84,8 @@ while [ ! -e "$STATE/ready" ]; do
   }
   sleep 0.1
 done
-say "local up ready in $(($(now) - t0))s: $(grep -o 'command="[^"]*"' /var/tmp/local.log | tr '\n' ' ')"
+say "local up ready in $(($(now) - t0))s"
+grep 'storage node started' /var/tmp/local.log | grep -o 'command=.* ready_ms=[0-9]*' | sed 's/^/vmtest-real:   /'
 step_failed() {
   tails /var/tmp/local.log "$STATE"/nodes/*/spdk.log
   "$SH" local down --state-dir "$STATE" >/dev/null 2>&1
@@ -89,22 +99,35 @@ say "demo ok in $(($(now) - t))s"
 t=$(now)
 SHORTHORN_VM_LOCAL_STATE=$STATE /shorthorn/vm_real_spdk --ignored --test-threads=1 --nocapture ||
   step_failed "snapshot under a writer through the kernel initiator (vm_real_spdk)"
-say "snapshot under a kernel NVMe/TCP writer ok in $(($(now) - t))s"
+# The controller fenced that snapshot (and the demo's) with ANA, not a node quiesce.
+fences=$(grep 'fence lifted' /var/tmp/local.log)
+echo "$fences" | grep -q 'fence="\?ana' || {
+  echo "$fences"
+  step_failed "no ANA fence was lifted during the snapshots (controller log: fence lifted)"
+}
+! echo "$fences" | grep -q 'fence="\?node-quiesce' || step_failed "a snapshot was fenced by node quiesce, not ANA"
+say "snapshot under a kernel NVMe/TCP writer ok in $(($(now) - t))s; fences: $(echo "$fences" | grep -o 'fence="\?[a-z-]*"\? held_ms=[0-9.]*' | tr '\n' ' ')"
 
 "$SH" local down --state-dir "$STATE" || step_failed "shorthorn local down"
 wait "$up" || die "shorthorn local up exited with an error after local down"
 say "local up, demo, snapshot, local down ok in $(($(now) - t0))s"
+fi
 
 # --- 2. csi-sanity, mount and block mode ------------------------------------
+if wants sanity; then
 t=$(now)
 /shorthorn/shorthorn-sanity --shorthorn "$SH" --tools /shorthorn/tools --out /var/tmp/sanity \
-  --topology 3-of-3 || {
+  --topology 3-of-3 >/var/tmp/sanity.out 2>&1 || {
+  cat /var/tmp/sanity.out
   tails /var/tmp/sanity/*.log /var/tmp/sanity/state-*/nodes/*/spdk.log
   die "csi-sanity"
 }
+grep -E '^(3-of-3/|sanity:)' /var/tmp/sanity.out | sed 's/^/vmtest-real:   /'
 say "csi-sanity (mount and block) ok in $(($(now) - t))s"
+fi
 
 # --- 3. the bench, small ----------------------------------------------------
+if wants bench; then
 t=$(now)
 RUST_LOG=warn "$SH" bench --runs "${SHORTHORN_VM_BENCH_RUNS:-5}" --scale-volumes 20 --skip-fio \
   --state-dir /var/tmp/bench >/var/tmp/bench.txt 2>/var/tmp/bench.log || {
@@ -113,4 +136,5 @@ RUST_LOG=warn "$SH" bench --runs "${SHORTHORN_VM_BENCH_RUNS:-5}" --scale-volumes
 }
 sed 's/^/vmtest-real: | /' /var/tmp/bench.txt
 say "bench ok in $(($(now) - t))s"
+fi
 exit 0

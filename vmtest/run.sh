@@ -25,8 +25,11 @@
 # copied: their directory (SHORTHORN_SPDK_TGT's, default
 # ../shared/spdk/bin beside the repository; absent: the mode skips) is
 # shared read-only into the guest over 9p; only the host libraries they
-# link are packed. It uses KVM when /dev/kvm is usable (TCG otherwise) and
-# more memory (SHORTHORN_VM_MEM_MIB, default 3072; hugepages inside).
+# link are packed. TCG unless SHORTHORN_VM_ACCEL=kvm, and more memory
+# (SHORTHORN_VM_MEM_MIB, default 4096; hugepages inside).
+# SHORTHORN_VM_REAL_STEPS picks the guest's steps: `stack` (local up, the
+# demo, the snapshot under a writer), `sanity` (csi-sanity, mount and
+# block), `bench` (a small `shorthorn bench`); default all three.
 #
 # The guest reports through isa-debug-exit: QEMU exits 1 when every test
 # passed, 3 when one failed; anything else (0: the guest died without a
@@ -390,14 +393,16 @@ if [[ $MODE == real-spdk ]]; then
   done
   install -D -m 0644 /usr/lib/ssl/openssl.cnf "$OVERLAY/usr/lib/ssl/openssl.cnf"
   install -m 0755 "$ROOT/vmtest/real-spdk-guest.sh" "$OVERLAY/shorthorn/real-spdk-guest.sh"
-  # KVM when this machine offers it: the stack polls, and TCG is slow.
-  if [[ -r /dev/kvm && -w /dev/kvm ]]; then
+  echo "${SHORTHORN_VM_REAL_STEPS:-stack sanity bench}" >"$OVERLAY/shorthorn/steps"
+  # TCG by default, like the kernel mode: KVM inside a VM is often unusable
+  # (here nested KVM fails on its MSRs and CPUID). SHORTHORN_VM_ACCEL=kvm
+  # opts in where it works. x86-64-v2 (the SPDK build's target) includes cx16.
+  if [[ ${SHORTHORN_VM_ACCEL:-tcg} == kvm ]]; then
     ACCEL=(-accel kvm -cpu host)
   else
-    # x86-64-v2 (the SPDK build's target) includes cx16.
     ACCEL=(-accel tcg -cpu max)
   fi
-  EXTRA=(-m "${SHORTHORN_VM_MEM_MIB:-3072}"
+  EXTRA=(-m "${SHORTHORN_VM_MEM_MIB:-4096}"
     -virtfs "local,path=$SPDK_DIR,mount_tag=spdk,security_model=none,readonly=on")
 else
   EXE=$(build_tests)

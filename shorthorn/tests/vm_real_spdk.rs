@@ -360,7 +360,11 @@ async fn snapshot_under_a_kernel_nvme_tcp_writer_is_the_same_prefix_on_every_rep
         }
     }
     println!("MEASURE vmtest real SPDK: writes in the snapshot, by replica: {prefixes:?}");
-    assert_eq!(prefixes.len(), 3, "a snapshot on each of the 3 replica nodes");
+    assert_eq!(
+        prefixes.len(),
+        3,
+        "a snapshot on each of the 3 replica nodes"
+    );
     let m = prefixes[0].1;
     assert!(
         before <= m && m <= after + 1,

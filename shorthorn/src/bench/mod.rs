@@ -99,7 +99,14 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
 /// machine without a kernel initiator, for the side-by-side table.
 async fn sim_latency(settings: &BenchSettings) -> anyhow::Result<LatencyFigures> {
     let dir = settings.state_dir.join("sim-comparison");
-    let stack = Stack::start(&dir, settings.nodes, 2 << 30, Engine::Sim, Attach::ControllerOnly).await?;
+    let stack = Stack::start(
+        &dir,
+        settings.nodes,
+        2 << 30,
+        Engine::Sim,
+        Attach::ControllerOnly,
+    )
+    .await?;
     let outcome = async {
         let mut csi = Csi::connect(
             &stack.controller_socket,

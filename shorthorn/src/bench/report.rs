@@ -368,7 +368,13 @@ impl Report {
                 (Some(s), Some(r)) if s > 0.0 => num(Some(r / s), 1),
                 _ => "-".into(),
             };
-            let kinds = |k: &[&str]| if k.is_empty() { "none".to_string() } else { k.join(", ") };
+            let kinds = |k: &[&str]| {
+                if k.is_empty() {
+                    "none".to_string()
+                } else {
+                    k.join(", ")
+                }
+            };
             t.row(vec![
                 format!(
                     "fence hold (sim {}, real {})",
