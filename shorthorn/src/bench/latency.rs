@@ -36,7 +36,7 @@ mod row {
 }
 
 /// Why the node-side rows are not run on a stack without a kernel initiator.
-pub const NO_KERNEL_ATTACH: &str = "n/a (no kernel initiator)";
+pub const NO_KERNEL_ATTACH: &str = "no kernel initiator";
 
 /// Everything sections 1 to 3 measured.
 #[derive(Debug, Clone)]

@@ -56,6 +56,12 @@ pub struct Report {
 
 const NOT_OFFERED: &str = "n/a (not offered)";
 
+/// Why node-side figures are missing on a machine without a kernel initiator.
+const NO_KERNEL_ATTACH_NOTE: &str =
+    "this kernel has neither nvme-tcp nor ublk, so volumes are published over NVMe/TCP and \
+     nothing attaches them; NodeStage, NodeUnstage and the snapshot's writer run where a \
+     kernel initiator is (`vmtest/run.sh --real-spdk`)";
+
 fn ms(s: &Samples) -> [String; 2] {
     [num(s.p50(), 1), num(s.p99(), 1)]
 }
@@ -64,8 +70,8 @@ fn op_row(op: &OpFigures) -> Vec<String> {
     if !op.offered {
         return vec![op.name.to_string(), "0".into(), NOT_OFFERED.into()];
     }
-    if let Some(why) = op.skipped {
-        return vec![op.name.to_string(), "0".into(), why.into()];
+    if op.skipped.is_some() {
+        return vec![op.name.to_string(), "0".into(), "n/a".into(), "n/a".into()];
     }
     let [p50, p99] = ms(&op.latency);
     let calls = &op.calls.per_run;
@@ -162,13 +168,7 @@ impl Report {
         }
         out.push_str(&t.render());
         if !self.kernel_attach {
-            let _ = writeln!(
-                out,
-                "  {}: this kernel has neither nvme-tcp nor ublk, so volumes are published over \
-                 NVMe/TCP and nothing attaches them; NodeStage, NodeUnstage and the snapshot's \
-                 writer run where a kernel initiator is (`vmtest/run.sh --real-spdk`)",
-                super::latency::NO_KERNEL_ATTACH
-            );
+            let _ = writeln!(out, "  n/a: {NO_KERNEL_ATTACH_NOTE}");
         }
         let _ = writeln!(out, "  calls per run by method (mean):");
         for line in self.latency.ops.iter().filter_map(breakdown) {
@@ -195,7 +195,8 @@ impl Report {
                     t.row(vec![
                         "writer's longest gap during CreateSnapshot".into(),
                         "0".into(),
-                        super::latency::NO_KERNEL_ATTACH.into(),
+                        "n/a".into(),
+                        "n/a".into(),
                     ]);
                 }
                 let [p50, p99] = ms(&q.fence_hold);
@@ -301,6 +302,9 @@ impl Report {
                     ]);
                 }
                 out.push_str(&t.render());
+                if !self.kernel_attach {
+                    let _ = writeln!(out, "  n/a: {NO_KERNEL_ATTACH_NOTE}");
+                }
             }
         }
         if let Some(c) = &self.comparison {
