@@ -465,3 +465,117 @@ impl Report {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::figures::{QuiesceFigures, StageFigures};
+    use crate::bench::scale::ScaleFigures;
+
+    fn op(name: &'static str, ms: &[f64], calls: u64) -> OpFigures {
+        let mut o = OpFigures::new(name, true, None);
+        for &m in ms {
+            o.latency.push(m);
+            o.calls
+                .record(&[("x".to_string(), calls)].into_iter().collect());
+        }
+        o
+    }
+
+    fn latency(ops: Vec<OpFigures>, hold_ms: f64) -> LatencyFigures {
+        let mut q = QuiesceFigures::default();
+        q.fence_hold.push(hold_ms);
+        q.fence_kinds.push("ana");
+        LatencyFigures {
+            ops,
+            stage: StageFigures::default(),
+            quiesce: Some(q),
+        }
+    }
+
+    fn report(real: LatencyFigures, sim: Option<LatencyFigures>) -> Report {
+        Report {
+            setup: Setup {
+                nodes: 3,
+                engine: "spdk_tgt /x/spdk_tgt".into(),
+                frontend: "NvmeTcp".into(),
+                runs: 1,
+                build: "debug",
+                cpus: 2,
+            },
+            kernel_attach: false,
+            latency: real,
+            scale: ScaleFigures::default(),
+            throughput: Throughput::Skipped("--skip-fio".into()),
+            comparison: sim.map(|sim| Comparison {
+                sim,
+                real_kernel_attach: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_comparison_puts_sim_and_real_side_by_side_for_operations_both_measured() {
+        let real = latency(
+            vec![
+                op("CreateVolume", &[80.0], 9),
+                op("NodeStageVolume (ext4)", &[], 0).skip(Some("no kernel")),
+            ],
+            30.0,
+        );
+        let sim = latency(
+            vec![
+                op("CreateVolume", &[20.0], 3),
+                op("NodeStageVolume (ext4)", &[], 0).skip(Some("no kernel")),
+            ],
+            6.0,
+        );
+        let text = report(real, Some(sim)).render_text();
+        let section = text.split("6. Sim against real").nth(1).expect("section 6");
+        let create = section
+            .lines()
+            .find(|l| l.trim_start().starts_with("CreateVolume"))
+            .expect("CreateVolume row");
+        let cells: Vec<&str> = create.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "CreateVolume",
+                "20.0",
+                "20.0",
+                "80.0",
+                "80.0",
+                "4.0",
+                "3",
+                "9"
+            ]
+        );
+        assert!(
+            !section.contains("NodeStageVolume"),
+            "an operation measured on neither side has no row: {section}"
+        );
+        assert!(
+            section.contains("fence hold (sim ana, real ana)"),
+            "{section}"
+        );
+        // Section 1-2 marks the skipped row and says why once.
+        let stage = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("NodeStageVolume"))
+            .expect("NodeStageVolume row");
+        assert_eq!(
+            stage.split_whitespace().collect::<Vec<_>>(),
+            ["NodeStageVolume", "(ext4)", "0", "n/a", "n/a"]
+        );
+        assert!(
+            text.contains("n/a: this kernel has neither nvme-tcp nor ublk"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_real_nodes_there_is_no_comparison() {
+        let text = report(latency(vec![op("CreateVolume", &[5.0], 3)], 1.0), None).render_text();
+        assert!(!text.contains("6. Sim against real"), "{text}");
+    }
+}
