@@ -376,16 +376,19 @@ skeleton "$OVERLAY"
 mkdir -p "$OVERLAY/shorthorn"
 install -m 0755 "$ROOT/vmtest/init.sh" "$OVERLAY/init"
 if [[ $MODE == real-spdk ]]; then
+  STEPS=${SHORTHORN_VM_REAL_STEPS:-stack sanity bench}
   mapfile -t BINS < <(build_real)
-  TOOLS_DIR=$(csi_sanity)
   for b in "${BINS[@]}"; do
     copy_libs "$b" "$OVERLAY"
     strip --strip-debug -o "$OVERLAY/shorthorn/$(basename "$b" | sed 's/-[0-9a-f]\{16\}$//')" "$b"
   done
-  mkdir -p "$OVERLAY/shorthorn/tools"
-  copy_libs "$TOOLS_DIR/csi-sanity" "$OVERLAY"
-  install -m 0755 "$TOOLS_DIR/csi-sanity" "$OVERLAY/shorthorn/tools/"
-  cp "$TOOLS_DIR/csi-sanity.version" "$OVERLAY/shorthorn/tools/"
+  if [[ " $STEPS " == *" sanity "* ]]; then
+    TOOLS_DIR=$(csi_sanity)
+    mkdir -p "$OVERLAY/shorthorn/tools"
+    copy_libs "$TOOLS_DIR/csi-sanity" "$OVERLAY"
+    install -m 0755 "$TOOLS_DIR/csi-sanity" "$OVERLAY/shorthorn/tools/"
+    cp "$TOOLS_DIR/csi-sanity.version" "$OVERLAY/shorthorn/tools/"
+  fi
   # What the SPDK binaries link (they stay on the host, mounted over 9p),
   # and OpenSSL's config, without which SPDK's env does not start.
   for b in "$SPDK_DIR"/spdk_tgt "$SPDK_DIR"/nvmf_tgt "$SPDK_DIR"/spdk_dd; do
@@ -393,7 +396,7 @@ if [[ $MODE == real-spdk ]]; then
   done
   install -D -m 0644 /usr/lib/ssl/openssl.cnf "$OVERLAY/usr/lib/ssl/openssl.cnf"
   install -m 0755 "$ROOT/vmtest/real-spdk-guest.sh" "$OVERLAY/shorthorn/real-spdk-guest.sh"
-  echo "${SHORTHORN_VM_REAL_STEPS:-stack sanity bench}" >"$OVERLAY/shorthorn/steps"
+  echo "$STEPS" >"$OVERLAY/shorthorn/steps"
   # TCG by default, like the kernel mode: KVM inside a VM is often unusable
   # (here nested KVM fails on its MSRs and CPUID). SHORTHORN_VM_ACCEL=kvm
   # opts in where it works. x86-64-v2 (the SPDK build's target) includes cx16.
