@@ -440,7 +440,7 @@ case $rc in
   1)
     if [[ $MODE == real-spdk ]]; then
       # The guest script's step lines and summaries.
-      grep -E '^(vmtest-real|sanity:|test result:)' "$LOG" || true
+      grep -E '^(vmtest-real|sanity:|test result:)|MEASURE' "$LOG" || true
       say "real-SPDK guest steps passed in ${elapsed}s"
       exit 0
     fi
