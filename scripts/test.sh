@@ -31,6 +31,7 @@ deploy/tests/check.sh
 # throwaway QEMU VM (issue #10); vmtest/run.sh installs what it needs.
 echo "== real-kernel VM tests"
 vmtest/run.sh
+SHORTHORN_VM_REAL_STEPS=stack vmtest/run.sh --real-spdk
 
 # shorthorn bench with tiny sizes (issue #9): proves the harness runs end to
 # end and prints its table; it asserts nothing about time.

@@ -41,9 +41,21 @@ mkdir -p /etc/nvme
 echo "nqn.2014-08.org.nvmexpress:uuid:$hostid" >/etc/nvme/hostnqn
 echo "$hostid" >/etc/nvme/hostid
 
+cd /tmp || fail "cd /tmp"
+# --real-spdk mode (vmtest/run.sh): the full stack on real SPDK instead.
+if [ -x /shorthorn/real-spdk-guest.sh ]; then
+  echo "vmtest-guest: kernel $(uname -r), $(nproc) cpus; real SPDK steps"
+  if /shorthorn/real-spdk-guest.sh; then
+    pass "real-SPDK steps passed"
+  else
+    echo "vmtest-guest: dmesg tail:"
+    dmesg | tail -n 40
+    fail "a real-SPDK step failed"
+  fi
+fi
+
 echo "vmtest-guest: kernel $(uname -r), $(nproc) cpus; running tests"
 filter=$(cat /shorthorn/filter 2>/dev/null)
-cd /tmp || fail "cd /tmp"
 # shellcheck disable=SC2086 # an empty filter must vanish
 SHORTHORN_VM_GUEST=1 RUST_BACKTRACE=1 RUST_LOG=info \
   /shorthorn/vm_guest --ignored --test-threads=1 --nocapture $filter

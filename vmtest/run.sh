@@ -17,6 +17,20 @@
 #   SHORTHORN_VM_TIMEOUT      hard limit for the guest, seconds (300)
 #   SHORTHORN_VM_FILTER       only run guest tests whose name contains this
 #
+# `vmtest/run.sh --real-spdk` boots the same kernel to run the full stack on
+# real SPDK instead (vmtest/real-spdk-guest.sh): real spdk_tgt/nvmf_tgt
+# processes under `shorthorn local up`, the demo, csi-sanity in mount and
+# block mode, and a snapshot under a writer through the kernel NVMe/TCP
+# initiator (shorthorn/tests/vm_real_spdk.rs). The SPDK binaries are never
+# copied: their directory (SHORTHORN_SPDK_TGT's, default
+# ../shared/spdk/bin beside the repository; absent: the mode skips) is
+# shared read-only into the guest over 9p; only the host libraries they
+# link are packed. TCG unless SHORTHORN_VM_ACCEL=kvm, and more memory
+# (SHORTHORN_VM_MEM_MIB, default 4096; hugepages inside).
+# SHORTHORN_VM_REAL_STEPS picks the guest's steps: `stack` (local up, the
+# demo, the snapshot under a writer), `sanity` (csi-sanity, mount and
+# block), `bench` (a small `shorthorn bench`); default all three.
+#
 # The guest reports through isa-debug-exit: QEMU exits 1 when every test
 # passed, 3 when one failed; anything else (0: the guest died without a
 # verdict, 124: timeout) is a failure too. The serial log is kept in
@@ -25,15 +39,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+MODE=kernel
+case ${1:-} in
+  "") ;;
+  --real-spdk) MODE=real-spdk ;;
+  *)
+    echo "usage: vmtest/run.sh [--real-spdk]" >&2
+    exit 2
+    ;;
+esac
+
 CACHE=${SHORTHORN_VM_CACHE:-${HOME:-/root}/.cache/shorthorn-vm}
-TIMEOUT=${SHORTHORN_VM_TIMEOUT:-300}
+if [[ $MODE == real-spdk ]]; then
+  TIMEOUT=${SHORTHORN_VM_TIMEOUT:-2400}
+else
+  TIMEOUT=${SHORTHORN_VM_TIMEOUT:-300}
+fi
 OUT=$ROOT/target/vmtest
 LOG=$OUT/guest.log
 SUITE=bookworm-backports
 MIRROR=http://deb.debian.org/debian
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # Modules the guest loads (their dependencies are resolved with modprobe).
-MODULES=(configfs nvme-tcp nvmet-tcp dm-mod ext4 xfs loop brd ublk_drv crc32c_generic)
+# 9p and 9pnet_virtio mount the SPDK binaries' directory in --real-spdk mode.
+MODULES=(configfs nvme-tcp nvmet-tcp dm-mod ext4 xfs loop brd ublk_drv crc32c_generic 9p 9pnet_virtio)
 # Host tools the node's kernel layer runs, copied with their libraries.
 TOOLS=(mkfs.ext4 resize2fs e2fsck blkid mkfs.xfs xfs_growfs dmsetup losetup dd)
 
@@ -128,7 +157,7 @@ fetch_kernel() {
   local kver=""
   if [[ -f $CACHE/current && ${SHORTHORN_VM_REFRESH:-} != 1 ]]; then
     kver=$(<"$CACHE/current")
-    if [[ -f $CACHE/kernel-$kver/.complete ]]; then
+    if [[ -f $CACHE/kernel-$kver/.complete && $(<"$CACHE/kernel-$kver/.complete") == "${MODULES[*]}" ]]; then
       echo "$kver"
       return
     fi
@@ -143,7 +172,7 @@ fetch_kernel() {
   [[ -n $pkg ]] || die "cannot resolve linux-image-amd64 in $SUITE"
   kver=${pkg#linux-image-}
   local kdir=$CACHE/kernel-$kver
-  if [[ ! -f $kdir/.complete ]]; then
+  if [[ ! -f $kdir/.complete || $(<"$kdir/.complete") != "${MODULES[*]}" ]]; then
     local tmp
     tmp=$(mktemp -d "$CACHE/fetch.XXXXXX")
     say "downloading $pkg"
@@ -156,7 +185,8 @@ fetch_kernel() {
     cp "$tmp/root/boot/vmlinuz-$kver" "$kdir/vmlinuz"
     mv "$tmp/mods" "$kdir/modules"
     rm -rf "$tmp"
-    touch "$kdir/.complete"
+    # The module set it was pruned for: another set fetches it again.
+    echo "${MODULES[*]}" >"$kdir/.complete"
   fi
   echo "$kver" >"$CACHE/current"
   echo "$kver"
@@ -274,13 +304,70 @@ build_tests() {
   echo "$exe"
 }
 
+# --- real SPDK mode ---------------------------------------------------------
+
+# The directory of the SPDK binaries (shared into the guest, never copied):
+# SHORTHORN_SPDK_TGT's, or ../shared/spdk/bin beside the repository.
+# Exits 0 with a SKIP line when there is none.
+spdk_dir() {
+  local tgt=${SHORTHORN_SPDK_TGT:-$(cd "$ROOT/.." && pwd)/shared/spdk/bin/spdk_tgt}
+  if [[ ! -f $tgt ]]; then
+    [[ -z ${SHORTHORN_SPDK_TGT:-} ]] || die "SHORTHORN_SPDK_TGT=$tgt is not a file"
+    echo "SKIP: real-SPDK VM tests: no spdk_tgt at $tgt (set SHORTHORN_SPDK_TGT=/path/to/spdk_tgt;" \
+      "nvmf_tgt and spdk_dd are taken from the same directory)" >&2
+    exit 0
+  fi
+  [[ $(basename "$tgt") == spdk_tgt ]] || die "SHORTHORN_SPDK_TGT must name a file called spdk_tgt (got $tgt)"
+  (cd "$(dirname "$tgt")" && pwd)
+}
+
+# The shorthorn binaries and the guest test against `local up`, with their paths
+# printed one a line: shorthorn, shorthorn-sanity, vm_real_spdk.
+REAL_TEST=(cargo test -p shorthorn --test vm_real_spdk --no-run)
+build_real() {
+  local json exe
+  say "building shorthorn, shorthorn-sanity and shorthorn/tests/vm_real_spdk.rs"
+  cargo build --bins -p shorthorn -p sanity-tests >&2 || die "building shorthorn failed"
+  if ! json=$("${REAL_TEST[@]}" --message-format=json); then
+    "${REAL_TEST[@]}" >&2 || true
+    die "building the real-SPDK guest test failed"
+  fi
+  exe=$(grep '"reason":"compiler-artifact"' <<<"$json" | grep '"name":"vm_real_spdk"' |
+    grep -o '"executable":"[^"]*"' | tail -n1 | cut -d'"' -f4)
+  [[ -n $exe && -x $exe ]] || die "cannot find the vm_real_spdk test executable in cargo's output"
+  echo "$ROOT/target/debug/shorthorn"
+  echo "$ROOT/target/debug/shorthorn-sanity"
+  echo "$exe"
+}
+
+# csi-sanity as shorthorn-sanity installs it (target/tools, go install).
+csi_sanity() {
+  local tools=$ROOT/target/tools version
+  version=$(sed -n 's/.*CSI_TEST_VERSION: &str = "\(v[^"]*\)".*/\1/p' "$ROOT/sanity-tests/src/install.rs")
+  [[ -n $version ]] || die "cannot read CSI_TEST_VERSION from sanity-tests/src/install.rs"
+  if [[ ! -x $tools/csi-sanity || $(cat "$tools/csi-sanity.version" 2>/dev/null) != "$version" ]]; then
+    local go
+    go=$(command -v go || echo /usr/local/go/bin/go)
+    [[ -x $go ]] || die "csi-sanity is not in $tools and there is no Go toolchain to install it"
+    say "installing csi-sanity $version"
+    mkdir -p "$tools"
+    GOBIN=$tools "$go" install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$version" >&2 ||
+      die "go install csi-sanity failed"
+    echo "$version" >"$tools/csi-sanity.version"
+  fi
+  echo "$tools"
+}
+
 # --- main -------------------------------------------------------------------
 
+if [[ $MODE == real-spdk ]]; then
+  SPDK_DIR=$(spdk_dir)
+  [[ -n $SPDK_DIR ]] || exit 0
+fi
 ensure_packages
 mkdir -p "$CACHE" "$OUT"
 KVER=$(fetch_kernel)
 BASE=$(base_image "$KVER")
-EXE=$(build_tests)
 
 OVERLAY=$OUT/overlay
 rm -rf "$OVERLAY"
@@ -288,20 +375,57 @@ rm -rf "$OVERLAY"
 skeleton "$OVERLAY"
 mkdir -p "$OVERLAY/shorthorn"
 install -m 0755 "$ROOT/vmtest/init.sh" "$OVERLAY/init"
-copy_libs "$EXE" "$OVERLAY"
-strip --strip-debug -o "$OVERLAY/shorthorn/vm_guest" "$EXE"
-printf '%s\n' "${SHORTHORN_VM_FILTER:-}" >"$OVERLAY/shorthorn/filter"
+if [[ $MODE == real-spdk ]]; then
+  STEPS=${SHORTHORN_VM_REAL_STEPS:-stack sanity bench}
+  mapfile -t BINS < <(build_real)
+  for b in "${BINS[@]}"; do
+    copy_libs "$b" "$OVERLAY"
+    strip --strip-debug -o "$OVERLAY/shorthorn/$(basename "$b" | sed 's/-[0-9a-f]\{16\}$//')" "$b"
+  done
+  if [[ " $STEPS " == *" sanity "* ]]; then
+    TOOLS_DIR=$(csi_sanity)
+    mkdir -p "$OVERLAY/shorthorn/tools"
+    copy_libs "$TOOLS_DIR/csi-sanity" "$OVERLAY"
+    install -m 0755 "$TOOLS_DIR/csi-sanity" "$OVERLAY/shorthorn/tools/"
+    cp "$TOOLS_DIR/csi-sanity.version" "$OVERLAY/shorthorn/tools/"
+  fi
+  # What the SPDK binaries link (they stay on the host, mounted over 9p),
+  # and OpenSSL's config, without which SPDK's env does not start.
+  for b in "$SPDK_DIR"/spdk_tgt "$SPDK_DIR"/nvmf_tgt "$SPDK_DIR"/spdk_dd; do
+    [[ -f $b ]] && copy_libs "$b" "$OVERLAY"
+  done
+  install -D -m 0644 /usr/lib/ssl/openssl.cnf "$OVERLAY/usr/lib/ssl/openssl.cnf"
+  install -m 0755 "$ROOT/vmtest/real-spdk-guest.sh" "$OVERLAY/shorthorn/real-spdk-guest.sh"
+  echo "$STEPS" >"$OVERLAY/shorthorn/steps"
+  # TCG by default, like the kernel mode: KVM inside a VM is often unusable
+  # (here nested KVM fails on its MSRs and CPUID). SHORTHORN_VM_ACCEL=kvm
+  # opts in where it works. x86-64-v2 (the SPDK build's target) includes cx16.
+  if [[ ${SHORTHORN_VM_ACCEL:-tcg} == kvm ]]; then
+    ACCEL=(-accel kvm -cpu host)
+  else
+    ACCEL=(-accel tcg -cpu max)
+  fi
+  EXTRA=(-m "${SHORTHORN_VM_MEM_MIB:-4096}"
+    -virtfs "local,path=$SPDK_DIR,mount_tag=spdk,security_model=none,readonly=on")
+else
+  EXE=$(build_tests)
+  copy_libs "$EXE" "$OVERLAY"
+  strip --strip-debug -o "$OVERLAY/shorthorn/vm_guest" "$EXE"
+  printf '%s\n' "${SHORTHORN_VM_FILTER:-}" >"$OVERLAY/shorthorn/filter"
+  ACCEL=(-accel tcg -cpu max,-cx16)
+  EXTRA=(-m 1536)
+fi
 # The overlay's files replace the base's: the kernel unpacks both in order.
 # An uncompressed archive must start 4-byte aligned; zero padding is skipped.
 cat "$BASE" >"$OUT/initrd.img"
 truncate -s %4 "$OUT/initrd.img"
 pack "$OVERLAY" >>"$OUT/initrd.img"
 
-say "booting $KVER (log: ${LOG#"$ROOT"/})"
+say "booting $KVER, $MODE mode, ${ACCEL[1]} (log: ${LOG#"$ROOT"/})"
 start=$SECONDS
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 \
-  -accel tcg -cpu max,-cx16 -smp 2 -m 1536 \
+  "${ACCEL[@]}" -smp 2 "${EXTRA[@]}" \
   -nodefaults -display none -no-reboot \
   -serial "file:$LOG" \
   -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
@@ -314,6 +438,12 @@ elapsed=$((SECONDS - start))
 
 case $rc in
   1)
+    if [[ $MODE == real-spdk ]]; then
+      # The guest script's step lines and summaries.
+      grep -E '^(vmtest-real|sanity:|test result:)|MEASURE' "$LOG" || true
+      say "real-SPDK guest steps passed in ${elapsed}s"
+      exit 0
+    fi
     # Test names (their log lines follow on the same line) and the verdict.
     grep -oE '^test [A-Za-z0-9_:]+ \.\.\.' "$LOG" | sed 's/$/ ok/' || true
     grep -E '^test result:' "$LOG" || true

@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::client::danger::{
@@ -171,10 +171,20 @@ impl fmt::Debug for HttpClient {
     }
 }
 
+/// How long a pooled connection may idle before it is dropped: below the node
+/// agent's 10 s header-read timeout, which closes idle keep-alive connections.
+/// With the default (90 s) a request could be sent on a connection the agent
+/// was closing: "connection closed before message completed" (seen in
+/// csi-sanity on real SPDK in the VM, where everything is slower).
+const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 impl HttpClient {
     /// A client speaking HTTPS with `tls`, or plain HTTP only without it.
     pub fn new(tls: Option<&ClientTls>) -> Self {
-        let builder = Client::builder(TokioExecutor::new());
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
         HttpClient(match tls {
             Some(tls) => Connector::Tls(builder.build(tls.connector())),
             None => Connector::Plain(builder.build(HttpConnector::new())),

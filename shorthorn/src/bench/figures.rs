@@ -16,6 +16,8 @@ pub struct OpFigures {
     pub calls: CallTally,
     /// The least calls it needs (`None` when not meaningful).
     pub minimum: Option<Minimum>,
+    /// Why it was not run although offered (no kernel initiator here).
+    pub skipped: Option<&'static str>,
 }
 
 impl OpFigures {
@@ -27,7 +29,19 @@ impl OpFigures {
             latency: Samples::default(),
             calls: CallTally::default(),
             minimum,
+            skipped: None,
         }
+    }
+
+    /// Marks the operation as not run, for `why`.
+    pub fn skip(mut self, why: Option<&'static str>) -> Self {
+        self.skipped = why;
+        self
+    }
+
+    /// Whether it was measured: offered and not skipped.
+    pub fn measured(&self) -> bool {
+        self.offered && self.skipped.is_none()
     }
 
     /// As JSON.
@@ -35,6 +49,7 @@ impl OpFigures {
         serde_json::json!({
             "operation": self.name,
             "offered": self.offered,
+            "skipped": self.skipped,
             "latency_ms": self.latency.to_json(),
             "spdk_calls": {
                 "per_run": self.calls.per_run.to_json(),

@@ -35,6 +35,9 @@ mod row {
     pub const DELETE: usize = 8;
 }
 
+/// Why the node-side rows are not run on a stack without a kernel initiator.
+pub const NO_KERNEL_ATTACH: &str = "no kernel initiator";
+
 /// Everything sections 1 to 3 measured.
 #[derive(Debug, Clone)]
 pub struct LatencyFigures {
@@ -53,11 +56,13 @@ impl LatencyFigures {
             shorthorn_node::frontend::FrontendKind::NvmeTcp => rpc::MIN_PUBLISH_NVME_TCP,
         };
         let s = offers.snapshots;
+        let node_side = (!stack.kernel_attach).then_some(NO_KERNEL_ATTACH);
         Self {
             ops: vec![
                 OpFigures::new("CreateVolume", true, Some(rpc::MIN_CREATE_VOLUME)),
                 OpFigures::new("ControllerPublishVolume", true, Some(publish_min)),
-                OpFigures::new("NodeStageVolume (ext4)", true, Some(rpc::MIN_NODE_STAGE)),
+                OpFigures::new("NodeStageVolume (ext4)", true, Some(rpc::MIN_NODE_STAGE))
+                    .skip(node_side),
                 OpFigures::new("CreateSnapshot", s, Some(rpc::MIN_CREATE_SNAPSHOT)),
                 OpFigures::new(
                     "CreateVolume from snapshot",
@@ -65,7 +70,8 @@ impl LatencyFigures {
                     Some(rpc::MIN_CREATE_FROM_SNAPSHOT),
                 ),
                 OpFigures::new("DeleteSnapshot", s, Some(rpc::MIN_DELETE_SNAPSHOT)),
-                OpFigures::new("NodeUnstageVolume", true, Some(rpc::MIN_NODE_STAGE)),
+                OpFigures::new("NodeUnstageVolume", true, Some(rpc::MIN_NODE_STAGE))
+                    .skip(node_side),
                 OpFigures::new("ControllerUnpublishVolume", true, Some(rpc::MIN_UNPUBLISH)),
                 OpFigures::new("DeleteVolume", true, Some(rpc::MIN_DELETE_VOLUME)),
             ],
@@ -122,25 +128,30 @@ pub async fn run(
                 c.controller_publish(&volume, &node, Access::Mount),
             )
             .await?;
-        stack.splits.drain();
-        figures
-            .measure(
-                stack,
-                row::STAGE,
-                c.stage(&volume, &context, &staging, Access::Mount),
-            )
-            .await?;
-        if let Some(split) = stack.splits.drain().last() {
-            figures.stage.attach.push(split.attach_ms as f64);
-            figures.stage.format.push(split.format_ms as f64);
-            figures.stage.mount.push(split.mount_ms as f64);
+        if stack.kernel_attach {
+            stack.splits.drain();
+            figures
+                .measure(
+                    stack,
+                    row::STAGE,
+                    c.stage(&volume, &context, &staging, Access::Mount),
+                )
+                .await?;
+            if let Some(split) = stack.splits.drain().last() {
+                figures.stage.attach.push(split.attach_ms as f64);
+                figures.stage.format.push(split.format_ms as f64);
+                figures.stage.mount.push(split.mount_ms as f64);
+            }
         }
         if offers.snapshots {
-            snapshot_cycle(stack, &mut c, &mut figures, &volume, &staging, i).await?;
+            let staged = stack.kernel_attach.then_some(staging.as_path());
+            snapshot_cycle(stack, &mut c, &mut figures, &volume, staged, i).await?;
         }
-        figures
-            .measure(stack, row::UNSTAGE, c.unstage(&volume, &staging))
-            .await?;
+        if stack.kernel_attach {
+            figures
+                .measure(stack, row::UNSTAGE, c.unstage(&volume, &staging))
+                .await?;
+        }
         figures
             .measure(
                 stack,
@@ -167,17 +178,24 @@ pub async fn run(
     Ok(figures)
 }
 
-/// CreateSnapshot under a writer, a clone of it, and their removal.
+/// CreateSnapshot (under a writer when the volume is `staged` there), a
+/// clone of it, and their removal.
 async fn snapshot_cycle(
     stack: &Stack,
     c: &mut Csi,
     figures: &mut LatencyFigures,
     volume: &str,
-    staging: &std::path::Path,
+    staged: Option<&std::path::Path>,
     i: usize,
 ) -> anyhow::Result<()> {
-    let writer = Writer::start(&staging.join("bench-writer.dat"))?;
-    writer.warm_up(WARM_UP_WRITES).await?;
+    let writer = match staged {
+        Some(staging) => {
+            let w = Writer::start(&staging.join("bench-writer.dat"))?;
+            w.warm_up(WARM_UP_WRITES).await?;
+            Some(w)
+        }
+        None => None,
+    };
     let snap = figures
         .measure(
             stack,
@@ -185,9 +203,12 @@ async fn snapshot_cycle(
             c.create_snapshot(volume, &format!("bench-snap-{i}")),
         )
         .await;
-    let report = writer.finish().await?;
+    let report = match writer {
+        Some(w) => Some(w.finish().await?),
+        None => None,
+    };
     let (snapshot, _ready) = snap?;
-    if let Some(q) = figures.quiesce.as_mut() {
+    if let (Some(q), Some(report)) = (figures.quiesce.as_mut(), report) {
         q.writer_gap.push_ms(report.longest_gap);
         q.writes.push(report.writes as f64);
     }

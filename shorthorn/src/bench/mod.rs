@@ -22,8 +22,9 @@ pub mod writer;
 use std::path::PathBuf;
 
 use crate::csi_steps::Csi;
-use report::{Report, Setup};
-use stack::Stack;
+use latency::LatencyFigures;
+use report::{Comparison, Report, Setup};
+use stack::{Attach, Stack};
 
 use crate::local::storage_nodes::Engine;
 
@@ -42,6 +43,9 @@ pub struct BenchSettings {
     pub fio_seconds: u64,
     /// Do not run fio.
     pub skip_fio: bool,
+    /// With real storage nodes, do not also run the latency section on sim
+    /// nodes for the side-by-side table.
+    pub no_sim_comparison: bool,
 }
 
 /// How long one CSI call of the bench may take.
@@ -62,12 +66,60 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
     if settings.runs == 0 {
         anyhow::bail!("--runs must be at least 1");
     }
-    let stack = Stack::start(&settings.state_dir, settings.nodes, disk_bytes(settings)).await?;
+    let engine = Engine::from_env();
+    let stack = Stack::start(
+        &settings.state_dir,
+        settings.nodes,
+        disk_bytes(settings),
+        engine.clone(),
+        Attach::Auto,
+    )
+    .await?;
     let outcome = tokio::select! {
         outcome = measure(&stack, settings) => outcome,
         () = crate::signals::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     stack.stop().await;
+    let mut report = outcome?;
+    if engine != Engine::Sim && !settings.no_sim_comparison {
+        let sim = tokio::select! {
+            sim = sim_latency(settings) => sim?,
+            () = crate::signals::shutdown_signal() => anyhow::bail!("interrupted"),
+        };
+        report.comparison = Some(Comparison {
+            sim,
+            real_kernel_attach: report.kernel_attach,
+        });
+    }
+    Ok(report)
+}
+
+/// The latency section alone on sim nodes, controller-side only (publishing
+/// over NVMe/TCP, ANA-fenced snapshots): the operations real nodes run on a
+/// machine without a kernel initiator, for the side-by-side table.
+async fn sim_latency(settings: &BenchSettings) -> anyhow::Result<LatencyFigures> {
+    let dir = settings.state_dir.join("sim-comparison");
+    let stack = Stack::start(
+        &dir,
+        settings.nodes,
+        2 << 30,
+        Engine::Sim,
+        Attach::ControllerOnly,
+    )
+    .await?;
+    let outcome = async {
+        let mut csi = Csi::connect(
+            &stack.controller_socket,
+            &stack.node_socket,
+            CSI_CALL_TIMEOUT,
+        )
+        .await?;
+        let offers = csi.offers().await?;
+        latency::run(&stack, &mut csi, offers, settings.runs).await
+    }
+    .await;
+    stack.stop().await;
+    tracing::info!("sim comparison done");
     outcome
 }
 
@@ -110,8 +162,10 @@ async fn measure(stack: &Stack, settings: &BenchSettings) -> anyhow::Result<Repo
             },
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
+        kernel_attach: stack.kernel_attach,
         latency,
         scale,
         throughput,
+        comparison: None,
     })
 }

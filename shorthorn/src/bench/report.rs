@@ -26,20 +26,41 @@ pub struct Setup {
     pub cpus: usize,
 }
 
+/// The latency section on sim nodes, next to the real nodes' figures.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Sim nodes, controller-side operations (NVMe/TCP publish, ANA fence).
+    pub sim: LatencyFigures,
+    /// Whether the real run attached volumes through the kernel (then its
+    /// CreateSnapshot ran under a writer; the sim's never does).
+    pub real_kernel_attach: bool,
+}
+
 /// Everything measured.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// Set-up.
     pub setup: Setup,
+    /// Whether volumes were attached through this machine's kernel (else only
+    /// the controller-side operations ran).
+    pub kernel_attach: bool,
     /// Sections 1 to 3.
     pub latency: LatencyFigures,
     /// Section 4.
     pub scale: ScaleFigures,
     /// Section 5.
     pub throughput: Throughput,
+    /// Section 6, with real storage nodes.
+    pub comparison: Option<Comparison>,
 }
 
 const NOT_OFFERED: &str = "n/a (not offered)";
+
+/// Why node-side figures are missing on a machine without a kernel initiator.
+const NO_KERNEL_ATTACH_NOTE: &str =
+    "this kernel has neither nvme-tcp nor ublk, so volumes are published over NVMe/TCP and \
+     nothing attaches them; NodeStage, NodeUnstage and the snapshot's writer run where a \
+     kernel initiator is (`vmtest/run.sh --real-spdk`)";
 
 fn ms(s: &Samples) -> [String; 2] {
     [num(s.p50(), 1), num(s.p99(), 1)]
@@ -48,6 +69,9 @@ fn ms(s: &Samples) -> [String; 2] {
 fn op_row(op: &OpFigures) -> Vec<String> {
     if !op.offered {
         return vec![op.name.to_string(), "0".into(), NOT_OFFERED.into()];
+    }
+    if op.skipped.is_some() {
+        return vec![op.name.to_string(), "0".into(), "n/a".into(), "n/a".into()];
     }
     let [p50, p99] = ms(&op.latency);
     let calls = &op.calls.per_run;
@@ -130,7 +154,7 @@ impl Report {
         ]);
         for op in &self.latency.ops {
             t.row(op_row(op));
-            if op.name.starts_with("NodeStageVolume") && op.offered {
+            if op.name.starts_with("NodeStageVolume") && op.measured() {
                 let st = &self.latency.stage;
                 for (name, samples) in [
                     ("  attach", &st.attach),
@@ -143,6 +167,9 @@ impl Report {
             }
         }
         out.push_str(&t.render());
+        if !self.kernel_attach {
+            let _ = writeln!(out, "  n/a: {NO_KERNEL_ATTACH_NOTE}");
+        }
         let _ = writeln!(out, "  calls per run by method (mean):");
         for line in self.latency.ops.iter().filter_map(breakdown) {
             let _ = writeln!(out, "{line}");
@@ -156,13 +183,22 @@ impl Report {
             }
             Some(q) => {
                 let mut t = Table::new(&["figure", "runs", "p50 ms", "p99 ms"]);
-                let [p50, p99] = ms(&q.writer_gap);
-                t.row(vec![
-                    "writer's longest gap during CreateSnapshot".into(),
-                    q.writer_gap.len().to_string(),
-                    p50,
-                    p99,
-                ]);
+                if self.kernel_attach {
+                    let [p50, p99] = ms(&q.writer_gap);
+                    t.row(vec![
+                        "writer's longest gap during CreateSnapshot".into(),
+                        q.writer_gap.len().to_string(),
+                        p50,
+                        p99,
+                    ]);
+                } else {
+                    t.row(vec![
+                        "writer's longest gap during CreateSnapshot".into(),
+                        "0".into(),
+                        "n/a".into(),
+                        "n/a".into(),
+                    ]);
+                }
                 let [p50, p99] = ms(&q.fence_hold);
                 let kinds = if q.fence_kinds.is_empty() {
                     "none".to_string()
@@ -266,8 +302,97 @@ impl Report {
                     ]);
                 }
                 out.push_str(&t.render());
+                if !self.kernel_attach {
+                    let _ = writeln!(out, "  n/a: {NO_KERNEL_ATTACH_NOTE}");
+                }
             }
         }
+        if let Some(c) = &self.comparison {
+            let _ = writeln!(out);
+            out.push_str(&self.render_comparison(c));
+        }
+        out
+    }
+
+    /// Section 6: the same operations on sim nodes and on real ones.
+    fn render_comparison(&self, c: &Comparison) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "6. Sim against real spdk_tgt, same operations, 3 replicas, {} runs each (ms; SPDK calls per run)",
+            self.setup.runs
+        );
+        let _ = writeln!(
+            out,
+            "   sim: controller-side only, NVMe/TCP publish, ANA fence, no writer; real: {}",
+            if c.real_kernel_attach {
+                "kernel-attached, snapshots under an ext4 writer"
+            } else {
+                "the same controller-side operations"
+            }
+        );
+        let mut t = Table::new(&[
+            "operation",
+            "sim p50",
+            "sim p99",
+            "real p50",
+            "real p99",
+            "real/sim p50",
+            "sim calls",
+            "real calls",
+        ]);
+        for real in &self.latency.ops {
+            let Some(sim) = c.sim.ops.iter().find(|o| o.name == real.name) else {
+                continue;
+            };
+            if !sim.measured() || !real.measured() {
+                continue;
+            }
+            let [s50, s99] = ms(&sim.latency);
+            let [r50, r99] = ms(&real.latency);
+            let ratio = match (sim.latency.p50(), real.latency.p50()) {
+                (Some(s), Some(r)) if s > 0.0 => num(Some(r / s), 1),
+                _ => "-".into(),
+            };
+            t.row(vec![
+                real.name.to_string(),
+                s50,
+                s99,
+                r50,
+                r99,
+                ratio,
+                num(sim.calls.per_run.p50(), 0),
+                num(real.calls.per_run.p50(), 0),
+            ]);
+        }
+        if let (Some(sq), Some(rq)) = (&c.sim.quiesce, &self.latency.quiesce) {
+            let [s50, s99] = ms(&sq.fence_hold);
+            let [r50, r99] = ms(&rq.fence_hold);
+            let ratio = match (sq.fence_hold.p50(), rq.fence_hold.p50()) {
+                (Some(s), Some(r)) if s > 0.0 => num(Some(r / s), 1),
+                _ => "-".into(),
+            };
+            let kinds = |k: &[&str]| {
+                if k.is_empty() {
+                    "none".to_string()
+                } else {
+                    k.join(", ")
+                }
+            };
+            t.row(vec![
+                format!(
+                    "fence hold (sim {}, real {})",
+                    kinds(&sq.fence_kinds),
+                    kinds(&rq.fence_kinds)
+                ),
+                s50,
+                s99,
+                r50,
+                r99,
+                ratio,
+            ]);
+        }
+        out.push_str(&t.render());
         out
     }
 
@@ -330,6 +455,127 @@ impl Report {
                 "leftover_lvols": sc.leftover_lvols,
             },
             "throughput": throughput,
+            "kernel_attach": self.kernel_attach,
+            "sim_comparison": self.comparison.as_ref().map(|c| serde_json::json!({
+                "sim_operations": c.sim.ops.iter().map(OpFigures::to_json).collect::<Vec<_>>(),
+                "sim_fence_hold_ms": c.sim.quiesce.as_ref().map(|q| q.fence_hold.to_json()),
+                "sim_fence_kinds": c.sim.quiesce.as_ref().map(|q| q.fence_kinds.clone()),
+                "real_kernel_attach": c.real_kernel_attach,
+            })),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::figures::{QuiesceFigures, StageFigures};
+    use crate::bench::scale::ScaleFigures;
+
+    fn op(name: &'static str, ms: &[f64], calls: u64) -> OpFigures {
+        let mut o = OpFigures::new(name, true, None);
+        for &m in ms {
+            o.latency.push(m);
+            o.calls
+                .record(&[("x".to_string(), calls)].into_iter().collect());
+        }
+        o
+    }
+
+    fn latency(ops: Vec<OpFigures>, hold_ms: f64) -> LatencyFigures {
+        let mut q = QuiesceFigures::default();
+        q.fence_hold.push(hold_ms);
+        q.fence_kinds.push("ana");
+        LatencyFigures {
+            ops,
+            stage: StageFigures::default(),
+            quiesce: Some(q),
+        }
+    }
+
+    fn report(real: LatencyFigures, sim: Option<LatencyFigures>) -> Report {
+        Report {
+            setup: Setup {
+                nodes: 3,
+                engine: "spdk_tgt /x/spdk_tgt".into(),
+                frontend: "NvmeTcp".into(),
+                runs: 1,
+                build: "debug",
+                cpus: 2,
+            },
+            kernel_attach: false,
+            latency: real,
+            scale: ScaleFigures::default(),
+            throughput: Throughput::Skipped("--skip-fio".into()),
+            comparison: sim.map(|sim| Comparison {
+                sim,
+                real_kernel_attach: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_comparison_puts_sim_and_real_side_by_side_for_operations_both_measured() {
+        let real = latency(
+            vec![
+                op("CreateVolume", &[80.0], 9),
+                op("NodeStageVolume (ext4)", &[], 0).skip(Some("no kernel")),
+            ],
+            30.0,
+        );
+        let sim = latency(
+            vec![
+                op("CreateVolume", &[20.0], 3),
+                op("NodeStageVolume (ext4)", &[], 0).skip(Some("no kernel")),
+            ],
+            6.0,
+        );
+        let text = report(real, Some(sim)).render_text();
+        let section = text.split("6. Sim against real").nth(1).expect("section 6");
+        let create = section
+            .lines()
+            .find(|l| l.trim_start().starts_with("CreateVolume"))
+            .expect("CreateVolume row");
+        let cells: Vec<&str> = create.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "CreateVolume",
+                "20.0",
+                "20.0",
+                "80.0",
+                "80.0",
+                "4.0",
+                "3",
+                "9"
+            ]
+        );
+        assert!(
+            !section.contains("NodeStageVolume"),
+            "an operation measured on neither side has no row: {section}"
+        );
+        assert!(
+            section.contains("fence hold (sim ana, real ana)"),
+            "{section}"
+        );
+        // Section 1-2 marks the skipped row and says why once.
+        let stage = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("NodeStageVolume"))
+            .expect("NodeStageVolume row");
+        assert_eq!(
+            stage.split_whitespace().collect::<Vec<_>>(),
+            ["NodeStageVolume", "(ext4)", "0", "n/a", "n/a"]
+        );
+        assert!(
+            text.contains("n/a: this kernel has neither nvme-tcp nor ublk"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_real_nodes_there_is_no_comparison() {
+        let text = report(latency(vec![op("CreateVolume", &[5.0], 3)], 1.0), None).render_text();
+        assert!(!text.contains("6. Sim against real"), "{text}");
     }
 }

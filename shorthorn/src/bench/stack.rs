@@ -42,6 +42,10 @@ pub struct Stack {
     pub engine: Engine,
     /// The frontend volumes published on node-1 use.
     pub frontend: FrontendKind,
+    /// Whether this machine's kernel attaches published volumes (NodeStage
+    /// and the writer run); without, only the controller-side operations
+    /// run, publishing over NVMe/TCP, which needs no kernel on this side.
+    pub kernel_attach: bool,
     /// Stage timings reported by the node service.
     pub splits: StageSplits,
     nodes: Vec<StorageNode>,
@@ -79,9 +83,27 @@ fn clean(layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How published volumes reach node-1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Through the kernel when it can (ublk, NVMe/TCP, or the sim's ublk
+    /// stand-in); controller-side only when it cannot.
+    Auto,
+    /// Controller-side operations only, publishing over NVMe/TCP (for
+    /// comparing the sim with real nodes on the same operations).
+    ControllerOnly,
+}
+
 impl Stack {
-    /// Starts `nodes` storage nodes of `disk_bytes` each and everything above them.
-    pub async fn start(root: &Path, nodes: usize, disk_bytes: u64) -> anyhow::Result<Self> {
+    /// Starts `nodes` storage nodes of `disk_bytes` each, running `engine`,
+    /// and everything above them.
+    pub async fn start(
+        root: &Path,
+        nodes: usize,
+        disk_bytes: u64,
+        engine: Engine,
+        attach: Attach,
+    ) -> anyhow::Result<Self> {
         let layout = Layout::new(root);
         layout
             .create()
@@ -91,11 +113,20 @@ impl Stack {
         layout.create()?;
 
         let kernel = KernelFeatures::probe();
-        let engine = Engine::from_env();
-        let frontends = usable_frontends(&kernel, &engine);
-        let frontend = *frontends.first().ok_or_else(|| {
-            anyhow!("no usable frontend (neither nvme-tcp nor ublk, nor the sim's ublk stand-in)")
-        })?;
+        let mut frontends = usable_frontends(&kernel, &engine);
+        let kernel_attach = attach == Attach::Auto && !frontends.is_empty();
+        if !kernel_attach {
+            // The controller exports the raid over NVMe/TCP to node-1's
+            // kernel host; nobody connects, so no kernel is needed here.
+            frontends = vec![FrontendKind::NvmeTcp];
+            tracing::info!(
+                ?engine,
+                "bench: controller-side operations only (no kernel initiator attaches volumes)"
+            );
+        }
+        let frontend = *frontends
+            .first()
+            .ok_or_else(|| anyhow!("no frontend to publish volumes with"))?;
         let mut started = Vec::with_capacity(nodes);
         for i in 1..=nodes {
             started.push(StorageNode::start(&layout, &engine, i, disk_bytes).await?);
@@ -127,7 +158,7 @@ impl Stack {
         let splits = StageSplits::default();
         let node_socket = layout.root().join("node.sock");
         let node_thread =
-            start_node_service(&layout, &node_socket, splits.clone(), stop_rx).await?;
+            start_node_service(&layout, &engine, &node_socket, splits.clone(), stop_rx).await?;
         Ok(Self {
             layout,
             ctx,
@@ -135,6 +166,7 @@ impl Stack {
             node_socket,
             engine,
             frontend,
+            kernel_attach,
             splits,
             nodes: started,
             stop_tx,
@@ -201,6 +233,7 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
 /// capturing subscriber as that thread's default; returns once it listens.
 async fn start_node_service(
     layout: &Layout,
+    engine: &Engine,
     socket: &Path,
     splits: StageSplits,
     stop: watch::Receiver<bool>,
@@ -210,7 +243,7 @@ async fn start_node_service(
         .topology
         .insert(TOPOLOGY_NODE_KEY.to_string(), node_name(1));
     config.kubelet_dir = layout.root().join("kubelet");
-    config.ublk_devices = ublk_device_pattern(&Engine::from_env());
+    config.ublk_devices = ublk_device_pattern(engine);
     let socket = socket.to_path_buf();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
     let thread = std::thread::Builder::new()

@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// Skip the fio throughput section.
     #[arg(long)]
     pub skip_fio: bool,
+    /// With real storage nodes (SHORTHORN_SPDK_TGT), skip the latency run on
+    /// sim nodes that the sim-against-real table compares with.
+    #[arg(long)]
+    pub no_sim_comparison: bool,
     /// Seconds each fio job runs.
     #[arg(long, default_value_t = 5)]
     pub fio_seconds: u64,
@@ -45,6 +49,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         scale_volumes: args.scale_volumes,
         fio_seconds: args.fio_seconds.max(1),
         skip_fio: args.skip_fio,
+        no_sim_comparison: args.no_sim_comparison,
     })
     .await?;
     if args.json {

@@ -1,0 +1,400 @@
+//! A snapshot under a running writer through the kernel NVMe/TCP initiator,
+//! on real SPDK: run by `vmtest/run.sh --real-spdk` inside the guest against
+//! a running `shorthorn local up` (its state directory in
+//! `SHORTHORN_VM_LOCAL_STATE`), so it is `#[ignore]`d and skips elsewhere.
+//!
+//! Over CSI, a 3-replica raw block volume is created, published on node-1
+//! (the kernel attaches the raid's NVMe/TCP export; the snapshot fence is
+//! ANA) and written by a thread doing sequential 4 KiB `O_DIRECT` writes,
+//! each followed by `fdatasync`. CreateSnapshot runs while it writes. Then:
+//! - the writer never saw an error (the kernel held its I/O while the export
+//!   was ANA-inaccessible and sent it on afterwards);
+//! - on every replica node, the snapshot lvol (exported on a throwaway
+//!   subsystem and read through the kernel initiator) holds exactly the
+//!   writes `0..m`, the same `m` on every node, with `m` between the writes
+//!   acknowledged before CreateSnapshot was sent and those acknowledged
+//!   when it answered (one more at most: the write in flight);
+//! - the volume holds every acknowledged write.
+
+#[allow(dead_code)]
+#[path = "../src/csi_steps.rs"]
+mod csi_steps;
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use csi_steps::{Access, Csi};
+use shorthorn_controller::config::ControllerConfig;
+use shorthorn_controller::naming::snapshot_lvol;
+use shorthorn_node::frontend::nvme_tcp::NvmeTcpFrontend;
+use shorthorn_node::frontend::{AttachSpec, Frontend, NvmeTcpTarget};
+use spdk_client::methods::nvmf::{
+    ListenAddress, NvmfCreateSubsystemParams, NvmfDeleteSubsystemParams, NvmfNamespace,
+    NvmfSubsystemAddHostParams, NvmfSubsystemAddListenerParams, NvmfSubsystemAddNsParams,
+};
+use spdk_client::SpdkClient;
+
+const STATE_ENV: &str = "SHORTHORN_VM_LOCAL_STATE";
+const BLOCK: usize = 4096;
+/// Blocks the writer writes at most (16 MiB of the 64 MiB volume).
+const BLOCKS: u64 = 4096;
+const VOLUME_BYTES: u64 = 64 << 20;
+/// Writes acknowledged before CreateSnapshot is sent, and after it answered.
+const WARM_UP: u64 = 64;
+const CSI_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Block `k` as the writer writes it: `k + 1` as u64, repeated.
+fn block(k: u64) -> Vec<u8> {
+    (k + 1).to_le_bytes().repeat(BLOCK / 8)
+}
+
+/// How many leading blocks of `bytes` hold writes `0..m`, with nothing
+/// written after them; panics (naming `what`) on any other content.
+fn written_prefix(bytes: &[u8], what: &str) -> u64 {
+    let zero = vec![0u8; BLOCK];
+    let mut m = None;
+    for (k, b) in bytes.chunks(BLOCK).enumerate() {
+        let k = k as u64;
+        match m {
+            None if b == block(k).as_slice() => {}
+            None if b == zero.as_slice() => m = Some(k),
+            None => panic!("{what}: block {k} holds neither write {k} nor zeroes"),
+            Some(first) => assert!(
+                b == zero.as_slice(),
+                "{what}: block {k} is written although block {first} is not"
+            ),
+        }
+    }
+    m.unwrap_or(bytes.len() as u64 / BLOCK as u64)
+}
+
+/// A 4 KiB-aligned buffer for `O_DIRECT`.
+struct Aligned {
+    raw: Vec<u8>,
+    start: usize,
+}
+
+impl Aligned {
+    fn new() -> Self {
+        let raw = vec![0u8; 2 * BLOCK];
+        let start = (BLOCK - raw.as_ptr() as usize % BLOCK) % BLOCK;
+        Self { raw, start }
+    }
+
+    fn fill(&mut self, data: &[u8]) -> &[u8] {
+        let buf = &mut self.raw[self.start..self.start + BLOCK];
+        buf.copy_from_slice(data);
+        buf
+    }
+}
+
+struct WriterState {
+    acked: AtomicU64,
+    stop: AtomicBool,
+    error: Mutex<Option<String>>,
+    /// Completion times (since `started`) of every write.
+    done_at: Mutex<Vec<Duration>>,
+    started: Instant,
+}
+
+/// Sequential `O_DIRECT` writes, each made durable with `fdatasync`.
+fn write_loop(dev: &Path, state: &WriterState) {
+    let file = match OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_DIRECT)
+        .open(dev)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            *state.error.lock().unwrap() = Some(format!("opening {}: {e}", dev.display()));
+            return;
+        }
+    };
+    let mut buf = Aligned::new();
+    for k in 0..BLOCKS {
+        if state.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let data = buf.fill(&block(k));
+        if let Err(e) = file
+            .write_all_at(data, k * BLOCK as u64)
+            .and_then(|()| file.sync_data())
+        {
+            *state.error.lock().unwrap() = Some(format!("write {k}: {e}"));
+            return;
+        }
+        state.done_at.lock().unwrap().push(state.started.elapsed());
+        state.acked.store(k + 1, Ordering::SeqCst);
+    }
+}
+
+async fn wait_acked(state: &WriterState, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while state.acked.load(Ordering::SeqCst) < n {
+        assert!(
+            state.error.lock().unwrap().is_none(),
+            "writer failed: {:?}",
+            state.error.lock().unwrap()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the writer did not reach {n} writes in 2 min"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        .trim()
+        .to_string()
+}
+
+/// Reads `len` bytes of lvol `alias` on a storage node through the kernel
+/// initiator: a throwaway subsystem admitting this guest's host NQN, on the
+/// node's own NVMe/TCP port, deleted afterwards.
+async fn read_lvol_via_kernel(socket: &Path, port: u16, alias: &str, len: usize) -> Vec<u8> {
+    let client = SpdkClient::unix(socket).with_timeout(Duration::from_secs(60));
+    let bdev = client
+        .bdev_get(alias)
+        .await
+        .unwrap_or_else(|e| panic!("bdev_get {alias} on {}: {e}", socket.display()))
+        .unwrap_or_else(|| panic!("no {alias} on {}", socket.display()));
+    let ns_uuid = uuid::Uuid::new_v4();
+    let nqn = format!("nqn.2016-06.io.shorthorn:vmtest-read-{}", ns_uuid.simple());
+    let hostnqn = read_trimmed("/etc/nvme/hostnqn");
+    client
+        .nvmf_create_subsystem(&NvmfCreateSubsystemParams {
+            nqn: nqn.clone(),
+            allow_any_host: Some(false),
+            ..Default::default()
+        })
+        .await
+        .expect("create the read subsystem");
+    client
+        .nvmf_subsystem_add_ns(&NvmfSubsystemAddNsParams {
+            nqn: nqn.clone(),
+            namespace: NvmfNamespace {
+                bdev_name: bdev.name.clone(),
+                uuid: Some(ns_uuid.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("export {alias}: {e}"));
+    client
+        .nvmf_subsystem_add_host(&NvmfSubsystemAddHostParams {
+            nqn: nqn.clone(),
+            host: hostnqn.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("admit the guest host");
+    client
+        .nvmf_subsystem_add_listener(&NvmfSubsystemAddListenerParams {
+            nqn: nqn.clone(),
+            listen_address: ListenAddress::tcp_ipv4("127.0.0.1", port),
+            ..Default::default()
+        })
+        .await
+        .expect("listen");
+    let spec = AttachSpec::NvmeTcp(NvmeTcpTarget {
+        traddr: "127.0.0.1".parse().expect("loopback"),
+        trsvcid: port,
+        subnqn: nqn.clone(),
+        ns_uuid,
+        hostnqn,
+        hostid: read_trimmed("/etc/nvme/hostid")
+            .parse()
+            .expect("hostid is a uuid"),
+        ctrl_loss_tmo: 10,
+        reconnect_delay: 1,
+        keep_alive_tmo: 5,
+    });
+    let fe = NvmeTcpFrontend::default();
+    let dev = fe
+        .attach(&spec)
+        .await
+        .unwrap_or_else(|e| panic!("kernel attach of {alias}: {e}"));
+    let mut bytes = vec![0u8; len];
+    File::open(&dev.path)
+        .and_then(|f| f.read_exact_at(&mut bytes, 0))
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dev.path.display()));
+    fe.detach(&spec).await.expect("kernel detach");
+    client
+        .nvmf_delete_subsystem(&NvmfDeleteSubsystemParams {
+            nqn,
+            tgt_name: None,
+        })
+        .await
+        .expect("delete the read subsystem");
+    bytes
+}
+
+/// Distinct ANA states the kernel shows for its NVMe paths, polled until `stop`.
+fn watch_ana(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<BTreeSet<String>> {
+    std::thread::spawn(move || {
+        let mut seen = BTreeSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(ctrls) = std::fs::read_dir("/sys/class/nvme") {
+                for c in ctrls.flatten() {
+                    for p in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                        if let Ok(s) = std::fs::read_to_string(p.path().join("ana_state")) {
+                            seen.insert(s.trim().to_string());
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        seen
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside the vmtest guest against local up (vmtest/run.sh --real-spdk)"]
+async fn snapshot_under_a_kernel_nvme_tcp_writer_is_the_same_prefix_on_every_replica() {
+    let Some(state_dir) = std::env::var_os(STATE_ENV).map(PathBuf::from) else {
+        eprintln!("SKIPPED: set {STATE_ENV} to a running `shorthorn local up`'s state directory (vmtest/run.sh --real-spdk does)");
+        return;
+    };
+    let toml = std::fs::read_to_string(state_dir.join("controller.toml")).expect("controller.toml");
+    let config = ControllerConfig::from_toml(&toml).expect("parse controller.toml");
+    let mut csi = Csi::connect_one(&state_dir.join("csi.sock"), CSI_TIMEOUT)
+        .await
+        .expect("connect to local up");
+    let node = csi.node_id().await.expect("node id");
+
+    let volume = csi
+        .create_volume("vm-snap-writer", VOLUME_BYTES, 3, None)
+        .await
+        .expect("CreateVolume");
+    let context = csi
+        .controller_publish(&volume, &node, Access::Block)
+        .await
+        .expect("ControllerPublishVolume");
+    let staging = state_dir.join("vm-snap-staging");
+    let target = state_dir.join("vm-snap-target");
+    std::fs::create_dir_all(&staging).expect("staging dir");
+    csi.stage(&volume, &context, &staging, Access::Block)
+        .await
+        .expect("NodeStageVolume");
+    csi.node_publish(&volume, &context, &staging, &target, Access::Block)
+        .await
+        .expect("NodePublishVolume");
+
+    let state = Arc::new(WriterState {
+        acked: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        error: Mutex::new(None),
+        done_at: Mutex::new(Vec::new()),
+        started: Instant::now(),
+    });
+    let writer = {
+        let (state, target) = (state.clone(), target.clone());
+        std::thread::spawn(move || write_loop(&target, &state))
+    };
+    wait_acked(&state, WARM_UP).await;
+
+    let ana_stop = Arc::new(AtomicBool::new(false));
+    let ana = watch_ana(ana_stop.clone());
+    let before = state.acked.load(Ordering::SeqCst);
+    let sent = state.started.elapsed();
+    let (snapshot, ready) = csi
+        .create_snapshot(&volume, "vm-snap-under-writer")
+        .await
+        .expect("CreateSnapshot under the writer");
+    let answered = state.started.elapsed();
+    let after = state.acked.load(Ordering::SeqCst);
+    ana_stop.store(true, Ordering::Relaxed);
+    let ana_seen = ana.join().expect("ANA watcher");
+    assert!(ready, "the snapshot is ready to use");
+    wait_acked(&state, (after + WARM_UP).min(BLOCKS)).await;
+    state.stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer thread");
+    assert_eq!(
+        *state.error.lock().unwrap(),
+        None,
+        "the writer saw an error"
+    );
+    let acked = state.acked.load(Ordering::SeqCst);
+    let done_at = state.done_at.lock().unwrap().clone();
+    let longest_gap = done_at
+        .windows(2)
+        .filter(|w| w[1] >= sent && w[0] <= answered)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    println!(
+        "MEASURE vmtest real SPDK: CreateSnapshot under a kernel NVMe/TCP writer took {:?}; \
+         writes acknowledged before {before}, at the answer {after}, in all {acked}; the writer's \
+         longest gap across CreateSnapshot {longest_gap:?}; ANA states the kernel showed: {ana_seen:?}",
+        answered - sent
+    );
+
+    // Every replica's snapshot: the same prefix of the writes.
+    let alias_of = |i: usize| format!("{}/{}", config.nodes[i].lvstore, snapshot_lvol(&snapshot));
+    let len = BLOCKS as usize * BLOCK;
+    let mut prefixes = Vec::new();
+    let mut first: Option<Vec<u8>> = None;
+    for (i, n) in config.nodes.iter().enumerate() {
+        let socket = state_dir.join("nodes").join(&n.name).join("spdk.sock");
+        let bytes = read_lvol_via_kernel(&socket, n.nvmf_port, &alias_of(i), len).await;
+        let m = written_prefix(&bytes, &format!("snapshot on {}", n.name));
+        prefixes.push((n.name.clone(), m));
+        match &first {
+            None => first = Some(bytes),
+            Some(f) => assert!(
+                *f == bytes,
+                "the snapshot on {} differs from the one on {}",
+                n.name,
+                config.nodes[0].name
+            ),
+        }
+    }
+    println!("MEASURE vmtest real SPDK: writes in the snapshot, by replica: {prefixes:?}");
+    assert_eq!(
+        prefixes.len(),
+        3,
+        "a snapshot on each of the 3 replica nodes"
+    );
+    let m = prefixes[0].1;
+    assert!(
+        before <= m && m <= after + 1,
+        "the snapshot holds writes 0..{m}, but {before} were acknowledged before CreateSnapshot \
+         was sent and {after} when it answered"
+    );
+
+    // The volume holds every acknowledged write (read through its own device).
+    let mut bytes = vec![0u8; len];
+    File::open(&target)
+        .and_then(|f| f.read_exact_at(&mut bytes, 0))
+        .expect("reading the volume");
+    assert_eq!(
+        written_prefix(&bytes, "the volume"),
+        acked,
+        "the volume holds every acknowledged write"
+    );
+
+    csi.node_unpublish(&volume, &target)
+        .await
+        .expect("NodeUnpublishVolume");
+    csi.unstage(&volume, &staging)
+        .await
+        .expect("NodeUnstageVolume");
+    csi.controller_unpublish(&volume, &node)
+        .await
+        .expect("ControllerUnpublishVolume");
+    csi.delete_snapshot(&snapshot)
+        .await
+        .expect("DeleteSnapshot");
+    csi.delete_volume(&volume).await.expect("DeleteVolume");
+    let _ = std::fs::remove_dir(&staging);
+}
