@@ -421,6 +421,29 @@ cat "$BASE" >"$OUT/initrd.img"
 truncate -s %4 "$OUT/initrd.img"
 pack "$OVERLAY" >>"$OUT/initrd.img"
 
+# The real-SPDK guest needs its memory free on the host. After the
+# real-SPDK host stage the host still reserves hugepages it no longer uses;
+# when that is what stands in the way, they are lent to the guest (the
+# reservation shrinks for the run and is put back after it).
+lend_hugepages() {
+  local mem_mib=$1 avail_kib free_pages page_kib short_pages total
+  avail_kib=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+  local need_kib=$(((mem_mib + 512) * 1024))
+  ((avail_kib >= need_kib)) && return 0
+  free_pages=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+  page_kib=$(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo)
+  short_pages=$(((need_kib - avail_kib + page_kib - 1) / page_kib))
+  if ((EUID == 0 && free_pages >= short_pages)); then
+    total=$(cat /proc/sys/vm/nr_hugepages)
+    say "lending $short_pages of the host's $free_pages free hugepages to the guest's ${mem_mib} MiB (put back after the run)"
+    echo $((total - short_pages)) >/proc/sys/vm/nr_hugepages
+    trap "echo $total >/proc/sys/vm/nr_hugepages" EXIT
+  else
+    die "the real-SPDK guest needs ${mem_mib} MiB and 512 MiB for QEMU, but the host has $((avail_kib / 1024)) MiB available ($free_pages free hugepages of ${page_kib} KiB); free memory or lower SHORTHORN_VM_MEM_MIB (the guest's three nodes use about 1.6 GiB of hugepages)"
+  fi
+}
+[[ $MODE == real-spdk ]] && lend_hugepages "${SHORTHORN_VM_MEM_MIB:-4096}"
+
 say "booting $KVER, $MODE mode, ${ACCEL[1]} (log: ${LOG#"$ROOT"/})"
 start=$SECONDS
 set +e
