@@ -14,12 +14,12 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::nodes::NodesError;
+use crate::slots::lock_file;
 
 /// The kernel's ephemeral port range, as Linux ships it when unreadable.
 const DEFAULT_EPHEMERAL: (u16, u16) = (32768, 60999);
@@ -55,7 +55,10 @@ pub fn reserve() -> Result<ReservedPort, NodesError> {
     let start = spread_start() % count;
     for i in 0..count {
         let port = low + ((start + i) % count) as u16;
-        let Ok(lock) = Flock::lock(open(&dir, port)?, FlockArg::LockExclusiveNonblock) else {
+        let Ok(lock) = Flock::lock(
+            lock_file(&dir.join(format!("{port}.lock")))?,
+            FlockArg::LockExclusiveNonblock,
+        ) else {
             continue;
         };
         if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
@@ -92,19 +95,6 @@ fn spread_start() -> u32 {
     std::process::id()
         .wrapping_mul(7919)
         .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(97))
-}
-
-fn open(dir: &std::path::Path, port: u16) -> Result<File, NodesError> {
-    let path: PathBuf = dir.join(format!("{port}.lock"));
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| NodesError::Io {
-            context: format!("opening {}", path.display()),
-            source,
-        })
 }
 
 #[cfg(test)]

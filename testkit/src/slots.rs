@@ -65,12 +65,17 @@ fn dir() -> PathBuf {
 }
 
 fn open(name: &str) -> Result<File, NodesError> {
-    let path = dir().join(name);
+    lock_file(&dir().join(name))
+}
+
+/// Opens (creating it if needed) a file that only serves as an `flock`
+/// target for reservations shared between test processes.
+pub(crate) fn lock_file(path: &std::path::Path) -> Result<File, NodesError> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .map_err(|source| NodesError::Io {
             context: format!("opening {}", path.display()),
             source,
