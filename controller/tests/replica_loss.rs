@@ -110,7 +110,9 @@ async fn list_volumes_reports_a_lost_replica_from_the_monitors_records() {
 
     h.cluster.kill_node(2);
     let dev = ctx["ublk.device"].clone();
-    tokio::task::spawn_blocking(move || write_device(&dev, &pattern(64 * 1024, 2)))
+    let last = pattern(64 * 1024, 2);
+    let written = last.clone();
+    tokio::task::spawn_blocking(move || write_device(&dev, &written))
         .await
         .expect("write while degraded");
 
@@ -129,6 +131,14 @@ async fn list_volumes_reports_a_lost_replica_from_the_monitors_records() {
         "ListVolumes should report node-2's replica stale within 30 s: {}",
         condition.message
     );
+    // The replicas still allowed to serve hold the last acknowledged write.
+    for i in [0, 1] {
+        assert_eq!(
+            h.replica_bytes(i, &lost, last.len()).await,
+            last,
+            "replica on node-{i} lacks the last write"
+        );
+    }
 }
 
 /// Every listed volume's condition, walking pages of one entry.
