@@ -18,6 +18,11 @@
 # into the new ~/.cargo/bin as rustup's installer puts them there) and Go
 # under /usr/local/go (where test.sh looks).
 #
+# CI clones the project with ../shared beside it (the real SPDK binaries);
+# so does this script: when this repository has a ../shared, the clone gets
+# a symlink to it in the same place, and the real-SPDK stages run as in CI.
+# Without it (or with --no-shared) they skip, as for a user who has no SPDK.
+#
 # It costs a cold build (release for run-local.sh, then debug, clippy, the
 # VM guest) and full downloads: about an hour on 2 cores.
 #
@@ -25,6 +30,7 @@
 #   --rev REV   commit to check (default: HEAD; uncommitted changes are not part of it)
 #   --only X    run only scripts/run-local.sh (local) or scripts/test.sh (test)
 #   --keep      keep the temporary directory (it is removed after a pass)
+#   --no-shared do not lay ../shared beside the clone (see below)
 #   --dry-run   clone and prepare, print the environment, what each tool
 #               resolves to in it and the commands, then stop
 #   FRESH_CHECK_ROOT  parent of the temporary directory (default /var/tmp)
@@ -35,11 +41,13 @@ rev=HEAD
 only=""
 keep=0
 dry_run=0
+with_shared=1
 while (($#)); do
   case $1 in
     --rev) rev=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --no-shared) with_shared=0; shift ;;
     --dry-run) dry_run=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "fresh-check: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -95,6 +103,12 @@ if ! git -C "$clone" cat-file -e "$commit^{commit}" 2>/dev/null; then
   git -C "$src" push -q "$clone" "$commit:refs/heads/fresh-check" # not on a branch
 fi
 git -C "$clone" -c advice.detachedHead=false checkout -q --detach "$commit"
+# ../shared beside the clone, as CI has it (read-only data and SPDK binaries).
+shared_note="none (real-SPDK stages will skip)"
+if ((with_shared)) && [[ -d $src/../shared ]]; then
+  ln -s "$(cd "$src/../shared" && pwd -P)" "$root/shared"
+  shared_note="$root/shared -> $(readlink "$root/shared")"
+fi
 
 # rustup's proxies, as its installer lays them out in ~/.cargo/bin.
 rustup_bin=$(command -v rustup || true)
@@ -146,6 +160,7 @@ libclang_state() {
 
 say "commit $commit ($(git -C "$clone" log -1 --format=%s))"
 say "machine: $(. /etc/os-release && echo "$PRETTY_NAME"), $(nproc) CPUs; $(libclang_state)"
+say "../shared beside the clone: $shared_note"
 say "environment: ${env_vars[*]}"
 say "commands (in $clone): $(tr '\n' ' ' <<<"$readme_commands")${only:+(only $only)}"
 
