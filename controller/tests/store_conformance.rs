@@ -527,6 +527,80 @@ async fn deleting_a_volume_leaves_a_tombstone_until_it_is_dropped(kv: Arc<dyn Kv
     assert!(store.list_tombstones().await.expect("list").is_empty());
 }
 
+/// Every replica and publication of each volume of `ids`, one volume at a
+/// time: what a page's range reads must equal.
+async fn children_one_by_one(
+    store: &Store,
+    ids: &[String],
+) -> (
+    BTreeMap<String, Vec<ReplicaRecord>>,
+    BTreeMap<String, Vec<PublicationRecord>>,
+) {
+    let (mut replicas, mut publications) = (BTreeMap::new(), BTreeMap::new());
+    for id in ids {
+        let r = store.list_replicas(id).await.expect("replicas");
+        replicas.insert(id.clone(), r.into_iter().map(|v| v.record).collect());
+        let p = store.list_publications(id).await.expect("publications");
+        publications.insert(id.clone(), p.into_iter().map(|v| v.record).collect());
+    }
+    (replicas, publications)
+}
+
+async fn a_page_reads_its_volumes_replicas_and_publications_at_once(kv: Arc<dyn KvStore>) {
+    let store = Store::new(kv);
+    // 300 volumes of two replicas: the page's range read crosses batches.
+    for i in 0..300 {
+        let id = format!("vol-{i:04}");
+        let replicas = [replica(&id, "n1"), replica(&id, "n2")];
+        let v = volume(&id, &format!("pvc-{i}"));
+        store.create_volume(&v, &replicas).await.expect("create");
+        if i % 3 == 0 {
+            let publication = PublicationRecord {
+                version: SCHEMA_VERSION,
+                volume_id: id.clone(),
+                node: "n1".into(),
+                frontend: FrontendKind::NvmeTcp,
+                publish_context: BTreeMap::new(),
+                readonly: false,
+                members: vec!["n1".into(), "n2".into()],
+                epoch: 1,
+            };
+            let put = store.put_publication(&publication, Expect::Absent).await;
+            put.expect("publish");
+        }
+    }
+    let first = store.list_volumes(None, 10).await.expect("page 1");
+    let middle = store.list_volumes(first.next.as_deref(), 280).await;
+    let middle = ids(&middle.expect("page 2"));
+    let replicas = store.replicas_of_volumes(&middle).await.expect("replicas");
+    let publications = store.publications_of_volumes(&middle).await;
+    let publications = publications.expect("publications");
+    let (want_replicas, want_publications) = children_one_by_one(&store, &middle).await;
+    assert_eq!(replicas.len(), 280, "one entry per volume of the page");
+    assert_eq!(
+        replicas, want_replicas,
+        "no replica missed, none from outside the page"
+    );
+    assert_eq!(publications, want_publications);
+    assert!(replicas.values().all(|r| r.len() == 2));
+    assert_eq!(publications.values().filter(|p| !p.is_empty()).count(), 93);
+
+    // Ids of mixed lengths ("v1/" sorts after "v10/"): still exact.
+    for id in ["v1", "v10", "v1-a", "v2"] {
+        let v = volume(id, &format!("pvc-{id}"));
+        let created = store.create_volume(&v, &[replica(id, "n1")]).await;
+        created.expect("create");
+    }
+    let mixed: Vec<String> = ["v1", "v1-a", "v10"].map(String::from).to_vec();
+    let replicas = store.replicas_of_volumes(&mixed).await.expect("replicas");
+    assert_eq!(replicas, children_one_by_one(&store, &mixed).await.0);
+    assert!(store
+        .replicas_of_volumes(&[])
+        .await
+        .expect("none")
+        .is_empty());
+}
+
 macro_rules! suite {
     ($backend:ident: $($case:ident),* $(,)?) => {
         mod $backend {
@@ -555,6 +629,7 @@ macro_rules! conformance {
             unreadable_records_are_reported_not_misread,
             cluster_identity_is_made_once_and_shared,
             deleting_a_volume_leaves_a_tombstone_until_it_is_dropped,
+            a_page_reads_its_volumes_replicas_and_publications_at_once,
         );
     )*};
 }

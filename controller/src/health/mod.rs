@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::store::ReplicaHealth;
+use crate::store::{ReplicaHealth, ReplicaRecord, VolumeRecord};
 
 /// The health of one volume as reported to the orchestrator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +67,24 @@ pub async fn condition_from_known_space(ctx: &Context, volume_id: &str) -> Resul
 /// no SPDK call; it is current while the health monitor is
 /// ([`clock::HealthClock::is_current`]).
 pub async fn condition_from_records(ctx: &Context, volume_id: &str) -> Result<Condition> {
-    let Some((volume, replicas)) = ctx.volume(volume_id).await? else {
-        return Ok(Condition {
+    Ok(match ctx.volume(volume_id).await? {
+        Some((volume, replicas)) => judge_records(ctx, &volume, &replicas),
+        None => Condition {
             abnormal: true,
             message: format!("volume {volume_id} no longer exists"),
-        });
-    };
+        },
+    })
+}
+
+/// [`condition_from_records`] of records already read: a listing reads a
+/// whole page's replicas in one store call
+/// ([`crate::store::Store::replicas_of_volumes`]) and judges each volume
+/// here, with no further I/O.
+pub fn judge_records(
+    ctx: &Context,
+    volume: &VolumeRecord,
+    replicas: &[ReplicaRecord],
+) -> Condition {
     let mut problems = Vec::new();
     let healthy = replicas
         .iter()
@@ -105,7 +117,7 @@ pub async fn condition_from_records(ctx: &Context, volume_id: &str) -> Result<Co
             r.health.as_str()
         ));
     }
-    for r in &replicas {
+    for r in replicas {
         if let Ok(node) = ctx.nodes.get(&r.node) {
             let status = node.status();
             if ctx.nodes.nearly_full(&status) {
@@ -120,7 +132,7 @@ pub async fn condition_from_records(ctx: &Context, volume_id: &str) -> Result<Co
             }
         }
     }
-    Ok(if problems.is_empty() {
+    if problems.is_empty() {
         Condition {
             abnormal: false,
             message: format!("{healthy} of {} replicas healthy", replicas.len()),
@@ -130,7 +142,7 @@ pub async fn condition_from_records(ctx: &Context, volume_id: &str) -> Result<Co
             abnormal: true,
             message: problems.join("; "),
         }
-    })
+    }
 }
 
 /// Seconds since the Unix epoch (0 before it): how conditions and the

@@ -24,7 +24,7 @@ use crate::naming;
 use crate::ops::{self, create_volume::CreateRequest};
 use crate::params;
 use crate::placement::segments_match;
-use crate::store::{ContentSource, VolumeRecord};
+use crate::store::{ContentSource, Versioned, VolumeRecord};
 
 impl ControllerService {
     pub(super) async fn create(&self, req: CreateVolumeRequest) -> Result<CreateVolumeResponse> {
@@ -136,7 +136,6 @@ impl ControllerService {
             Freshness::KnownSpace => {
                 health::condition_from_known_space(&self.ctx, volume_id).await?
             }
-            Freshness::Recorded => health::condition_from_records(&self.ctx, volume_id).await?,
         };
         Ok((
             published,
@@ -174,30 +173,54 @@ impl ControllerService {
         if !page.items.is_empty() && !recorded {
             self.ctx.nodes.refresh_all().await;
         }
-        let mut entries = Vec::with_capacity(page.items.len());
-        for v in page.items {
-            let (published, condition) = self
-                .status(
-                    &v.record.id,
-                    if recorded {
-                        Freshness::Recorded
-                    } else {
-                        Freshness::KnownSpace
-                    },
-                )
-                .await?;
-            entries.push(list_volumes_response::Entry {
-                volume: Some(to_csi_volume(&v.record)),
-                status: Some(list_volumes_response::VolumeStatus {
-                    published_node_ids: published,
-                    volume_condition: Some(condition),
-                }),
-            });
-        }
+        let entries = if recorded {
+            self.entries_from_records(page.items).await?
+        } else {
+            let mut entries = Vec::with_capacity(page.items.len());
+            for v in page.items {
+                let (published, condition) =
+                    self.status(&v.record.id, Freshness::KnownSpace).await?;
+                entries.push(list_entry(&v.record, published, condition));
+            }
+            entries
+        };
         Ok(ListVolumesResponse {
             entries,
             next_token: page.next.unwrap_or_default(),
         })
+    }
+
+    /// The entries of a page judged from the records alone: the page's
+    /// replicas and publications in two store reads, no SPDK call.
+    async fn entries_from_records(
+        &self,
+        volumes: Vec<Versioned<VolumeRecord>>,
+    ) -> Result<Vec<list_volumes_response::Entry>> {
+        let ids: Vec<String> = volumes.iter().map(|v| v.record.id.clone()).collect();
+        let mut replicas = self.ctx.store.replicas_of_volumes(&ids).await?;
+        let mut publications = self.ctx.store.publications_of_volumes(&ids).await?;
+        Ok(volumes
+            .into_iter()
+            .map(|v| {
+                let id = &v.record.id;
+                let replicas = replicas.remove(id).unwrap_or_default();
+                let published = publications
+                    .remove(id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| p.node)
+                    .collect();
+                let condition = health::judge_records(&self.ctx, &v.record, &replicas);
+                list_entry(
+                    &v.record,
+                    published,
+                    VolumeCondition {
+                        abnormal: condition.abnormal,
+                        message: condition.message,
+                    },
+                )
+            })
+            .collect())
     }
 
     pub(super) async fn capacity(&self, req: GetCapacityRequest) -> Result<GetCapacityResponse> {
@@ -328,6 +351,21 @@ impl ControllerService {
     }
 }
 
+/// One ListVolumes entry.
+fn list_entry(
+    volume: &VolumeRecord,
+    published: Vec<String>,
+    condition: VolumeCondition,
+) -> list_volumes_response::Entry {
+    list_volumes_response::Entry {
+        volume: Some(to_csi_volume(volume)),
+        status: Some(list_volumes_response::VolumeStatus {
+            published_node_ids: published,
+            volume_condition: Some(condition),
+        }),
+    }
+}
+
 /// The CSI view of a volume record.
 pub fn to_csi_volume(v: &VolumeRecord) -> Volume {
     Volume {
@@ -369,6 +407,4 @@ enum Freshness {
     Read,
     /// Read the engines; node views come from the caller's refresh.
     KnownSpace,
-    /// The health monitor's records only: no SPDK call.
-    Recorded,
 }

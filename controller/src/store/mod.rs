@@ -12,6 +12,7 @@
 //! every write conditional on its leader key ([`LeaderFence`]), so a deposed
 //! controller's writes fail with [`StoreError::NotLeader`].
 
+mod by_volume;
 mod cluster;
 mod embedded;
 mod error;

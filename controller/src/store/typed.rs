@@ -39,7 +39,7 @@ pub(super) fn encode<T: Serialize>(key: &str, record: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(record).map_err(|err| StoreError::Invalid(format!("encoding {key}: {err}")))
 }
 
-fn decode<T: DeserializeOwned + SchemaVersioned>(key: &str, raw: &[u8]) -> Result<T> {
+pub(super) fn decode<T: DeserializeOwned + SchemaVersioned>(key: &str, raw: &[u8]) -> Result<T> {
     let record: T = serde_json::from_slice(raw).map_err(|err| StoreError::Corrupt {
         key: key.to_string(),
         reason: err.to_string(),
