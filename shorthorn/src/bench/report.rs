@@ -231,6 +231,16 @@ impl Report {
             format!("{p50} / {p99}"),
             format!("{:.1} s", sc.create_total.as_secs_f64()),
         ]);
+        for (which, samples) in [("first", &sc.create_first), ("last", &sc.create_last)] {
+            let [p50, p99] = ms(samples);
+            t.row(vec![
+                format!("  {which} {}", samples.len()),
+                String::new(),
+                samples.len().to_string(),
+                format!("{p50} / {p99}"),
+                String::new(),
+            ]);
+        }
         let mut lt = Table::new(&[
             "list (max_entries 100)",
             "entries",
@@ -445,6 +455,8 @@ impl Report {
                 "volumes": sc.volumes,
                 "snapshots": sc.snapshots,
                 "create_volume_ms": sc.create.to_json(),
+                "create_volume_first_tenth_ms": sc.create_first.to_json(),
+                "create_volume_last_tenth_ms": sc.create_last.to_json(),
                 "create_total_s": sc.create_total.as_secs_f64(),
                 "list_volumes": list(&sc.list_volumes),
                 "list_snapshots": sc.list_snapshots.as_ref().map(list),

@@ -51,6 +51,11 @@ pub struct ScaleFigures {
     pub snapshots: usize,
     /// CreateVolume latency, ms.
     pub create: Samples,
+    /// CreateVolume latency of the first tenth of the volumes (an almost
+    /// empty cluster), ms.
+    pub create_first: Samples,
+    /// CreateVolume latency of the last tenth (a full store), ms.
+    pub create_last: Samples,
     /// Wall time to create them all.
     pub create_total: Duration,
     /// ListVolumes.
@@ -103,13 +108,21 @@ async fn measure(
     let mut f = ScaleFigures::default();
     let mut ids = Vec::with_capacity(volumes);
     let started = Instant::now();
+    let tenth = (volumes / 10).max(1);
     for i in 0..volumes {
         let t = Instant::now();
         ids.push(
             csi.create_volume(&format!("bench-scale-{i}"), VOLUME_BYTES, 3, None)
                 .await?,
         );
-        f.create.push_ms(t.elapsed());
+        let took = t.elapsed();
+        f.create.push_ms(took);
+        if i < tenth {
+            f.create_first.push_ms(took);
+        }
+        if i >= volumes.saturating_sub(tenth) {
+            f.create_last.push_ms(took);
+        }
     }
     f.create_total = started.elapsed();
     f.volumes = ids.len();
