@@ -11,6 +11,7 @@
 
 mod client;
 mod error;
+pub mod histogram;
 pub mod https;
 pub mod methods;
 mod protocol;
