@@ -17,7 +17,7 @@ pub mod methods;
 mod protocol;
 mod transport;
 
-pub use client::{wire_params, SpdkClient, DEFAULT_TIMEOUT};
+pub use client::{wire_params, CallObserver, SpdkClient, DEFAULT_TIMEOUT};
 pub use error::{ErrorKind, Result, SpdkError};
 pub use methods::bdev::*;
 pub use methods::general::*;
