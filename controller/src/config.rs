@@ -73,7 +73,7 @@
 //! # Prometheus metrics (docs/metrics.md). GET /metrics is always on the
 //! # admin API; `address` adds a plain-HTTP listener serving only /metrics.
 //! # [metrics]
-//! # address = "0.0.0.0:9811"
+//! # address = "0.0.0.0:9809"
 //! # cache_ms = 5000               # per-node statistics reused this long
 //! # histograms_per_scrape = 64    # bdev_get_histogram calls per scrape at most
 //! # histogram_max_age_ms = 30000  # a volume's latency histogram is re-read after this
@@ -169,7 +169,7 @@ pub struct ControllerConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// `host:port` of the metrics listener (e.g. `0.0.0.0:9811`); none when unset.
+    /// `host:port` of the metrics listener (e.g. `0.0.0.0:9809`); none when unset.
     pub address: Option<std::net::SocketAddr>,
     /// Milliseconds a scrape reuses a node's I/O statistics, its bdev
     /// listing and the rebuild view (one `bdev_get_iostat` and one
