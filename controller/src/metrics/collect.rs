@@ -223,16 +223,17 @@ impl Cache {
     }
 }
 
-/// One node's I/O statistics and lvol allocations: two calls.
+/// One node's I/O statistics and lvol allocations: two calls, at once.
 async fn read_node(node: &NodeHandle) -> spdk_client::Result<NodeReading> {
-    let iostat = node
-        .client
-        .bdev_get_iostat(&BdevGetIostatParams::default())
-        .await?;
-    let bdevs = node
-        .client
-        .bdev_get_bdevs(&BdevGetBdevsParams::default())
-        .await?;
+    let (all_stats, all_bdevs) = (
+        BdevGetIostatParams::default(),
+        BdevGetBdevsParams::default(),
+    );
+    let (iostat, bdevs) = tokio::join!(
+        node.client.bdev_get_iostat(&all_stats),
+        node.client.bdev_get_bdevs(&all_bdevs),
+    );
+    let (iostat, bdevs) = (iostat?, bdevs?);
     let cluster_size = node.status().space.cluster_size;
     Ok(NodeReading {
         tick_rate: iostat.tick_rate,

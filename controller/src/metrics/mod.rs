@@ -171,7 +171,9 @@ pub async fn render(ctx: &Context) -> Result<String> {
         .into_iter()
         .map(|p| (p.record.volume_id, p.record.node))
         .collect();
+    let store_done = started.elapsed();
     let readings = metrics.cache.nodes(ctx, cache_age).await;
+    let nodes_done = started.elapsed();
     let histograms = metrics
         .cache
         .histograms(
@@ -181,7 +183,15 @@ pub async fn render(ctx: &Context) -> Result<String> {
             Duration::from_millis(config.histogram_max_age_ms),
         )
         .await;
+    let histograms_done = started.elapsed();
     let rebuilds = metrics.cache.rebuilds(ctx, cache_age).await;
+    tracing::debug!(
+        store = ?store_done,
+        nodes = ?(nodes_done - store_done),
+        histograms = ?(histograms_done - nodes_done),
+        rebuilds = ?(started.elapsed() - histograms_done),
+        "metrics: collected"
+    );
 
     let mut registry = Registry::default();
 
