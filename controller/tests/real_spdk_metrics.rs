@@ -5,7 +5,8 @@
 //!   writes iostat counted, and its buckets hold latencies within iostat's
 //!   min and max; a never-enabled bdev is refused the way the sim refuses
 //!   it; the full-range layout keeps the I/O of channels opened after the
-//!   enable, which SPDK's default layout loses;
+//!   enable, which SPDK's default layout loses; the counts go with the
+//!   channels when the export is deleted (iostat keeps its totals);
 //! - the controller's `/metrics` scenario of `metrics.rs`, on real nodes.
 
 #[path = "support/metrics.rs"]
@@ -16,10 +17,13 @@ use scrape::{metrics_toml, scenario};
 use spdk_client::histogram::LatencyHistogram;
 use spdk_client::{
     BdevEnableHistogramParams, BdevGetHistogramParams, BdevGetIostatParams, BdevMallocCreateParams,
-    SpdkClient,
+    ListenAddress, NvmfCreateSubsystemParams, NvmfCreateTransportParams, NvmfDeleteSubsystemParams,
+    NvmfNamespace, NvmfSubsystemAddHostParams, NvmfSubsystemAddListenerParams,
+    NvmfSubsystemAddNsParams, SpdkClient,
 };
 use support::real::skip;
 use support::*;
+use testkit::data_path::{Export, TEST_HOST_NQN};
 use testkit::nodes::TestCluster;
 
 const IO: usize = 16 * 1024;
@@ -47,6 +51,56 @@ async fn histogram(c: &SpdkClient, bdev: &str) -> LatencyHistogram {
         .await
         .expect("bdev_get_histogram");
     LatencyHistogram::decode(&raw).expect("the histogram decodes")
+}
+
+/// A long-lived NVMe/TCP export of `bdev` on `node` admitting the data
+/// path's host: the target opens the bdev's channels when it is created.
+async fn export(
+    c: &SpdkClient,
+    node: &testkit::nodes::StorageNode,
+    bdev: &str,
+) -> (Export, testkit::ports::ReservedPort) {
+    let nqn = format!("nqn.2016-06.io.shorthorn:metrics-{bdev}");
+    c.nvmf_create_subsystem(&NvmfCreateSubsystemParams {
+        nqn: nqn.clone(),
+        allow_any_host: Some(false),
+        ..Default::default()
+    })
+    .await
+    .expect("subsystem");
+    c.nvmf_subsystem_add_ns(&NvmfSubsystemAddNsParams {
+        nqn: nqn.clone(),
+        namespace: NvmfNamespace {
+            bdev_name: bdev.into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .expect("namespace");
+    c.nvmf_subsystem_add_host(&NvmfSubsystemAddHostParams {
+        nqn: nqn.clone(),
+        host: TEST_HOST_NQN.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("host");
+    let port = testkit::ports::reserve().expect("port");
+    c.nvmf_subsystem_add_listener(&NvmfSubsystemAddListenerParams {
+        nqn: nqn.clone(),
+        listen_address: ListenAddress::tcp_ipv4(&node.nvmf_address, port.port()),
+        ..Default::default()
+    })
+    .await
+    .expect("listener");
+    let e = Export {
+        nqn,
+        host_nqn: TEST_HOST_NQN.into(),
+        address: node.nvmf_address.clone(),
+        port: port.port(),
+        nsid: 1,
+    };
+    (e, port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,15 +155,28 @@ async fn latency_histograms_decode_and_count_real_io_on_real_spdk() {
         "granularity 7, ranges 0..=57"
     );
 
-    // Real I/O: each write is its own spdk_dd run through a fresh export,
-    // so the target's channels open after the enable.
+    // Real I/O through exports created after the enable (their channels
+    // open then), kept while the histograms are read, as a published
+    // volume's frontend is.
+    if let Err(e) = c
+        .nvmf_create_transport(&NvmfCreateTransportParams {
+            trtype: "TCP".into(),
+            ..Default::default()
+        })
+        .await
+    {
+        eprintln!("TCP transport: {e}");
+    }
     let path = cluster.data_path();
+    let mut exports = Vec::new();
     for name in ["hist-full", "hist-default"] {
+        let (e, port) = export(&c, node, name).await;
         for i in 0..WRITES {
-            path.write(node, name, i * IO as u64, &pattern(IO, i as u8 + 3))
+            path.write_export(node, &e, i * IO as u64, &pattern(IO, i as u8 + 3))
                 .await
-                .expect("write through an export");
+                .expect("write through the export");
         }
+        exports.push((e, port));
     }
     let (ops, min, max) = write_ops(&c, "hist-full").await;
     assert_eq!(ops, WRITES, "iostat counted every write");
@@ -154,7 +221,22 @@ async fn latency_histograms_decode_and_count_real_io_on_real_spdk() {
         "SPDK now merges channels of another layout: full_range is no longer needed"
     );
 
-    // Disabled again: the counts are gone and a read is refused.
+    // The counts live in the channels: once the export is gone they are too
+    // (iostat keeps its totals).
+    for (e, _port) in &exports {
+        c.nvmf_delete_subsystem(&NvmfDeleteSubsystemParams {
+            nqn: e.nqn.clone(),
+            tgt_name: None,
+        })
+        .await
+        .expect("delete export");
+    }
+    let after = histogram(&c, "hist-full").await;
+    eprintln!("after the export is gone: {} I/Os", after.total());
+    assert_eq!(after.total(), 0, "the closed channels' counts are dropped");
+    assert_eq!(write_ops(&c, "hist-full").await.0, WRITES);
+
+    // Disabled again: what a read answers.
     c.bdev_enable_histogram(&BdevEnableHistogramParams {
         name: "hist-full".into(),
         enable: false,
@@ -166,8 +248,9 @@ async fn latency_histograms_decode_and_count_real_io_on_real_spdk() {
         .bdev_get_histogram(&BdevGetHistogramParams {
             name: "hist-full".into(),
         })
-        .await;
-    eprintln!("after disabling: {gone:?}");
+        .await
+        .map(|r| LatencyHistogram::decode(&r).map(|h| h.total()));
+    eprintln!("after disabling, with no channel open: {gone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,14 +12,21 @@
 //! - every completed I/O is counted (failed ones too), or only those of
 //!   `opc`;
 //! - disabling frees the counts; a later get fails with -32603 "Bad address"
-//!   (SPDK's -EFAULT for a channel without a histogram).
+//!   (SPDK's -EFAULT for an open channel without a histogram).
 //!
-//! Simplified: the sim has one I/O channel per bdev, created with the layout
-//! asked for at the first enable. Real SPDK gives channels opened after the
-//! enable its *default* layout (granularity 7, 0 to `u64::MAX`) and leaves
-//! out of `bdev_get_histogram` every channel whose layout differs from the
-//! bdev's; the sim reproduces that only for a re-enable with another layout
-//! (the old channel's counts disappear from the answer).
+//! Simplified: the sim has one I/O channel per bdev, always open, created
+//! with the layout asked for at the first enable. Real SPDK (measured in
+//! `controller/tests/real_spdk_metrics.rs`):
+//! - keeps the counts in the channels, so they vanish when the last user of
+//!   the bdev closes it (an export deleted), while iostat keeps its totals;
+//!   a get with no channel open answers an empty histogram, also after a
+//!   disable, where the sim says "Bad address";
+//! - gives channels opened after the enable its *default* layout
+//!   (granularity 7, 0 to `u64::MAX`) and leaves out of `bdev_get_histogram`
+//!   every channel whose layout differs from the bdev's: enabled with SPDK's
+//!   own defaults, the writes through a new export are not counted at all.
+//!   The sim reproduces that only for a re-enable with another layout (the
+//!   old channel's counts disappear from the answer).
 
 use base64::Engine as _;
 use serde_json::{json, Value};

@@ -366,8 +366,8 @@ impl SpdkClient {
     }
 
     /// `bdev_get_histogram`: the bdev's latency histogram, merged over its
-    /// channels. Fails on a bdev whose histogram was never enabled
-    /// (v25.09: -12 "Cannot allocate memory").
+    /// open channels (counts of closed channels are gone). Fails on a bdev
+    /// whose histogram was never enabled (v25.09: -12 "Cannot allocate memory").
     pub async fn bdev_get_histogram(
         &self,
         params: &BdevGetHistogramParams,
