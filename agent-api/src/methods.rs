@@ -7,7 +7,10 @@
 /// Exactly the methods the controller calls, sorted.
 pub const CONTROLLER_METHODS: &[&str] = &[
     "bdev_aio_create",
+    "bdev_enable_histogram",
     "bdev_get_bdevs",
+    "bdev_get_histogram",
+    "bdev_get_iostat",
     "bdev_lvol_check_shallow_copy",
     "bdev_lvol_clone",
     "bdev_lvol_create",

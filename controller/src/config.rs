@@ -70,6 +70,14 @@
 //! # # agent_url, and agent_dns for discovered agents (reached by address).
 //! # server_name = "shorthorn-node.shorthorn-system.svc.cluster.local"
 //!
+//! # Prometheus metrics (docs/metrics.md). GET /metrics is always on the
+//! # admin API; `address` adds a plain-HTTP listener serving only /metrics.
+//! # [metrics]
+//! # address = "0.0.0.0:9809"
+//! # cache_ms = 5000               # per-node statistics reused this long
+//! # histograms_per_scrape = 64    # bdev_get_histogram calls per scrape at most
+//! # histogram_max_age_ms = 30000  # a volume's latency histogram is re-read after this
+//!
 //! [[nodes]]
 //! name = "node-a"
 //! spdk_socket = "/var/tmp/spdk-a.sock"      # or agent_url + agent_token_file
@@ -150,6 +158,41 @@ pub struct ControllerConfig {
     /// Replica rebuilds (`[rebuild]`).
     #[serde(default)]
     pub rebuild: RebuildConfig,
+    /// Prometheus metrics (`[metrics]`, see docs/metrics.md).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics (`[metrics]`, see docs/metrics.md). `GET /metrics` is
+/// always served on the admin API; `address` adds a plain-HTTP listener
+/// that serves only `GET /metrics`, without a token, for Prometheus.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` of the metrics listener (e.g. `0.0.0.0:9809`); none when unset.
+    pub address: Option<std::net::SocketAddr>,
+    /// Milliseconds a scrape reuses a node's I/O statistics, its bdev
+    /// listing and the rebuild view (one `bdev_get_iostat` and one
+    /// `bdev_get_bdevs` per node); 0 re-reads on every scrape.
+    pub cache_ms: u64,
+    /// At most this many volume latency histograms (`bdev_get_histogram`,
+    /// one call per volume) are re-read per scrape, the oldest first; the
+    /// others are served from their last reading.
+    pub histograms_per_scrape: usize,
+    /// Milliseconds a volume's latency histogram stays fresh (0: re-read
+    /// every scrape, still at most `histograms_per_scrape` of them).
+    pub histogram_max_age_ms: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            address: None,
+            cache_ms: 5_000,
+            histograms_per_scrape: 64,
+            histogram_max_age_ms: 30_000,
+        }
+    }
 }
 
 /// How the reconciler rebuilds replicas (`[rebuild]`, see docs/rebuild.md).

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::config::RebuildConfig;
+use crate::config::{MetricsConfig, RebuildConfig};
 use crate::error::{ControllerError, Result};
 use crate::fence::Fencing;
 use crate::health::clock::HealthClock;
 use crate::leader::Leadership;
+use crate::metrics::Metrics;
 use crate::nodes::NodeRegistry;
 use crate::reconciler::sweep::grace::{SweepPolicy, Sweeper};
 use crate::store::{ReplicaRecord, Store, VolumeRecord};
@@ -31,6 +32,8 @@ pub struct Context {
     pub rebuild: Arc<RebuildConfig>,
     /// When the health monitor last finished a pass.
     pub health: Arc<HealthClock>,
+    /// Prometheus metrics and their scrape cache (`[metrics]`).
+    pub metrics: Arc<Metrics>,
     locks: Arc<KeyedLocks>,
 }
 
@@ -47,6 +50,7 @@ impl Context {
             leader: Leadership::assumed(),
             rebuild: Arc::default(),
             health: Arc::default(),
+            metrics: Arc::default(),
             locks: Arc::default(),
         }
     }
@@ -69,6 +73,13 @@ impl Context {
     #[must_use]
     pub fn with_rebuild(mut self, rebuild: RebuildConfig) -> Self {
         self.rebuild = Arc::new(rebuild);
+        self
+    }
+
+    /// The same context with another metrics policy (and a fresh cache).
+    #[must_use]
+    pub fn with_metrics(mut self, config: MetricsConfig) -> Self {
+        self.metrics = Arc::new(Metrics::new(config));
         self
     }
 

@@ -23,6 +23,7 @@
 //! the node crate (see `docs/architecture.md`).
 //! - [`store`]: durable state (etcd or embedded redb).
 //! - [`admin`]: the read-only HTTP/JSON admin API `shorthorn ctl` talks to.
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`), see docs/metrics.md.
 
 #![warn(missing_docs)]
 
@@ -39,6 +40,7 @@ pub mod identity;
 pub mod journal;
 pub mod leader;
 pub mod membership;
+pub mod metrics;
 pub mod naming;
 pub mod nodes;
 pub mod ops;

@@ -82,7 +82,8 @@ async fn prepare(config: &ControllerConfig) -> Result<Context> {
     let ctx = Context::new(store, nodes)
         .with_leadership(leadership)
         .with_sweep_policy(SweepPolicy::from(&config.sweep))
-        .with_rebuild(config.rebuild.clone());
+        .with_rebuild(config.rebuild.clone())
+        .with_metrics(config.metrics.clone());
     if let Err(e) = ctx.nodes.rediscover().await {
         tracing::warn!(error = %e, "node agent discovery failed; retrying on the next reconciler pass");
     }
@@ -184,6 +185,20 @@ pub async fn serve_with_admin(
         }
         None => None,
     };
+    let metrics = match config.metrics.address {
+        Some(addr) => {
+            let listener = crate::metrics::serve::bind(addr).await?;
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(crate::metrics::serve::serve_on(
+                ctx.clone(),
+                listener,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
     let reconcile = {
         let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
@@ -230,6 +245,9 @@ pub async fn serve_with_admin(
     };
     let _ = stop_tx.send(true);
     let _ = reconcile.await;
+    if let Some(task) = metrics {
+        let _ = task.await;
+    }
     let admin_outcome = match admin {
         Some(task) => task
             .await

@@ -343,3 +343,46 @@ async fn admin_api_answers_json_errors_for_unknown_ids_and_endpoints() {
         .expect("join")
         .expect("admin API stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_serves_prometheus_metrics_on_its_socket_without_a_token() {
+    let s = setup().await;
+    let stream = tokio::net::UnixStream::connect(&s.socket)
+        .await
+        .expect("connect to the admin socket");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("/metrics")
+        .header(http::header::HOST, "test")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let kind = resp.headers()[http::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text format");
+    let reachable: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|x| x.metric == "shorthorn_node_reachable")
+        .collect();
+    assert_eq!(reachable.len(), 3, "one per node: {text}");
+    assert!(reachable
+        .iter()
+        .all(|x| x.value == prometheus_parse::Value::Gauge(1.0)));
+
+    let _ = s.stop.send(());
+    s.admin
+        .await
+        .expect("join")
+        .expect("admin API stops cleanly");
+}

@@ -6,11 +6,13 @@ Every kustomization under deploy/manifests (the base and each overlay) is
 rendered with the given kustomize binary into --out, then every object of the
 renders and of deploy/examples/*.yaml is validated, strictly (unknown fields
 fail), for each --kubernetes-version. CRD-backed kinds (VolumeSnapshotClass,
-VolumeSnapshot) have no core schema: they get a structural check instead and
-the skip is printed with its reason.
+VolumeSnapshot, the Prometheus Operator's ServiceMonitor) have no core
+schema: they get a structural check instead and the skip is printed with its
+reason. A ConfigMap holding a Grafana dashboard must hold valid JSON.
 """
 
 import argparse
+import json
 import pathlib
 import subprocess
 import sys
@@ -20,11 +22,16 @@ import yaml
 
 DEPLOY = pathlib.Path(__file__).resolve().parent.parent
 
-# Kinds served by CRDs (kubernetes-csi/external-snapshotter), not core schemas.
+# Kinds served by CRDs (kubernetes-csi/external-snapshotter, the Prometheus
+# Operator), not core schemas.
 CRD_KINDS = {
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"),
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshot"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
 }
+
+# ServiceMonitor endpoint fields used here (monitoring.coreos.com/v1).
+SERVICE_MONITOR_ENDPOINT = {"port", "path", "scheme", "interval", "scrapeTimeout", "tlsConfig"}
 
 
 def kustomizations():
@@ -57,6 +64,26 @@ def crd_check(doc):
         extra = set(doc) - {"apiVersion", "kind", "metadata", "driver", "deletionPolicy", "parameters"}
         if extra:
             problems.append(f"unknown fields {sorted(extra)}")
+    elif kind == "ServiceMonitor":
+        spec = doc.get("spec", {})
+        extra = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
+        if extra:
+            problems.append(f"unknown fields {sorted(extra)}")
+        if not spec.get("selector", {}).get("matchLabels"):
+            problems.append("spec.selector.matchLabels must select the Service")
+        endpoints = spec.get("endpoints") or []
+        if not endpoints:
+            problems.append("spec.endpoints is empty")
+        for e in endpoints:
+            unknown = set(e) - SERVICE_MONITOR_ENDPOINT
+            if unknown:
+                problems.append(f"endpoint fields {sorted(unknown)} are not used here")
+            if not e.get("port"):
+                problems.append("an endpoint names no Service port")
+            if e.get("scheme", "http") not in ("http", "https"):
+                problems.append(f"scheme {e.get('scheme')} is neither http nor https")
+            if e.get("scheme") == "https" and not e.get("tlsConfig", {}).get("ca"):
+                problems.append("https without tlsConfig.ca would not verify the agents")
     elif kind == "VolumeSnapshot":
         source = doc.get("spec", {}).get("source", {})
         if len(source) != 1 or next(iter(source)) not in (
@@ -95,6 +122,13 @@ def main():
                     print(f"SKIP {name}: CRD-backed kind, no core schema; structural check passed")
                     skipped += 1
                 continue
+            if doc.get("kind") == "ConfigMap" and doc.get("metadata", {}).get("labels", {}).get("grafana_dashboard"):
+                for key, text in (doc.get("data") or {}).items():
+                    try:
+                        json.loads(text)
+                    except ValueError as e:
+                        print(f"FAIL {name}: dashboard {key} is not JSON: {e}")
+                        failed += 1
             for version in args.kubernetes_version:
                 try:
                     kubernetes_validate.validate(doc, version, strict=True)

@@ -224,3 +224,77 @@ async fn quiesce_refuses_volumes_the_node_has_not_staged() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     agent.stop().await;
 }
+
+/// One `GET /metrics` without a token, parsed as Prometheus does.
+async fn agent_metrics(agent: &TestAgent) -> prometheus_parse::Scrape {
+    let (status, body) = agent.send("GET", "/metrics", None, "").await;
+    assert_eq!(status, StatusCode::OK, "/metrics needs no token");
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses")
+}
+
+fn agent_value(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_and_token_failures() {
+    let agent = TestAgent::start().await;
+    let before = agent_metrics(&agent).await;
+    for _ in 0..2 {
+        let (status, _) = agent
+            .send("GET", "/identity", Some("Bearer nope"), "")
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = agent.send("GET", "/identity", Some(&bearer()), "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = agent
+        .send("GET", "/no/such/route/123", Some(&bearer()), "")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let after = agent_metrics(&agent).await;
+    let moved = |metric: &str, labels: &[(&str, &str)]| {
+        agent_value(&after, metric, labels) - agent_value(&before, metric, labels)
+    };
+    assert_eq!(moved("shorthorn_agent_auth_failures_total", &[]), 2.0);
+    let identity = |status| [("route", "/identity"), ("status", status)];
+    assert_eq!(
+        moved("shorthorn_agent_requests_total", &identity("401")),
+        2.0
+    );
+    assert_eq!(
+        moved("shorthorn_agent_requests_total", &identity("200")),
+        1.0
+    );
+    // Unknown paths share one label, whatever they are.
+    assert_eq!(
+        moved(
+            "shorthorn_agent_requests_total",
+            &[("route", "other"), ("status", "404")]
+        ),
+        1.0
+    );
+    assert!(after.samples.iter().all(|s| s
+        .labels
+        .get("route")
+        .is_none_or(|r| r != "/no/such/route/123")));
+    assert_eq!(
+        moved(
+            "shorthorn_agent_request_duration_seconds_count",
+            &[("route", "/identity")]
+        ),
+        3.0
+    );
+    // The token appears nowhere in what Prometheus reads.
+    let (_, raw) = agent.send("GET", "/metrics", None, "").await;
+    assert!(!String::from_utf8_lossy(&raw).contains(TOKEN));
+    agent.stop().await;
+}

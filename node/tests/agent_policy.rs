@@ -76,6 +76,12 @@ fn legitimate() -> Vec<(&'static str, Value)> {
         ),
         ("bdev_get_bdevs", json!({"name": lvol})),
         (
+            "bdev_enable_histogram",
+            json!({"name": format!("shr-{VOL}"), "enable": true, "granularity": 7, "min_nsec": 0, "max_nsec": u64::MAX}),
+        ),
+        ("bdev_get_histogram", json!({"name": format!("shr-{VOL}")})),
+        ("bdev_get_iostat", json!({})),
+        (
             "bdev_lvol_clone",
             json!({"snapshot_name": snap, "clone_name": format!("shv-{VOL}-rv")}),
         ),
@@ -469,6 +475,28 @@ fn hostile() -> Vec<(&'static str, Value, &'static str)> {
             "prefix",
         ),
         ("ublk_stop_disk", json!({"ublk_id": 1}), "Malloc0"),
+        // Statistics are never reset; histograms only of Shorthorn raids.
+        (
+            "bdev_get_iostat",
+            json!({"reset_mode": "all"}),
+            "only \"none\"",
+        ),
+        (
+            "bdev_enable_histogram",
+            json!({"name": "Nvme0n1", "enable": true}),
+            "prefix",
+        ),
+        (
+            "bdev_enable_histogram",
+            json!({"name": format!("shr-{VOL}"), "enable": true, "granularity": 20}),
+            "granularity",
+        ),
+        (
+            "bdev_enable_histogram",
+            json!({"name": format!("shr-{VOL}"), "enable": true, "opc": "read"}),
+            "opc",
+        ),
+        ("bdev_get_histogram", json!({"name": "Malloc0"}), "prefix"),
     ]
 }
 

@@ -719,3 +719,175 @@ fn base_leaves_the_images_nobody_ships_as_visible_placeholders() {
         "{images:?}"
     );
 }
+
+/// The Services a ServiceMonitor selects (same namespace, labels match).
+fn selected_services<'a>(docs: &'a [Value], monitor: &Value) -> Vec<&'a Value> {
+    let ns = s(monitor, "metadata.namespace");
+    let want = get(monitor, "spec.selector.matchLabels")
+        .as_mapping()
+        .expect("matchLabels");
+    objects(docs, "Service")
+        .filter(|svc| s(svc, "metadata.namespace") == ns)
+        .filter(|svc| {
+            let labels = get(svc, "metadata.labels");
+            want.iter()
+                .all(|(k, v)| labels.get(k.as_str().unwrap_or_default()) == Some(v))
+        })
+        .collect()
+}
+
+/// Every `shorthorn_*` family name the code registers, from its sources:
+/// the controller's metrics and the node agent's.
+fn exported_families() -> Vec<String> {
+    let mut text = String::new();
+    for dir in [
+        "controller/src/metrics",
+        "controller/src/fence",
+        "node/src/agent",
+    ] {
+        for entry in std::fs::read_dir(workspace().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                text.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    let mut out: Vec<String> = text
+        .split('"')
+        .filter(|t| {
+            t.starts_with("shorthorn_") && t.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn service_monitors_scrape_ports_that_serve_metrics_and_the_dashboard_asks_for_real_families() {
+    let mut monitored = 0;
+    for r in renders() {
+        let docs = &r.docs;
+        let ctx = &r.name;
+        let monitors: Vec<&Value> = objects(docs, "ServiceMonitor").collect();
+        if monitors.is_empty() {
+            continue;
+        }
+        monitored += 1;
+        let (config, _, controller) = controller_config(docs);
+        let metrics = config
+            .metrics
+            .address
+            .unwrap_or_else(|| panic!("{ctx}: ServiceMonitors but no [metrics] address"));
+        for monitor in &monitors {
+            let name = s(monitor, "metadata.name");
+            let services = selected_services(docs, monitor);
+            assert_eq!(
+                services.len(),
+                1,
+                "{ctx}: ServiceMonitor {name} selects {} Services",
+                services.len()
+            );
+            let svc = services[0];
+            for endpoint in seq(monitor, "spec.endpoints") {
+                assert_eq!(s(endpoint, "path"), "/metrics", "{ctx}: {name}");
+                let port = seq(svc, "spec.ports")
+                    .iter()
+                    .find(|p| get(p, "name") == get(endpoint, "port"))
+                    .unwrap_or_else(|| panic!("{ctx}: {name} scrapes a port its Service lacks"));
+                // The Service's target is a container port of the selected pods.
+                let (_, pod) = pod_specs(docs)
+                    .into_iter()
+                    .find(|(w, _)| {
+                        let labels = get(
+                            object(
+                                docs,
+                                w.split('/').next().unwrap(),
+                                w.split('/').nth(1).unwrap(),
+                            ),
+                            "spec.template.metadata.labels",
+                        );
+                        get(svc, "spec.selector")
+                            .as_mapping()
+                            .unwrap()
+                            .iter()
+                            .all(|(k, v)| labels.get(k.as_str().unwrap()) == Some(v))
+                    })
+                    .unwrap_or_else(|| panic!("{ctx}: {name}'s Service selects no workload"));
+                let target = get(port, "targetPort");
+                let container_port = seq(pod, "containers")
+                    .iter()
+                    .flat_map(|c| seq(c, "ports").iter())
+                    .find(|p| get(p, "name") == target || get(p, "containerPort") == target)
+                    .unwrap_or_else(|| panic!("{ctx}: {name}: targetPort is no container port"));
+                let number = get(container_port, "containerPort").as_u64();
+                match s(endpoint, "scheme") {
+                    "http" => {
+                        assert_eq!(
+                            number,
+                            Some(u64::from(metrics.port())),
+                            "{ctx}: {name}: not the [metrics] port"
+                        );
+                        assert!(seq(controller, "ports")
+                            .iter()
+                            .any(|p| get(p, "containerPort").as_u64() == number));
+                    }
+                    "https" => {
+                        let d = config.discovery.as_ref().expect("discovery");
+                        assert_eq!(
+                            number,
+                            Some(u64::from(d.agent_port)),
+                            "{ctx}: {name}: not the agent port"
+                        );
+                        assert_eq!(
+                            s(endpoint, "tlsConfig.serverName"),
+                            d.agent_dns,
+                            "{ctx}: {name}: the agents' certificate name"
+                        );
+                        assert_eq!(
+                            s(endpoint, "tlsConfig.ca.secret.name"),
+                            "shorthorn-agent-tls"
+                        );
+                    }
+                    other => panic!("{ctx}: {name}: scheme {other}"),
+                }
+            }
+        }
+        // The dashboard only asks for families the code exports.
+        let families = exported_families();
+        assert!(families.len() > 20, "{families:?}");
+        let dashboard = objects(docs, "ConfigMap")
+            .find(|c| s(c, "metadata.labels.grafana_dashboard") == "1")
+            .unwrap_or_else(|| panic!("{ctx}: no dashboard ConfigMap"));
+        let json = get(dashboard, "data")
+            .as_mapping()
+            .unwrap()
+            .values()
+            .next()
+            .and_then(Value::as_str)
+            .unwrap();
+        let mut asked = Vec::new();
+        let mut rest = json;
+        while let Some(i) = rest.find("shorthorn_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            asked.push(name);
+        }
+        assert!(!asked.is_empty());
+        for name in asked {
+            let base = ["_bucket", "_count", "_sum", "_total"]
+                .iter()
+                .find_map(|sfx| name.strip_suffix(sfx))
+                .unwrap_or(&name);
+            assert!(
+                families.iter().any(|f| f == &name || f == base),
+                "{ctx}: the dashboard asks for {name}, which no code exports"
+            );
+        }
+    }
+    assert!(monitored >= 1, "no render has ServiceMonitors");
+}

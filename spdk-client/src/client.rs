@@ -19,12 +19,20 @@ use crate::transport::{HttpTransport, Transport, UnixTransport};
 /// Per-call timeout used unless [`SpdkClient::with_timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Told the outcome of every call a client makes (for metrics): the
+/// method, how long it took (timeouts included) and the error, if any.
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    /// One call of `method` ended after `elapsed`, failing with `error` when set.
+    fn observe(&self, method: &str, elapsed: Duration, error: Option<&SpdkError>);
+}
+
 /// Async SPDK JSON-RPC client. Cheap to clone; clones share the connection
 /// and the call counters.
 #[derive(Debug, Clone)]
 pub struct SpdkClient {
     shared: Arc<Shared>,
     timeout: Duration,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 #[derive(Debug)]
@@ -46,6 +54,7 @@ impl SpdkClient {
                 calls_by_method: Mutex::new(BTreeMap::new()),
             }),
             timeout: DEFAULT_TIMEOUT,
+            observer: None,
         }
     }
 
@@ -70,6 +79,14 @@ impl SpdkClient {
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> SpdkClient {
         self.timeout = timeout;
+        self
+    }
+
+    /// Returns this client with `observer` told of every call it (and its
+    /// later clones) makes; it still shares the connection with `self`'s clones.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> SpdkClient {
+        self.observer = Some(observer);
         self
     }
 
@@ -114,6 +131,7 @@ impl SpdkClient {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.count(method);
         let span = tracing::debug_span!("spdk_rpc", method, id);
+        let started = std::time::Instant::now();
         async {
             let request = Request::new(id, method, params);
             let outcome = match tokio::time::timeout(
@@ -128,6 +146,9 @@ impl SpdkClient {
             match &outcome {
                 Ok(_) => tracing::debug!("ok"),
                 Err(error) => tracing::debug!(%error, "failed"),
+            }
+            if let Some(observer) = &self.observer {
+                observer.observe(method, started.elapsed(), outcome.as_ref().err());
             }
             outcome
         }

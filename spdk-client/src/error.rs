@@ -60,6 +60,10 @@ pub enum SpdkError {
     /// The client was configured with an unusable endpoint.
     #[error("invalid endpoint: {0}")]
     InvalidEndpoint(String),
+    /// `bdev_get_histogram` answered a histogram that does not match its
+    /// own layout (bad base64, wrong length, impossible ranges).
+    #[error("malformed histogram from SPDK: {0}")]
+    BadHistogram(String),
 }
 
 /// The meaning of an SPDK error, independent of how SPDK encoded it.

@@ -11,12 +11,13 @@
 
 mod client;
 mod error;
+pub mod histogram;
 pub mod https;
 pub mod methods;
 mod protocol;
 mod transport;
 
-pub use client::{wire_params, SpdkClient, DEFAULT_TIMEOUT};
+pub use client::{wire_params, CallObserver, SpdkClient, DEFAULT_TIMEOUT};
 pub use error::{ErrorKind, Result, SpdkError};
 pub use methods::bdev::*;
 pub use methods::general::*;

@@ -198,6 +198,10 @@ fn check_success(method: &str, params: &Value, response: &Value) -> Option<Resul
         }
         "bdev_malloc_delete" => round_trip::<BdevMallocDeleteParams>(method, p).and(unit(r)),
         "bdev_wait_for_examine" => no_params(p).and(unit(r)),
+        "bdev_enable_histogram" => round_trip::<BdevEnableHistogramParams>(method, p).and(unit(r)),
+        "bdev_get_histogram" => {
+            round_trip::<BdevGetHistogramParams>(method, p).and(result::<BdevHistogram>(r))
+        }
         "bdev_get_iostat" => {
             round_trip::<BdevGetIostatParams>(method, p).and(result::<BdevIostat>(r))
         }
@@ -325,6 +329,8 @@ const SUPPORTED: &[&str] = &[
     "bdev_malloc_delete",
     "bdev_wait_for_examine",
     "bdev_get_iostat",
+    "bdev_enable_histogram",
+    "bdev_get_histogram",
     "bdev_lvol_create_lvstore",
     "bdev_lvol_get_lvstores",
     "bdev_lvol_create",
@@ -398,6 +404,19 @@ fn doc_samples() -> Vec<(&'static str, Value, Value)> {
             json!(1),
         ),
         ("ublk_stop_disk", json!({"ublk_id": 1}), json!(true)),
+        (
+            "bdev_enable_histogram",
+            json!({"name": "Nvme0n1", "enable": true, "opc": "read", "granularity": 7,
+                   "min_nsec": 1000, "max_nsec": 1000000000}),
+            json!(true),
+        ),
+        // The doc trims the base64; a real answer has 8 bytes per bucket.
+        (
+            "bdev_get_histogram",
+            json!({"name": "Nvme0n1"}),
+            json!({"histogram": "AAAAAAAAAAA=", "granularity": 7, "min_range": 5,
+                   "max_range": 25, "tsc_rate": 2300000000u64}),
+        ),
         // spdk_tgt runs with auto-examine on, where a manual examine is refused.
         ("bdev_examine", json!({"name": "Nvme0n1"}), json!(true)),
     ]

@@ -307,3 +307,62 @@ async fn missing_socket_is_a_transport_error() {
     let err = client.spdk_get_version().await.expect_err("no socket");
     assert!(err.is_transport(), "{err:?}");
 }
+
+/// Records what a [`spdk_client::CallObserver`] is told.
+#[derive(Debug, Default)]
+struct Seen(std::sync::Mutex<Vec<(String, Option<String>)>>);
+
+impl spdk_client::CallObserver for Seen {
+    fn observe(&self, method: &str, elapsed: Duration, error: Option<&SpdkError>) {
+        assert!(elapsed < Duration::from_secs(10));
+        let kind = error.map(|e| match e {
+            SpdkError::Rpc { code, .. } => format!("rpc {code}"),
+            SpdkError::Timeout => "timeout".into(),
+            other => other.to_string(),
+        });
+        self.0.lock().unwrap().push((method.to_string(), kind));
+    }
+}
+
+#[tokio::test]
+async fn an_observer_hears_every_call_with_its_outcome_timeouts_included() {
+    let server = FakeServer::new();
+    let seen = std::sync::Arc::new(Seen::default());
+    let client = server.client().with_observer(seen.clone());
+    let serve = async {
+        let mut conn = Conn::accept(&server.listener).await;
+        let ok = conn.requests(1).await.remove(0);
+        conn.write(&answer(&ok, json!(true))).await;
+        let failing = conn.requests(1).await.remove(0);
+        let error = json!({"jsonrpc": "2.0", "id": failing["id"],
+                           "error": {"code": -19, "message": "No such device"}});
+        conn.write(&serde_json::to_vec(&error).unwrap()).await;
+        let _ignored = conn.requests(1).await;
+        conn
+    };
+    let calls = async {
+        client
+            .call_raw("bdev_wait_for_examine", None)
+            .await
+            .expect("ok");
+        client
+            .call_raw("bdev_lvol_delete", Some(json!({"name": "x"})))
+            .await
+            .expect_err("-19");
+        // A clone with a shorter timeout keeps the observer.
+        let quick = client.clone().with_timeout(Duration::from_millis(100));
+        quick
+            .call_raw("bdev_get_bdevs", None)
+            .await
+            .expect_err("no answer");
+    };
+    let (_, _conn) = tokio::join!(calls, serve);
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        vec![
+            ("bdev_wait_for_examine".to_string(), None),
+            ("bdev_lvol_delete".to_string(), Some("rpc -19".to_string())),
+            ("bdev_get_bdevs".to_string(), Some("timeout".to_string())),
+        ]
+    );
+}

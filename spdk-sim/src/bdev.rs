@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::histogram::{Histogram, IoType};
+
 /// An I/O failure, as a negated errno (e.g. -5 EIO, -28 ENOSPC, -6 ENXIO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("I/O failed with errno {0}")]
@@ -160,6 +162,8 @@ pub struct BdevEntry {
     pub claimed_by: Option<String>,
     /// I/O counters.
     pub stats: Arc<Mutex<IoStat>>,
+    /// Latency histogram (`bdev_enable_histogram`).
+    pub histogram: Arc<Mutex<Histogram>>,
     /// Injected fault: when non-zero, every I/O through the registry fails
     /// with this negated errno (set by the sim-only `sim_fail_bdev` method).
     pub fault: Arc<AtomicI32>,
@@ -199,10 +203,12 @@ impl BdevRegistry {
             return Err(crate::rpc_error::RpcError::exists());
         }
         let stats = Arc::new(Mutex::new(IoStat::default()));
+        let histogram = Arc::new(Mutex::new(Histogram::default()));
         let fault = Arc::new(AtomicI32::new(0));
         let counted: Arc<dyn Bdev> = Arc::new(Counted {
             inner: bdev,
             stats: stats.clone(),
+            histogram: histogram.clone(),
             fault: fault.clone(),
         });
         self.order.push(name.clone());
@@ -212,6 +218,7 @@ impl BdevRegistry {
                 bdev: counted.clone(),
                 claimed_by: None,
                 stats,
+                histogram,
                 fault,
             },
         );
@@ -279,6 +286,7 @@ impl BdevRegistry {
 struct Counted {
     inner: Arc<dyn Bdev>,
     stats: Arc<Mutex<IoStat>>,
+    histogram: Arc<Mutex<Histogram>>,
     fault: Arc<AtomicI32>,
 }
 
@@ -299,6 +307,14 @@ impl Counted {
             self.record(|s| s.failed_ops += 1);
         }
         r
+    }
+
+    /// Counts a completed I/O (failed or not) in the histogram, as SPDK
+    /// does for every completion.
+    fn tally(&self, io: IoType, start: std::time::Instant) {
+        if let Ok(mut h) = self.histogram.lock() {
+            h.tally(io, elapsed_ticks(start));
+        }
     }
 
     fn record(&self, f: impl FnOnce(&mut IoStat)) {
@@ -351,6 +367,7 @@ impl Bdev for Counted {
         self.check_fault()?;
         let start = std::time::Instant::now();
         let r = self.failed_counted(self.inner.read(offset, len).await);
+        self.tally(IoType::Read, start);
         if r.is_ok() {
             let t = elapsed_ticks(start);
             self.record(|s| {
@@ -370,6 +387,7 @@ impl Bdev for Counted {
         self.check_fault()?;
         let start = std::time::Instant::now();
         let r = self.failed_counted(self.inner.write(offset, data).await);
+        self.tally(IoType::Write, start);
         if r.is_ok() {
             let t = elapsed_ticks(start);
             self.record(|s| {
@@ -389,6 +407,7 @@ impl Bdev for Counted {
         self.check_fault()?;
         let start = std::time::Instant::now();
         let r = self.failed_counted(self.inner.unmap(offset, len).await);
+        self.tally(IoType::Unmap, start);
         if r.is_ok() {
             let t = elapsed_ticks(start);
             self.record(|s| {
@@ -406,7 +425,9 @@ impl Bdev for Counted {
     }
     async fn flush(&self) -> IoResult<()> {
         self.check_fault()?;
+        let start = std::time::Instant::now();
         let r = self.inner.flush().await;
+        self.tally(IoType::Flush, start);
         self.failed_counted(r)
     }
 }

@@ -1,4 +1,6 @@
-//! Generic bdev methods: `bdev_get_bdevs` and `bdev_get_iostat`.
+//! Generic bdev methods: `bdev_get_bdevs`, `bdev_get_iostat` and the
+//! latency histograms (`bdev_enable_histogram`, `bdev_get_histogram`; see
+//! [`crate::histogram`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,8 @@ pub async fn handle(
     Some(match method {
         "bdev_get_bdevs" => get_bdevs(sim, params).await,
         "bdev_get_iostat" => get_iostat(sim, params),
+        "bdev_enable_histogram" => enable_histogram(sim, params),
+        "bdev_get_histogram" => get_histogram(sim, params),
         _ => return None,
     })
 }
@@ -170,4 +174,47 @@ fn get_iostat(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError>
     }
     let bdevs: Vec<Value> = entries.into_iter().map(iostat_entry).collect();
     Ok(json!({"tick_rate": TICK_RATE, "ticks": ticks, "bdevs": bdevs}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnableHistogram {
+    name: String,
+    enable: bool,
+    opc: Option<String>,
+    granularity: Option<u8>,
+    min_nsec: Option<u64>,
+    max_nsec: Option<u64>,
+}
+
+/// The histogram of bdev `name`; -19 "No such device" as `spdk_bdev_open_ext` fails.
+fn histogram_of(
+    sim: &Arc<Sim>,
+    name: &str,
+) -> Result<Arc<std::sync::Mutex<crate::histogram::Histogram>>, RpcError> {
+    let reg = sim.bdevs.lock().map_err(|_| RpcError::errno(-5))?;
+    reg.lookup(name)
+        .map(|e| e.histogram.clone())
+        .ok_or_else(RpcError::no_such_device)
+}
+
+fn enable_histogram(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
+    let p: EnableHistogram = params::required(params)?;
+    let histogram = histogram_of(sim, &p.name)?;
+    let mut h = histogram.lock().map_err(|_| RpcError::errno(-5))?;
+    h.enable(p.enable, p.opc, p.granularity, p.min_nsec, p.max_nsec)?;
+    Ok(json!(true))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetHistogram {
+    name: String,
+}
+
+fn get_histogram(sim: &Arc<Sim>, params: Option<&Value>) -> Result<Value, RpcError> {
+    let p: GetHistogram = params::required(params)?;
+    let histogram = histogram_of(sim, &p.name)?;
+    let h = histogram.lock().map_err(|_| RpcError::errno(-5))?;
+    h.get()
 }

@@ -12,7 +12,8 @@
 //! - [`rpc_error`]: JSON-RPC errors with SPDK's codes and messages.
 //! - [`sim`]: the state of one process.
 //! - [`methods`]: routes a method to its module.
-//! - [`general`], [`bdev_rpc`]: framework methods, `bdev_get_bdevs`, `bdev_get_iostat`.
+//! - [`general`], [`bdev_rpc`]: framework methods, `bdev_get_bdevs`, `bdev_get_iostat`,
+//!   and [`histogram`]: `bdev_enable_histogram` / `bdev_get_histogram`.
 //! - [`base`]: malloc and aio bdevs.
 //! - [`lvol`]: lvstores, lvols, snapshots, clones, shallow copy (storage side).
 //! - [`sim_methods`]: sim-only `sim_*` test methods (raw I/O, fault injection).
@@ -25,6 +26,7 @@ pub mod bdev;
 pub mod bdev_rpc;
 pub mod error;
 pub mod general;
+pub mod histogram;
 pub mod lvol;
 pub mod methods;
 pub mod nvme;

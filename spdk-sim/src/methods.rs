@@ -19,6 +19,8 @@ pub const STORAGE_METHODS: &[&str] = &[
     "bdev_examine",
     "bdev_get_bdevs",
     "bdev_get_iostat",
+    "bdev_enable_histogram",
+    "bdev_get_histogram",
     "bdev_malloc_create",
     "bdev_malloc_delete",
     "bdev_aio_create",

@@ -8,6 +8,7 @@
 //! | `GET /v1/volumes/<id>` | [`VolumeView`], or 404 |
 //! | `GET /v1/snapshots` | `[`[`SnapshotView`]`]` |
 //! | `GET /v1/rebuilds` | `[`[`RebuildView`]`]`: raid processes SPDK runs on publishing nodes |
+//! | `GET /metrics` | Prometheus text ([`crate::metrics`], docs/metrics.md) |
 //! | `POST /v1/volumes/<id>/revert` with [`RevertRequest`] | [`VolumeView`] after reverting the unpublished volume to its snapshot |
 //! | `POST /v1/volumes/<id>/replicas` with [`SetReplicasRequest`] | [`ReplicaChangeView`] after changing the replica count (as ControllerModifyVolume does) |
 //!

@@ -49,6 +49,14 @@ where
         (&Method::GET, ["v1", "volumes", id]) => views::volume(ctx, id).await.map(|v| json(&v)),
         (&Method::GET, ["v1", "snapshots"]) => views::snapshots(ctx).await.map(|v| json(&v)),
         (&Method::GET, ["v1", "rebuilds"]) => views::rebuilds(ctx).await.map(|v| json(&v)),
+        (&Method::GET, ["metrics"]) => crate::metrics::render(ctx).await.map(|text| {
+            let mut r = respond(StatusCode::OK, text.into_bytes());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            r
+        }),
         (&Method::POST, ["v1", "volumes", id, "revert"]) => {
             revert(ctx, id, body).await.map(|v| json(&v))
         }
@@ -71,7 +79,7 @@ where
         _ => Ok(error(
             StatusCode::NOT_FOUND,
             format!(
-                "no such endpoint {path}; try /v1/nodes, /v1/volumes, /v1/volumes/<id>, /v1/snapshots or /v1/rebuilds"
+                "no such endpoint {path}; try /v1/nodes, /v1/volumes, /v1/volumes/<id>, /v1/snapshots, /v1/rebuilds or /metrics"
             ),
         )),
     };

@@ -31,6 +31,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::error::{ControllerError, Result};
 use crate::nodes::NodeHandle;
@@ -136,15 +138,47 @@ pub async fn resume_retrying(fence: &dyn Fence, lease_end: Instant) -> Result<Re
     }
 }
 
-/// Recent fence hold times, by kind.
-#[derive(Debug, Default)]
+/// Upper bounds (seconds) of the fence hold histogram.
+const HOLD_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Label of the fence hold histogram: the fence kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct FenceLabels {
+    /// `ana` or `node-quiesce`.
+    pub kind: String,
+}
+
+fn hold_histogram() -> Histogram {
+    Histogram::new(HOLD_BUCKETS)
+}
+
+/// Recent fence hold times, by kind, and every hold in a histogram (metrics).
+#[derive(Debug)]
 pub struct FenceStats {
     holds: Mutex<BTreeMap<FenceKind, VecDeque<Duration>>>,
+    /// `shorthorn_fence_hold_seconds`: every hold since start, by kind.
+    pub hold_seconds: Family<FenceLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for FenceStats {
+    fn default() -> Self {
+        Self {
+            holds: Mutex::default(),
+            hold_seconds: Family::new_with_constructor(hold_histogram as fn() -> Histogram),
+        }
+    }
 }
 
 impl FenceStats {
     /// Records one hold.
     pub fn record(&self, kind: FenceKind, held: Duration) {
+        self.hold_seconds
+            .get_or_create(&FenceLabels {
+                kind: kind.as_str().to_string(),
+            })
+            .observe(held.as_secs_f64());
         let mut holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
         let recent = holds.entry(kind).or_default();
         if recent.len() == RECENT_HOLDS {

@@ -232,6 +232,8 @@ pub struct NodeRegistry {
     pub adopt_clusters: Vec<String>,
     /// Per-call timeout of every node's SPDK client (`rpc_timeout_ms`).
     rpc_timeout: Duration,
+    /// Latency and errors of every node's SPDK calls (metrics).
+    pub rpc_metrics: Arc<crate::metrics::rpc::RpcMetrics>,
 }
 
 impl NodeRegistry {
@@ -257,6 +259,7 @@ impl NodeRegistry {
             cluster: Arc::default(),
             adopt_clusters: config.sweep.adopt_clusters.clone(),
             rpc_timeout: Duration::from_millis(config.rpc_timeout_ms.max(100)),
+            rpc_metrics: Arc::default(),
         };
         for node in &config.nodes {
             registry.insert(NodeHandle::new(node.clone(), registry.agent_tls.as_ref())?);
@@ -281,6 +284,10 @@ impl NodeRegistry {
         if self.rpc_timeout > Duration::ZERO {
             node.client = node.client.clone().with_timeout(self.rpc_timeout);
         }
+        node.client = node
+            .client
+            .clone()
+            .with_observer(self.rpc_metrics.observer(&node.config.name));
         self.nodes
             .write()
             .unwrap_or_else(PoisonError::into_inner)

@@ -89,124 +89,181 @@ impl Controller for ControllerService {
         &self,
         request: Request<CreateVolumeRequest>,
     ) -> Result<Response<CreateVolumeResponse>, Status> {
-        Ok(Response::new(self.create(request.into_inner()).await?))
+        let call = async move { Ok(Response::new(self.create(request.into_inner()).await?)) };
+        self.ctx.metrics.csi.observe("CreateVolume", call).await
     }
 
     async fn delete_volume(
         &self,
         request: Request<DeleteVolumeRequest>,
     ) -> Result<Response<DeleteVolumeResponse>, Status> {
-        let req = request.into_inner();
-        params::require("volume_id", &req.volume_id)?;
-        ops::delete_volume::delete_volume(&self.ctx, &req.volume_id).await?;
-        // Snapshots deleted while this volume still read from them can go now.
-        if let Err(e) = ops::snapshot_delete::reclaim(&self.ctx).await {
-            tracing::warn!(error = %e, "reclaiming deleted snapshots failed; the reconciler retries");
-        }
-        Ok(Response::new(DeleteVolumeResponse {}))
+        let call = async move {
+            let req = request.into_inner();
+            params::require("volume_id", &req.volume_id)?;
+            ops::delete_volume::delete_volume(&self.ctx, &req.volume_id).await?;
+            // Snapshots deleted while this volume still read from them can go now.
+            if let Err(e) = ops::snapshot_delete::reclaim(&self.ctx).await {
+                tracing::warn!(error = %e, "reclaiming deleted snapshots failed; the reconciler retries");
+            }
+            Ok(Response::new(DeleteVolumeResponse {}))
+        };
+        self.ctx.metrics.csi.observe("DeleteVolume", call).await
     }
 
     async fn controller_publish_volume(
         &self,
         request: Request<ControllerPublishVolumeRequest>,
     ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
-        Ok(Response::new(self.publish(request.into_inner()).await?))
+        let call = async move { Ok(Response::new(self.publish(request.into_inner()).await?)) };
+        self.ctx
+            .metrics
+            .csi
+            .observe("ControllerPublishVolume", call)
+            .await
     }
 
     async fn controller_unpublish_volume(
         &self,
         request: Request<ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<ControllerUnpublishVolumeResponse>, Status> {
-        let req = request.into_inner();
-        params::require("volume_id", &req.volume_id)?;
-        let node = (!req.node_id.is_empty()).then_some(req.node_id.as_str());
-        ops::unpublish::unpublish(&self.ctx, &req.volume_id, node).await?;
-        Ok(Response::new(ControllerUnpublishVolumeResponse {}))
+        let call = async move {
+            let req = request.into_inner();
+            params::require("volume_id", &req.volume_id)?;
+            let node = (!req.node_id.is_empty()).then_some(req.node_id.as_str());
+            ops::unpublish::unpublish(&self.ctx, &req.volume_id, node).await?;
+            Ok(Response::new(ControllerUnpublishVolumeResponse {}))
+        };
+        self.ctx
+            .metrics
+            .csi
+            .observe("ControllerUnpublishVolume", call)
+            .await
     }
 
     async fn validate_volume_capabilities(
         &self,
         request: Request<ValidateVolumeCapabilitiesRequest>,
     ) -> Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
-        Ok(Response::new(self.validate(request.into_inner()).await?))
+        let call = async move { Ok(Response::new(self.validate(request.into_inner()).await?)) };
+        self.ctx
+            .metrics
+            .csi
+            .observe("ValidateVolumeCapabilities", call)
+            .await
     }
 
     async fn list_volumes(
         &self,
         request: Request<ListVolumesRequest>,
     ) -> Result<Response<ListVolumesResponse>, Status> {
-        Ok(Response::new(self.list(request.into_inner()).await?))
+        let call = async move { Ok(Response::new(self.list(request.into_inner()).await?)) };
+        self.ctx.metrics.csi.observe("ListVolumes", call).await
     }
 
     async fn get_capacity(
         &self,
         request: Request<GetCapacityRequest>,
     ) -> Result<Response<GetCapacityResponse>, Status> {
-        Ok(Response::new(self.capacity(request.into_inner()).await?))
+        let call = async move { Ok(Response::new(self.capacity(request.into_inner()).await?)) };
+        self.ctx.metrics.csi.observe("GetCapacity", call).await
     }
 
     async fn controller_get_capabilities(
         &self,
         _request: Request<ControllerGetCapabilitiesRequest>,
     ) -> Result<Response<ControllerGetCapabilitiesResponse>, Status> {
-        Ok(Response::new(ControllerGetCapabilitiesResponse {
-            capabilities: CAPABILITIES.iter().copied().map(capability).collect(),
-        }))
+        let call = async move {
+            Ok(Response::new(ControllerGetCapabilitiesResponse {
+                capabilities: CAPABILITIES.iter().copied().map(capability).collect(),
+            }))
+        };
+        self.ctx
+            .metrics
+            .csi
+            .observe("ControllerGetCapabilities", call)
+            .await
     }
 
     async fn create_snapshot(
         &self,
         request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
-        Ok(Response::new(
-            self.snapshot_create(request.into_inner()).await?,
-        ))
+        let call = async move {
+            Ok(Response::new(
+                self.snapshot_create(request.into_inner()).await?,
+            ))
+        };
+        self.ctx.metrics.csi.observe("CreateSnapshot", call).await
     }
 
     async fn delete_snapshot(
         &self,
         request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
-        self.snapshot_delete(request.into_inner()).await?;
-        Ok(Response::new(DeleteSnapshotResponse {}))
+        let call = async move {
+            self.snapshot_delete(request.into_inner()).await?;
+            Ok(Response::new(DeleteSnapshotResponse {}))
+        };
+        self.ctx.metrics.csi.observe("DeleteSnapshot", call).await
     }
 
     async fn list_snapshots(
         &self,
         request: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
-        Ok(Response::new(
-            self.snapshot_list(request.into_inner()).await?,
-        ))
+        let call = async move {
+            Ok(Response::new(
+                self.snapshot_list(request.into_inner()).await?,
+            ))
+        };
+        self.ctx.metrics.csi.observe("ListSnapshots", call).await
     }
 
     async fn get_snapshot(
         &self,
         request: Request<GetSnapshotRequest>,
     ) -> Result<Response<GetSnapshotResponse>, Status> {
-        Ok(Response::new(
-            self.snapshot_get(request.into_inner()).await?,
-        ))
+        let call = async move {
+            Ok(Response::new(
+                self.snapshot_get(request.into_inner()).await?,
+            ))
+        };
+        self.ctx.metrics.csi.observe("GetSnapshot", call).await
     }
 
     async fn controller_expand_volume(
         &self,
         request: Request<ControllerExpandVolumeRequest>,
     ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
-        Ok(Response::new(self.expand(request.into_inner()).await?))
+        let call = async move { Ok(Response::new(self.expand(request.into_inner()).await?)) };
+        self.ctx
+            .metrics
+            .csi
+            .observe("ControllerExpandVolume", call)
+            .await
     }
 
     async fn controller_get_volume(
         &self,
         request: Request<ControllerGetVolumeRequest>,
     ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
-        Ok(Response::new(self.get_volume(request.into_inner()).await?))
+        let call = async move { Ok(Response::new(self.get_volume(request.into_inner()).await?)) };
+        self.ctx
+            .metrics
+            .csi
+            .observe("ControllerGetVolume", call)
+            .await
     }
 
     async fn controller_modify_volume(
         &self,
         request: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Ok(Response::new(self.modify(request.into_inner()).await?))
+        let call = async move { Ok(Response::new(self.modify(request.into_inner()).await?)) };
+        self.ctx
+            .metrics
+            .csi
+            .observe("ControllerModifyVolume", call)
+            .await
     }
 }

@@ -380,6 +380,12 @@ impl Store {
         self.list_records(&keys::replicas_of(volume_id)).await
     }
 
+    /// Every replica of every volume, in volume then node order (one range
+    /// read: what a metrics scrape reports).
+    pub async fn list_all_replicas(&self) -> Result<Vec<Versioned<ReplicaRecord>>> {
+        self.list_records(keys::REPLICAS).await
+    }
+
     /// Removes a replica record if `expect` holds; `false` if it was absent.
     pub async fn delete_replica(
         &self,

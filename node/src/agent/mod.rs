@@ -3,7 +3,8 @@
 //! volume quiesce (ublk) and the ANA fence lease (NVMe/TCP).
 //!
 //! The routes and their bodies are the agent API's ([`agent_api::routes`]);
-//! all but `/healthz` need `Authorization: Bearer <token>`. `POST /jsonrpc`
+//! all but `/healthz` and `/metrics` ([`metrics`]) need
+//! `Authorization: Bearer <token>`. `POST /jsonrpc`
 //! forwards one JSON-RPC 2.0 call if its method is on [`ALLOWED_METHODS`]
 //! and its params pass the node's [`AgentPolicy`] (disks, lvstores,
 //! NVMe-oF address, Shorthorn's name prefixes); otherwise 403 with why.
@@ -19,6 +20,7 @@ mod body;
 mod forward;
 mod identity;
 mod jsonrpc;
+pub mod metrics;
 mod policy;
 mod quiesce;
 mod response;
@@ -193,6 +195,7 @@ pub async fn serve_agent(
         ),
         body_limit: config.body_limit,
         policy: config.policy(),
+        metrics: metrics::AgentMetrics::default(),
     });
     server::run(agent, listener, tls, config.max_connections, shutdown).await
 }

@@ -11,6 +11,8 @@
 //! - subsystems carry the project's NQN prefix and never `allow_any_host`;
 //! - listeners are only on the node's NVMe-oF address or loopback, on its
 //!   NVMe-oF port, over TCP;
+//! - statistics are read without resetting them; latency histograms are
+//!   enabled and read only on `shr-` raids, at most at granularity 7;
 //! - deletes, renames, resizes, snapshots and clones act only on bdevs with
 //!   the project's prefixes (`shr-`, `shp-`, `shn-`) or on the project's
 //!   lvols of the node's lvstore, named `<lvstore>/<shv-|shs-|shorthorn-cluster-...>`.
@@ -127,6 +129,34 @@ impl AgentPolicy {
             | "ublk_create_target"
             | "ublk_get_disks" => Ok(()),
             "nvmf_create_transport" => tcp(p, "trtype"),
+            // Statistics (metrics): reading never resets them.
+            "bdev_get_iostat" => match p.get("reset_mode") {
+                None => Ok(()),
+                Some(Value::String(mode)) if mode == "none" => Ok(()),
+                Some(other) => Err(format!(
+                    "reset_mode {other} would reset the node's I/O statistics; only \"none\" is allowed"
+                )
+                .into()),
+            },
+            // Latency histograms, only of Shorthorn's raids, of every I/O
+            // type, at most SPDK's default granularity (memory per channel).
+            "bdev_get_histogram" => prefixed(p, "name", RAID_PREFIX),
+            "bdev_enable_histogram" => {
+                prefixed(p, "name", RAID_PREFIX)?;
+                for (key, value) in p {
+                    let ok = match key.as_str() {
+                        "name" => true,
+                        "enable" => value.is_boolean(),
+                        "granularity" => value.as_u64().is_some_and(|g| (1..=7).contains(&g)),
+                        "min_nsec" | "max_nsec" => value.is_u64(),
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(format!("{key} {value} is not allowed (name, enable, granularity 1 to 7, min_nsec, max_nsec)").into());
+                    }
+                }
+                Ok(())
+            }
             "bdev_aio_create" => {
                 prefixed(p, "name", AIO_BASE_PREFIX)?;
                 let file = string(p, "filename")?;

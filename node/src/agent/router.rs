@@ -3,6 +3,7 @@
 //! sent to spdk_tgt.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -20,6 +21,7 @@ use super::ana_fence::AnaFenceApi;
 use super::body::{declared_too_large, read_limited, BodyError};
 use super::forward::{ForwardError, SpdkForwarder};
 use super::jsonrpc::RpcRequest;
+use super::metrics::{self, AgentMetrics};
 use super::policy::{AgentPolicy, Verdict};
 use super::quiesce::QuiesceApi;
 use super::response::{error, json, text, AgentResponse};
@@ -35,6 +37,7 @@ pub struct Agent {
     pub(super) ana_fence: AnaFenceApi,
     pub(super) body_limit: usize,
     pub(super) policy: AgentPolicy,
+    pub(super) metrics: AgentMetrics,
 }
 
 impl Agent {
@@ -46,7 +49,12 @@ impl Agent {
     {
         let span =
             tracing::info_span!("agent", http.method = %req.method(), path = req.uri().path());
-        self.route(req).instrument(span).await
+        let route = metrics::route_label(req.uri().path());
+        let started = Instant::now();
+        let resp = self.route(req).instrument(span).await;
+        self.metrics
+            .request(route, resp.status(), started.elapsed());
+        resp
     }
 
     async fn route<B>(&self, req: Request<B>) -> AgentResponse
@@ -61,8 +69,25 @@ impl Agent {
                 _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
             };
         }
+        if path == metrics::ROUTE {
+            return match *req.method() {
+                Method::GET | Method::HEAD => match self.metrics.render() {
+                    Ok(body) => {
+                        let mut resp = text(StatusCode::OK, &body);
+                        resp.headers_mut().insert(
+                            CONTENT_TYPE,
+                            http::HeaderValue::from_static(metrics::CONTENT_TYPE),
+                        );
+                        resp
+                    }
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                },
+                _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+            };
+        }
         let auth = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if !self.token.authorizes(auth) {
+            self.metrics.auth_failed();
             warn!("refused: missing or invalid bearer token");
             let mut resp = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
             resp.headers_mut()
