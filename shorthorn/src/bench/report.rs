@@ -264,6 +264,27 @@ impl Report {
         ]);
         out.push_str(&t.render());
         out.push_str(&lt.render());
+        let sf = &sc.scrape;
+        let mut mt = Table::new(&[
+            "/metrics scrape",
+            "cold ms",
+            "warm p50 / p99 ms",
+            "SPDK calls cold / warm",
+            "bytes",
+        ]);
+        let [w50, w99] = ms(&sf.warm);
+        mt.row(vec![
+            format!("{} volumes", sc.volumes),
+            ms(&sf.cold)[0].clone(),
+            format!("{w50} / {w99}"),
+            format!(
+                "{} / {}",
+                num(sf.calls_cold.p50(), 0),
+                num(sf.calls_warm.p50(), 0)
+            ),
+            sf.bytes.to_string(),
+        ]);
+        out.push_str(&mt.render());
         let _ = writeln!(
             out,
             "  peak RSS (bench process: controller + node service): {}",
@@ -460,6 +481,13 @@ impl Report {
                 "create_total_s": sc.create_total.as_secs_f64(),
                 "list_volumes": list(&sc.list_volumes),
                 "list_snapshots": sc.list_snapshots.as_ref().map(list),
+                "metrics_scrape": {
+                    "cold_ms": sc.scrape.cold.to_json(),
+                    "warm_ms": sc.scrape.warm.to_json(),
+                    "spdk_calls_cold": sc.scrape.calls_cold.to_json(),
+                    "spdk_calls_warm": sc.scrape.calls_warm.to_json(),
+                    "bytes": sc.scrape.bytes,
+                },
                 "peak_rss_kib": sc.peak_rss_kib,
                 "store_bytes": sc.store_bytes,
                 "delete_volume_ms": sc.delete.to_json(),

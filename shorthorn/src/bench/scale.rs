@@ -1,6 +1,7 @@
 //! Section 4: many small 3-replica volumes. Creates them (and a snapshot of
 //! every tenth when snapshots are offered), walks ListVolumes and
-//! ListSnapshots page by page, reads the process's peak RSS and the store
+//! ListSnapshots page by page, times the controller's `/metrics` scrape
+//! (its collection and encoding), reads the process's peak RSS and the store
 //! size, deletes everything and checks that no storage node keeps any of
 //! their lvols. The controller's health monitor runs throughout, as it does
 //! in `local up` and in a cluster (ListVolumes answers from its records).
@@ -8,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use shorthorn_controller::{health, naming};
+use shorthorn_controller::{health, metrics, naming};
 use spdk_client::{BdevLvolGetLvolsParams, SpdkClient};
 
 use super::rpc::CallSnapshot;
@@ -42,6 +43,21 @@ pub struct ListFigures {
     pub calls: Samples,
 }
 
+/// Figures of the controller's `/metrics` scrape over every volume.
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeFigures {
+    /// The first scrape (nothing cached), ms.
+    pub cold: Samples,
+    /// The scrapes after it, within the node statistics' cache age, ms.
+    pub warm: Samples,
+    /// SPDK JSON-RPC calls of the first scrape.
+    pub calls_cold: Samples,
+    /// SPDK JSON-RPC calls of each scrape after it.
+    pub calls_warm: Samples,
+    /// Size of the text of the last scrape, bytes.
+    pub bytes: usize,
+}
+
 /// Everything section 4 measured.
 #[derive(Debug, Clone, Default)]
 pub struct ScaleFigures {
@@ -60,6 +76,8 @@ pub struct ScaleFigures {
     pub create_total: Duration,
     /// ListVolumes.
     pub list_volumes: ListFigures,
+    /// The `/metrics` scrape.
+    pub scrape: ScrapeFigures,
     /// ListSnapshots (`None` when not offered).
     pub list_snapshots: Option<ListFigures>,
     /// Peak RSS of this process (controller, node service and bench), KiB.
@@ -159,6 +177,24 @@ async fn measure(
             .await?;
         }
         f.list_snapshots = Some(figures);
+    }
+    for i in 0..walks + 1 {
+        let before = CallSnapshot::take(&stack.ctx);
+        let t = Instant::now();
+        let text = metrics::render(&stack.ctx).await?;
+        let took = t.elapsed();
+        let calls = CallSnapshot::take(&stack.ctx)
+            .since(&before)
+            .values()
+            .sum::<u64>() as f64;
+        if i == 0 {
+            f.scrape.cold.push_ms(took);
+            f.scrape.calls_cold.push(calls);
+        } else {
+            f.scrape.warm.push_ms(took);
+            f.scrape.calls_warm.push(calls);
+        }
+        f.scrape.bytes = text.len();
     }
     f.peak_rss_kib = peak_rss_kib();
     f.store_bytes = std::fs::metadata(stack.layout.store_file())
