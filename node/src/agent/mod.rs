@@ -7,7 +7,9 @@
 //! forwards one JSON-RPC 2.0 call if its method is on [`ALLOWED_METHODS`]
 //! and its params pass the node's [`AgentPolicy`] (disks, lvstores,
 //! NVMe-oF address, Shorthorn's name prefixes); otherwise 403 with why.
-//! `POST /fence/ana/*` is the one place the agent calls SPDK itself: it
+//! `POST /swap/*` holds a staged volume's dm-linear device around a
+//! thin rebuild's raid swap, under a lease that reattaches and resumes by
+//! itself. `POST /fence/ana/*` is the one place the agent calls SPDK itself: it
 //! holds the fence as a lease that restores the path when it runs out, and
 //! at start it restores the fences a previous run left.
 //!
@@ -24,6 +26,7 @@ mod quiesce;
 mod response;
 mod router;
 mod server;
+mod swap;
 mod tls;
 mod token;
 
@@ -187,6 +190,7 @@ pub async fn serve_agent(
         ),
         identity,
         quiesce: quiesce::QuiesceApi::kernel(&config.state_dir)?,
+        swap: swap::SwapApi::kernel(&config.state_dir)?,
         ana_fence: ana_fence::AnaFenceApi::start(
             spdk_client::SpdkClient::unix(config.spdk_socket.clone())
                 .with_timeout(config.request_timeout),

@@ -241,6 +241,7 @@ impl AgentPolicy {
             "nvmf_delete_subsystem"
             | "nvmf_subsystem_add_host"
             | "nvmf_subsystem_remove_host"
+            | "nvmf_subsystem_remove_ns"
             | "nvmf_subsystem_listener_set_ana_state"
             | "nvmf_subsystem_set_ns_ana_group" => nqn(p, "nqn"),
             "nvmf_subsystem_add_ns" => {
