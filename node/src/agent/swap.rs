@@ -353,6 +353,124 @@ mod tests {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    const NQN: &str = "nqn.2025-11.io.shorthorn:volume:v1";
+    const UUID: &str = "0b5c7f7e-3c0e-4d4f-9a43-6a2f7c1d9e10";
+
+    /// A fabricated sysfs and /dev with controller nvme0 of the volume's
+    /// subsystem, and a staging record of `v1` on `/dev/nvme0n1`.
+    struct Tree {
+        dir: tempfile::TempDir,
+        backend: KernelSwap,
+    }
+
+    impl Tree {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = StagingStore::open(&dir.path().join("state")).unwrap();
+            let t = agent_api::NvmeTcpTarget {
+                traddr: "127.0.0.1".parse().unwrap(),
+                trsvcid: 4420,
+                subnqn: NQN.into(),
+                ns_uuid: UUID.parse().unwrap(),
+                hostnqn: "nqn.2014-08.org.nvmexpress:uuid:h".into(),
+                hostid: uuid::Uuid::nil(),
+                ctrl_loss_tmo: -1,
+                reconnect_delay: 1,
+                keep_alive_tmo: 5,
+            };
+            store
+                .save(&crate::csi::StagedVolume {
+                    volume_id: "v1".into(),
+                    staging_path: dir.path().join("staging"),
+                    spec: AttachSpec::NvmeTcp(t),
+                    device: AttachedDevice {
+                        kind: FrontendKind::NvmeTcp,
+                        path: dir.path().join("dev/nvme0n1"),
+                        size_bytes: 4096,
+                        controllers: vec!["nvme0".into()],
+                    },
+                    dm_name: Some("shorthorn-v1".into()),
+                    access: crate::csi::AccessKind::Block,
+                    read_only: false,
+                    publications: Default::default(),
+                })
+                .unwrap();
+            let backend = KernelSwap {
+                store,
+                sysfs: dir.path().join("sys"),
+                dev_dir: dir.path().join("dev"),
+            };
+            let tree = Tree { dir, backend };
+            let c = "sys/class/nvme/nvme0";
+            for (attr, value) in [
+                ("subsysnqn", NQN),
+                ("transport", "tcp"),
+                ("address", "traddr=127.0.0.1,trsvcid=4420"),
+                ("state", "live"),
+                ("rescan_controller", ""),
+            ] {
+                tree.write(&format!("{c}/{attr}"), value);
+            }
+            tree.namespace("nvme0n1");
+            tree
+        }
+
+        fn write(&self, rel: &str, content: &str) {
+            let p = self.dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, format!("{content}\n")).unwrap();
+        }
+
+        fn namespace(&self, name: &str) {
+            self.write(&format!("sys/class/nvme/nvme0/{name}/uuid"), UUID);
+            self.write(&format!("sys/class/nvme/nvme0/{name}/size"), "16");
+            self.write(&format!("dev/{name}"), "");
+        }
+
+        fn remove(&self, name: &str) {
+            std::fs::remove_dir_all(self.dir.path().join(format!("sys/class/nvme/nvme0/{name}")))
+                .unwrap();
+            std::fs::remove_file(self.dir.path().join(format!("dev/{name}"))).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reattach_takes_the_re_added_namespace_never_the_removed_one() {
+        let tree = Tree::new();
+        let vol = tree.backend.resolve("v1").unwrap();
+        assert_eq!(vol.dm_name, "shorthorn-v1");
+        let wait = Duration::from_millis(150);
+        // Only the old namespace: not a new device; without require_new it counts.
+        assert_eq!(
+            tree.backend.find_device(&vol, wait, true).await.unwrap(),
+            None
+        );
+        let same = tree.backend.find_device(&vol, wait, false).await.unwrap();
+        assert_eq!(same.map(|d| d.path), Some(vol.device.path.clone()));
+        // The kernel still lists the removed namespace beside the re-added one.
+        tree.namespace("nvme0n2");
+        let found = tree
+            .backend
+            .find_device(&vol, wait, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(found.path.ends_with("nvme0n2"), "{found:?}");
+        assert_eq!(found.size_bytes, 16 * 512);
+        assert_eq!(found.controllers, vec!["nvme0".to_string()]);
+        // The record follows the table.
+        tree.backend.record_device("v1", &found).unwrap();
+        assert_eq!(tree.backend.resolve("v1").unwrap().device, found);
+        // Both gone: nothing within the wait.
+        tree.remove("nvme0n1");
+        tree.remove("nvme0n2");
+        let vol = tree.backend.resolve("v1").unwrap();
+        assert_eq!(
+            tree.backend.find_device(&vol, wait, false).await.unwrap(),
+            None
+        );
+    }
+
     #[tokio::test]
     async fn parameters_are_checked_before_dmsetup_runs() {
         let (api, r) = api();
