@@ -87,7 +87,8 @@ pub async fn capability(
 ) -> std::result::Result<(), String> {
     if publication.frontend != FrontendKind::NvmeTcp {
         return Err(format!(
-            "the volume is published over {}; the thin swap holds NVMe/TCP volumes only",
+            "the volume is published over {}; the thin swap holds NVMe/TCP volumes only \
+             (under dm-linear a ublk device's delete was not shown to finish)",
             publication.frontend.as_str()
         ));
     }
@@ -240,7 +241,14 @@ pub async fn run(ctx: &Context, req: &Request, publication: &PublicationRecord) 
         )
         .await?;
         rounds(ctx, &source, &target, &dst, &mut payload, &mut journal).await?;
-        attach_leg(&engine, &target, volume_id, &mut payload, &mut journal).await?;
+        // An lvol is exported under one subsystem at a time: when the source
+        // is the engine, the leg's attachment carries the final delta and
+        // the rebuild link goes now; otherwise the link carries it and the
+        // leg is attached under the suspend, after it.
+        if source.name() == engine.name() {
+            copy::disconnect(Some(&source), Some(&target), volume_id, target.name()).await?;
+            attach_leg(&engine, &target, volume_id, &mut payload, &mut journal).await?;
+        }
         Ok::<_, ControllerError>(dst)
     }
     .await;
@@ -503,16 +511,28 @@ async fn swap(
         .await?;
     journal.step("suspended", payload).await?;
 
-    // The final delta: no write can arrive. A copy that leaves too little
-    // of the lease for the swap abandons it before anything changed.
+    // The final delta: no write can arrive. A copy (and, when the source
+    // is not the engine, the leg's attachment) that leaves too little of
+    // the lease for the swap abandons it before anything changed.
     let budget = lease_end
         .saturating_duration_since(Instant::now())
         .saturating_sub(SWAP_MARGIN);
     let poll = Duration::from_millis(ctx.rebuild.poll_interval_ms.max(10));
     let k = payload.swap.as_ref().map_or(0, |s| s.rounds.len()) + 1;
+    let via_leg = source.name() == engine.name();
     let final_copy = async {
         snapshot_round(source, &volume_id, k, payload, journal).await?;
-        copy_round(source, dst, poll, payload, journal).await?;
+        let leg = payload.swap.as_ref().and_then(|s| s.leg.clone());
+        match (via_leg, leg) {
+            (true, Some(leg)) => {
+                copy_round(source, &leg, poll, payload, journal).await?;
+            }
+            _ => {
+                copy_round(source, dst, poll, payload, journal).await?;
+                copy::disconnect(Some(source), Some(target), &volume_id, target.name()).await?;
+                attach_leg(engine, target, &volume_id, payload, journal).await?;
+            }
+        };
         // Every acknowledged write reached the source only if its leg is
         // still in the raid now that nothing is in flight.
         let legs = configured_legs(engine, &volume_id)

@@ -94,6 +94,9 @@ pub struct AgentConfig {
     pub base_bdevs: Vec<String>,
     /// This node's lvstore names (the controller's `lvstore` for this node).
     pub lvstores: Vec<String>,
+    /// The holds behind `/swap/*`; `None` uses the kernel's (dmsetup,
+    /// sysfs, the staging records under `state_dir`). Tests give a double.
+    pub swap: Option<crate::swap::SwapHolds>,
 }
 
 impl AgentConfig {
@@ -124,6 +127,7 @@ impl AgentConfig {
             disks: Vec::new(),
             base_bdevs: Vec::new(),
             lvstores: vec![DEFAULT_LVSTORE.to_owned()],
+            swap: None,
         }
     }
 
@@ -190,7 +194,10 @@ pub async fn serve_agent(
         ),
         identity,
         quiesce: quiesce::QuiesceApi::kernel(&config.state_dir)?,
-        swap: swap::SwapApi::kernel(&config.state_dir)?,
+        swap: match config.swap.clone() {
+            Some(holds) => swap::SwapApi::new(holds),
+            None => swap::SwapApi::kernel(&config.state_dir)?,
+        },
         ana_fence: ana_fence::AnaFenceApi::start(
             spdk_client::SpdkClient::unix(config.spdk_socket.clone())
                 .with_timeout(config.request_timeout),
