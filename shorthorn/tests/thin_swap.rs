@@ -36,6 +36,7 @@ use shorthorn_node::frontend::AttachedDevice;
 use shorthorn_node::swap::{SwapBackend, SwapHolds, SwapVolume};
 use shorthorn_node::NodeError;
 use spdk_client::{BdevLvolGetLvolsParams, BdevNvmeAttachControllerParams, SpdkClient};
+use support::crash::crash_at;
 use support::safety::wait_for;
 use support::*;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
@@ -252,8 +253,21 @@ async fn allocated(c: &SpdkClient, volume: &str) -> u64 {
         .unwrap_or_else(|| panic!("no replica lvol of {volume}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_replica_of_a_published_volume_comes_back_by_the_thin_swap_under_a_writer() {
+/// What every test here runs on.
+struct Setup {
+    h: Harness,
+    dm: Arc<FakeDm>,
+    kernel: SpdkClient,
+    agent: NodeAgent,
+    ctx: shorthorn_controller::context::Context,
+    vol: String,
+    writer: Writer,
+}
+
+/// Three sims, node-0 behind its agent with the dm double; a 32 MiB
+/// 3-replica volume published on node-0 over NVMe/TCP, its "kernel"
+/// attached on node-1, and a writer running.
+async fn setup() -> Setup {
     let mut h = Harness::start(3, StoreKind::Etcd).await;
     let dm = Arc::new(FakeDm::default());
     let kernel = h.spdk(1);
@@ -302,15 +316,43 @@ async fn a_lost_replica_of_a_published_volume_comes_back_by_the_thin_swap_under_
     let ns = bdevs.first().cloned().expect("namespace bdev");
     let writer = Writer::start(kernel.clone(), ns, dm.gate.clone());
     writer.wait_writes(50).await;
+    Setup {
+        h,
+        dm,
+        kernel,
+        agent,
+        ctx,
+        vol,
+        writer,
+    }
+}
 
-    // node-2 dies under the writer and comes back: stale, then a delta.
+/// Kills node-2 under the writer, waits until its replica is stale and
+/// restarts it (lvstore loaded): a delta rebuild is due. Needs the
+/// harness's controller running (its health monitor demotes the replica).
+async fn lose_and_return_node_2(h: &mut Harness, vol: &str) {
     h.cluster.kill_node(2);
-    h.wait_replica_state(&vol, "node-2", "stale").await;
+    h.wait_replica_state(vol, "node-2", "stale").await;
     h.cluster.restart_node(2).expect("restart node-2");
     wait_for("node-2 back", Duration::from_secs(20), || async {
         h.lvstore_loaded(2).await.then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_replica_of_a_published_volume_comes_back_by_the_thin_swap_under_a_writer() {
+    let Setup {
+        mut h,
+        dm,
+        kernel,
+        agent,
+        ctx,
+        vol,
+        writer,
+    } = setup().await;
+    // node-2 dies under the writer and comes back: stale, then a delta.
+    lose_and_return_node_2(&mut h, &vol).await;
     // One controller from here on: the harness's would read the raid
     // while the swap replaces it.
     h.stop_controller().await;
@@ -412,4 +454,129 @@ async fn a_lost_replica_of_a_published_volume_comes_back_by_the_thin_swap_under_
     }
     detach_kernel(&kernel).await;
     drop(agent);
+}
+
+/// The replicas' bytes equal the writer's, and no rebuild lvol is left.
+async fn assert_replicas(h: &Harness, vol: &str, expect: &[u8], nodes: &[usize], when: &str) {
+    for &i in nodes {
+        let bytes = sim_read(&h.spdk(i), &replica_alias(vol), 0, SPAN).await;
+        assert!(
+            bytes == expect,
+            "{when}: the replica on node-{i} does not hold the writer's bytes"
+        );
+    }
+    for i in 0..3 {
+        let left: Vec<String> = h
+            .spdk(i)
+            .bdev_lvol_get_lvols(&BdevLvolGetLvolsParams::default())
+            .await
+            .expect("lvols")
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| n.contains("-rb"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{when}: rebuild lvols left on node-{i}: {left:?}"
+        );
+    }
+}
+
+/// A controller killed (abort) right after each journaled swap step; the
+/// next controller's recovery undoes the swap before the raid is replaced
+/// (the replica stays stale, the old raid serves) and completes it after.
+/// The writer never fails and the dm device ends resumed each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_at_each_swap_step_is_undone_or_completed_by_recovery() {
+    let Setup {
+        mut h,
+        dm,
+        kernel,
+        agent,
+        vol,
+        writer,
+        ..
+    } = setup().await;
+    lose_and_return_node_2(&mut h, &vol).await;
+    for (step, forward) in [
+        ("round-copied", false),
+        ("suspended", false),
+        ("final-copied", false),
+        ("frontend-removed", false),
+        ("raid-replaced", true),
+        ("promoted", true),
+    ] {
+        h.stop_controller().await;
+        let w0 = writer.writes.load(Ordering::Relaxed);
+        crash_at(&h, &format!("rebuild-replica:{step}"), &["rebuild", &vol]).await;
+        h.restart_controller().await; // recovers the journal before it serves
+        let ctx = own_context(h.config(), FrontendKind::NvmeTcp, Fencing::default()).await;
+        assert!(
+            ctx.store
+                .list_pending_operations()
+                .await
+                .unwrap()
+                .is_empty(),
+            "{step}: the journal entry is gone"
+        );
+        let r = ctx
+            .store
+            .get_replica(&vol, "node-2")
+            .await
+            .unwrap()
+            .unwrap();
+        let want = if forward { "healthy" } else { "stale" };
+        assert_eq!(r.record.health.as_str(), want, "after a crash at {step}");
+        let legs = h.raid_member_nodes(&vol, 0).await.len();
+        assert_eq!(
+            legs,
+            if forward { 3 } else { 2 },
+            "raid legs after a crash at {step}"
+        );
+        writer.wait_writes(w0 + 20).await;
+        let calls = dm.calls.lock().unwrap().clone();
+        assert!(
+            dm.held.lock().unwrap().is_none(),
+            "after a crash at {step}: the dm device is still suspended ({calls:?})"
+        );
+        let expect = writer.expect.lock().unwrap().clone();
+        let nodes: &[usize] = if forward { &[0, 1, 2] } else { &[0, 1] };
+        // Quiesce the writer while the replicas are read.
+        let gate = dm.gate.clone().write_owned().await;
+        let expect_now = writer.expect.lock().unwrap().clone();
+        assert_replicas(
+            &h,
+            &vol,
+            &expect_now,
+            nodes,
+            &format!("after a crash at {step}"),
+        )
+        .await;
+        drop(gate);
+        drop(expect);
+        println!(
+            "crash at {step}: {} by recovery; dm calls so far {}",
+            if forward { "completed" } else { "undone" },
+            calls.len()
+        );
+        if forward {
+            lose_and_return_node_2(&mut h, &vol).await;
+        }
+    }
+    writer.stop.store(true, Ordering::Relaxed);
+    writer.task.await.expect("writer");
+    assert_eq!(
+        *writer.error.lock().unwrap(),
+        None,
+        "the writer saw an error"
+    );
+    detach_kernel(&kernel).await;
+    drop(agent);
+}
+
+/// Child mode of the crash test (see support::crash).
+#[tokio::test]
+#[ignore]
+async fn crash_child() {
+    support::crash::child_main().await;
 }
