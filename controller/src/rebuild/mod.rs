@@ -22,7 +22,8 @@
 //!
 //! Journal (`rebuild-replica`): `planned`, `working-created`, `connected`,
 //! `layer-copied` (per snapshot), `live-snapshotted`, `live-copied`,
-//! `promoted`. Recovery rolls back anything before `promoted` (the new
+//! `promoted` (the thin swap's own steps follow `layer-copied`, see
+//! [`thin_swap`]). Recovery rolls back anything before `promoted` (the new
 //! lvols go, the rebuild snapshot merges back: the volume is as it was)
 //! and completes the renames and cleanup after it.
 
