@@ -596,8 +596,29 @@ async fn thin_swap_rebuilds_a_published_replica_under_a_kernel_writer() {
         "the new replica's allocated clusters differ from the source's"
     );
 
-    // Every replica, read directly, holds every acknowledged write.
+    // The volume, through its device, holds every acknowledged write.
     let len = REBUILD_BLOCKS as usize * BLOCK;
+    let mut bytes = vec![0u8; len];
+    File::open(&target)
+        .and_then(|f| f.read_exact_at(&mut bytes, 0))
+        .expect("reading the volume");
+    assert_eq!(
+        written_prefix(&bytes, "the volume"),
+        acked,
+        "the volume holds every acknowledged write"
+    );
+    csi.node_unpublish(&volume, &target)
+        .await
+        .expect("NodeUnpublishVolume");
+    csi.unstage(&volume, &staging)
+        .await
+        .expect("NodeUnstageVolume");
+    csi.controller_unpublish(&volume, &node)
+        .await
+        .expect("ControllerUnpublishVolume");
+
+    // Every replica, read directly once unpublished (its export to the
+    // engine gone), holds every acknowledged write.
     for n in &config.nodes {
         let bytes =
             read_lvol_via_kernel(&socket_of(&n.name), n.nvmf_port, &alias(&n.name), len).await;
@@ -613,15 +634,6 @@ async fn thin_swap_rebuilds_a_published_replica_under_a_kernel_writer() {
         config.nodes.len()
     );
 
-    csi.node_unpublish(&volume, &target)
-        .await
-        .expect("NodeUnpublishVolume");
-    csi.unstage(&volume, &staging)
-        .await
-        .expect("NodeUnstageVolume");
-    csi.controller_unpublish(&volume, &node)
-        .await
-        .expect("ControllerUnpublishVolume");
     csi.delete_volume(&volume).await.expect("DeleteVolume");
     let _ = std::fs::remove_dir(&staging);
 }

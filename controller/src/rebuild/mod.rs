@@ -111,7 +111,8 @@ pub struct RebuildPayload {
     pub mode: Mode,
     /// Replica (node) being replaced.
     pub replaces: Option<String>,
-    /// Publishing node whose raid the new leg joins (full-copy fallback).
+    /// Publishing node whose raid the new leg joins (full-copy fallback or
+    /// thin swap).
     #[serde(default)]
     pub engine: Option<String>,
     /// Why a full copy was used instead of the thin path.

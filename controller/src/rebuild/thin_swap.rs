@@ -195,7 +195,9 @@ pub async fn run(ctx: &Context, req: &Request, publication: &PublicationRecord) 
         target: req.target.clone(),
         mode: req.mode,
         replaces: req.replaces.clone(),
-        engine: None,
+        // Named so that the per-node cap and the leftover sweep count the
+        // engine; recovery tells a swap by `swap`.
+        engine: Some(engine.name().to_string()),
         full_copy_reason: None,
         chain: Some(chain.clone()),
         cluster_size,

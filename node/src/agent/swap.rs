@@ -67,7 +67,7 @@ impl SwapApi {
     pub(super) async fn check(&self, body: &[u8]) -> AgentResponse {
         let req: SwapCheckRequest = match parse(body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         if let Err(why) = check_volume_id(&req.volume_id) {
             return error(StatusCode::BAD_REQUEST, &why);
@@ -90,7 +90,7 @@ impl SwapApi {
     pub(super) async fn suspend(&self, body: &[u8]) -> AgentResponse {
         let req: SwapSuspendRequest = match parse(body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         if let Err(why) = check_volume_id(&req.volume_id) {
             return error(StatusCode::BAD_REQUEST, &why);
@@ -120,7 +120,7 @@ impl SwapApi {
     pub(super) async fn resume(&self, body: &[u8]) -> AgentResponse {
         let req: SwapResumeRequest = match parse(body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         if let Err(why) = check_volume_id(&req.volume_id) {
             return error(StatusCode::BAD_REQUEST, &why);
@@ -160,9 +160,8 @@ impl SwapApi {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, AgentResponse> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
 }
 
 fn failure(op: &str, e: NodeError) -> AgentResponse {
