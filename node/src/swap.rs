@@ -202,7 +202,8 @@ impl SwapHolds {
     }
 
     /// Ends the hold. With `reattach`, first waits (at most that long) for
-    /// the volume's re-created kernel device and reloads the table onto it;
+    /// the volume's re-created kernel device (while held, one other than
+    /// the device the table maps) and reloads the table onto it;
     /// that is done even when no hold is in force (a lease that ran out
     /// resumed onto the old device). If the device is not found, or a
     /// dmsetup call fails, the hold stays in place and its lease keeps
@@ -222,12 +223,17 @@ impl SwapHolds {
                 reloaded: false,
             });
         }
+        // Held: the frontend was re-created under the hold, so the device
+        // the table maps does not count (the kernel may still list it). Not
+        // held (the lease ran out, or an agent restart forgot the hold):
+        // the lease may already have moved the table, so it counts.
+        let require_new = guard.is_some();
         let (device, reloaded) = match reattach {
             Some(wait) => {
                 let found = self
                     .shared
                     .backend
-                    .find_device(&volume, wait, true)
+                    .find_device(&volume, wait, require_new)
                     .await?
                     .ok_or_else(|| NodeError::DeviceTimeout {
                         what: format!(
@@ -535,6 +541,26 @@ mod tests {
                 "dmsetup suspend shorthorn-v1",
                 "dmsetup resume shorthorn-v1",
                 RELOAD,
+                "dmsetup resume shorthorn-v1"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reattach_with_no_hold_accepts_the_device_the_table_maps() {
+        let fake = Arc::new(Fake::default());
+        fake.old_alive.store(true, Ordering::SeqCst);
+        let (h, r) = holds(fake.clone());
+        let rep = h
+            .resume("v1", Some(Duration::from_millis(10)))
+            .await
+            .unwrap();
+        assert_eq!(rep.held_for, None);
+        assert_eq!(rep.device.path, PathBuf::from("/dev/nvme0n1"));
+        assert_eq!(
+            r.calls(),
+            vec![
+                "dmsetup reload shorthorn-v1 --table \"0 8 linear /dev/nvme0n1 0\"",
                 "dmsetup resume shorthorn-v1"
             ]
         );

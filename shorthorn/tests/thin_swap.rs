@@ -192,13 +192,14 @@ impl Writer {
                             Some(serde_json::json!({"name": bdev, "offset": offset, "data": b64})),
                         )
                         .await;
-                    drop(open);
                     if let Err(e) = r {
                         *error.lock().unwrap() = Some(format!("write {i}: {e}"));
                         return;
                     }
                     expect.lock().unwrap()[offset as usize..(offset + BLOCK) as usize]
                         .copy_from_slice(&block);
+                    // Acknowledged (and recorded) before the gate can close.
+                    drop(open);
                     writes.fetch_add(1, Ordering::Relaxed);
                     let gap = last.elapsed();
                     last = Instant::now();
