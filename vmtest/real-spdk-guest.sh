@@ -128,7 +128,7 @@ SHORTHORN_VM_LOCAL_STATE=$STATE /shorthorn/vm_real_spdk --ignored --test-threads
   step_failed "thin swap rebuild of a published volume under a kernel writer (vm_real_spdk)"
 grep -q 'thin swap complete' /var/tmp/local.log || step_failed "the controller logged no completed thin swap"
 say "thin swap rebuild ok in $(($(now) - t))s; fence hold: $(grep 'client I/O resumed after the raid swap' /var/tmp/local.log | grep -o 'hold_ms=[0-9]*' | tr '\n' ' ')"
-grep -E 'rebuild round copied|thin swap complete|dm device (suspended|resumed)' /var/tmp/local.log | sed 's/^/vmtest-real:   /'
+grep -E 'rebuild round copied|thin swap complete|thin swap hold by phase|dm device (suspended|resumed)' /var/tmp/local.log | sed 's/^/vmtest-real:   /'
 "$SH" local down --state-dir "$STATE" || step_failed "shorthorn local down"
 wait "$up" || die "shorthorn local up exited with an error after local down"
 fi

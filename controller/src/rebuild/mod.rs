@@ -168,11 +168,24 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Rebuilds as `req` says: thin when the volume is unpublished, the
-/// full-copy fallback when it is published.
+/// Lock key held while a rebuild of `volume_id` runs in this process: the
+/// periodic recovery leaves its journal entry alone meanwhile (the rebuild
+/// does not hold the volume lock while it copies).
+fn in_flight_key(volume_id: &str) -> String {
+    format!("rebuild-replica:{volume_id}")
+}
+
+/// Rebuilds as `req` says: thin when the volume is unpublished, the thin
+/// swap or the full-copy fallback when it is published.
 pub async fn rebuild(ctx: &Context, req: &Request) -> Result<Outcome> {
     let span = tracing::info_span!("rebuild", volume = %req.volume_id, source = %req.source, target = %req.target, mode = req.mode.as_str());
     async {
+        let Some(_in_flight) = ctx.try_lock(&in_flight_key(&req.volume_id)) else {
+            return Err(ControllerError::OperationInProgress {
+                operation: crate::journal::kind_name(OperationKind::RebuildReplica),
+                volume: req.volume_id.clone(),
+            });
+        };
         let publications = ctx.store.list_publications(&req.volume_id).await?;
         match publications.first() {
             Some(p) => match thin_swap::capability(ctx, &p.record).await {
@@ -704,6 +717,10 @@ async fn rollback(ctx: &Context, volume_id: &str, payload: &RebuildPayload) -> R
 /// Completes or rolls back an interrupted rebuild.
 pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
+    let Some(_in_flight) = ctx.try_lock(&in_flight_key(&volume_id)) else {
+        tracing::debug!(volume = %volume_id, "rebuild running in this process; recovery leaves it alone");
+        return Ok(());
+    };
     let payload: RebuildPayload = journal.payload()?;
     if payload.swap.is_some() {
         return thin_swap::recover(ctx, journal, payload).await;

@@ -511,6 +511,7 @@ async fn swap(
             deadline_ms: SWAP_DEADLINE.as_millis() as u64,
         })
         .await?;
+    let held = Instant::now();
     journal.step("suspended", payload).await?;
 
     // The final delta: no write can arrive. A copy (and, when the source
@@ -568,10 +569,22 @@ async fn swap(
         }
     }
 
+    let copied = held.elapsed();
     replace(engine, &volume_id, &publication, payload, journal).await?;
+    let replaced = held.elapsed();
     promote(ctx, engine, target, &volume_id, payload).await?;
     journal.step("promoted", payload).await?;
+    let promoted = held.elapsed();
     let hold = resume(engine, &volume_id, true).await?;
+    let ms = |d: Duration| d.as_millis() as u64;
+    tracing::info!(
+        hold_ms = hold,
+        final_delta_ms = ms(copied),
+        raid_swap_ms = ms(replaced - copied),
+        promote_ms = ms(promoted - replaced),
+        reattach_resume_ms = ms(held.elapsed() - promoted),
+        "thin swap hold by phase (from the suspend's answer)"
+    );
     if let Some(s) = payload.swap.as_mut() {
         s.hold_ms = Some(hold);
     }
