@@ -66,8 +66,9 @@ wants() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
 say "steps: $steps"
 
 # --- 1. local up, the demo, the snapshot under a writer ---------------------
-if wants stack; then
+start_local() {
 t0=$(now)
+rm -rf "$STATE"
 mkdir -p "$STATE"
 "$SH" local up --state-dir "$STATE" --disk-mib 1024 >/var/tmp/local.log 2>&1 &
 up=$!
@@ -85,19 +86,24 @@ while [ ! -e "$STATE/ready" ]; do
   sleep 0.1
 done
 say "local up ready in $(($(now) - t0))s"
-grep 'storage node started' /var/tmp/local.log | grep -o 'command=.* ready_ms=[0-9]*' | sed 's/^/vmtest-real:   /'
+}
 step_failed() {
   tails /var/tmp/local.log "$STATE"/nodes/*/spdk.log
   "$SH" local down --state-dir "$STATE" >/dev/null 2>&1
   die "$1"
 }
 
+if wants stack; then
+start_local
+grep 'storage node started' /var/tmp/local.log | grep -o 'command=.* ready_ms=[0-9]*' | sed 's/^/vmtest-real:   /'
+
 t=$(now)
 "$SH" ctl demo --csi-endpoint "unix://$STATE/csi.sock" || step_failed "shorthorn ctl demo"
 say "demo ok in $(($(now) - t))s"
 
 t=$(now)
-SHORTHORN_VM_LOCAL_STATE=$STATE /shorthorn/vm_real_spdk --ignored --test-threads=1 --nocapture ||
+SHORTHORN_VM_LOCAL_STATE=$STATE /shorthorn/vm_real_spdk --ignored --test-threads=1 --nocapture \
+  --exact snapshot_under_a_kernel_nvme_tcp_writer_is_the_same_prefix_on_every_replica ||
   step_failed "snapshot under a writer through the kernel initiator (vm_real_spdk)"
 # The controller fenced that snapshot (and the demo's) with ANA, not a node quiesce.
 fences=$(grep 'fence lifted' /var/tmp/local.log)
@@ -114,6 +120,19 @@ say "local up, demo, snapshot, local down ok in $(($(now) - t0))s"
 fi
 
 # --- 2. csi-sanity, mount and block mode ------------------------------------
+if wants rebuild; then
+start_local
+t=$(now)
+SHORTHORN_VM_LOCAL_STATE=$STATE /shorthorn/vm_real_spdk --ignored --test-threads=1 --nocapture \
+  --exact thin_swap_rebuilds_a_published_replica_under_a_kernel_writer ||
+  step_failed "thin swap rebuild of a published volume under a kernel writer (vm_real_spdk)"
+grep -q 'thin swap complete' /var/tmp/local.log || step_failed "the controller logged no completed thin swap"
+say "thin swap rebuild ok in $(($(now) - t))s; fence hold: $(grep 'client I/O resumed after the raid swap' /var/tmp/local.log | grep -o 'hold_ms=[0-9]*' | tr '\n' ' ')"
+grep -E 'rebuild round copied|thin swap complete|thin swap hold by phase|dm device (suspended|resumed)' /var/tmp/local.log | sed 's/^/vmtest-real:   /'
+"$SH" local down --state-dir "$STATE" || step_failed "shorthorn local down"
+wait "$up" || die "shorthorn local up exited with an error after local down"
+fi
+
 if wants sanity; then
 t=$(now)
 /shorthorn/shorthorn-sanity --shorthorn "$SH" --tools /shorthorn/tools --out /var/tmp/sanity \

@@ -29,7 +29,9 @@
 # (SHORTHORN_VM_MEM_MIB, default 4096; hugepages inside).
 # SHORTHORN_VM_REAL_STEPS picks the guest's steps: `stack` (local up, the
 # demo, the snapshot under a writer), `sanity` (csi-sanity, mount and
-# block), `bench` (a small `shorthorn bench`); default all three.
+# block), `bench` (a small `shorthorn bench`); default all three. Not in
+# the default: `rebuild` (the thin swap rebuild of a published volume under
+# a kernel writer, shorthorn/tests/vm_real_spdk.rs).
 #
 # The guest reports through isa-debug-exit: QEMU exits 1 when every test
 # passed, 3 when one failed; anything else (0: the guest died without a

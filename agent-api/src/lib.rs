@@ -7,6 +7,7 @@
 //! - [`identity`]: [`NodeIdentity`] (`GET /identity`) and [`KernelFeatures`].
 //! - [`quiesce`]: the I/O fence lease of ublk volumes (`POST /quiesce/*`).
 //! - [`ana_fence`]: the I/O fence lease of NVMe/TCP volumes (`POST /fence/ana/*`).
+//! - [`swap`]: the dm-linear hold around a thin rebuild's raid swap (`POST /swap/*`).
 //! - [`nqn`]: NQN validation shared by both sides.
 //! - [`names`]: the prefixes of every name Shorthorn gives in SPDK.
 //! - [`methods`]: the SPDK methods the controller calls through an agent.
@@ -32,6 +33,7 @@ pub mod names;
 pub mod nqn;
 pub mod quiesce;
 pub mod routes;
+pub mod swap;
 
 pub use ana_fence::{
     AnaFenceResumeRequest, AnaFenceResumeResponse, AnaFenceSuspendRequest, AnaFenceSuspendResponse,

@@ -44,6 +44,7 @@ pub const CONTROLLER_METHODS: &[&str] = &[
     "nvmf_subsystem_add_ns",
     "nvmf_subsystem_listener_set_ana_state",
     "nvmf_subsystem_remove_host",
+    "nvmf_subsystem_remove_ns",
     "nvmf_subsystem_set_ns_ana_group",
     "spdk_get_version",
     "ublk_create_target",

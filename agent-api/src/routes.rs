@@ -8,6 +8,9 @@
 //! | `POST /quiesce/resume` | [`ResumeRequest`](crate::ResumeRequest) | [`ResumeResponse`](crate::ResumeResponse) |
 //! | `POST /fence/ana/suspend` | [`AnaFenceSuspendRequest`](crate::AnaFenceSuspendRequest) | [`AnaFenceSuspendResponse`](crate::AnaFenceSuspendResponse) |
 //! | `POST /fence/ana/resume` | [`AnaFenceResumeRequest`](crate::AnaFenceResumeRequest) | [`AnaFenceResumeResponse`](crate::AnaFenceResumeResponse) |
+//! | `POST /swap/check` | [`SwapCheckRequest`](crate::swap::SwapCheckRequest) | [`SwapCheckResponse`](crate::swap::SwapCheckResponse) |
+//! | `POST /swap/suspend` | [`SwapSuspendRequest`](crate::swap::SwapSuspendRequest) | [`SwapSuspendResponse`](crate::swap::SwapSuspendResponse) |
+//! | `POST /swap/resume` | [`SwapResumeRequest`](crate::swap::SwapResumeRequest) | [`SwapResumeResponse`](crate::swap::SwapResumeResponse) |
 //! | `GET /healthz` (no token) | | `ok` |
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,12 @@ pub const QUIESCE_RESUME: &str = "/quiesce/resume";
 pub const ANA_FENCE_SUSPEND: &str = "/fence/ana/suspend";
 /// Restore a volume's NVMe/TCP frontend path to ANA optimized.
 pub const ANA_FENCE_RESUME: &str = "/fence/ana/resume";
+/// Whether a volume staged here can be held for a raid swap.
+pub const SWAP_CHECK: &str = "/swap/check";
+/// Suspend a volume's dm-linear device for a raid swap, under a lease.
+pub const SWAP_SUSPEND: &str = "/swap/suspend";
+/// Reattach (optionally), reload the dm table and resume.
+pub const SWAP_RESUME: &str = "/swap/resume";
 /// Liveness, without a token.
 pub const HEALTHZ: &str = "/healthz";
 

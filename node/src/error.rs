@@ -142,6 +142,15 @@ pub enum NodeError {
         reason: String,
     },
 
+    /// The volume cannot be held for a raid swap on this node.
+    #[error("cannot hold volume {volume_id} for a raid swap: {reason}")]
+    SwapUnsupported {
+        /// The volume.
+        volume_id: String,
+        /// Why not.
+        reason: String,
+    },
+
     /// Suspend asked for a different target than the one already held.
     #[error("volume {volume_id} is already quiesced through {held}, not {requested}")]
     QuiesceConflict {

@@ -18,5 +18,6 @@ pub mod probe;
 pub mod quiesce;
 pub mod resize;
 pub mod stats;
+pub mod swap;
 
 pub use error::{NodeError, Result};

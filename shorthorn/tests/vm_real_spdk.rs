@@ -15,6 +15,17 @@
 //!   acknowledged before CreateSnapshot was sent and those acknowledged
 //!   when it answered (one more at most: the write in flight);
 //! - the volume holds every acknowledged write.
+//!
+//! A second test (`thin_swap_...`, step `rebuild` of `vmtest/run.sh
+//! --real-spdk`) rebuilds a replica of a published volume under the same
+//! kind of writer by the thin swap (docs/rebuild.md): the replica count goes
+//! 3 -> 2 -> 3 with `shorthorn ctl set-replicas`, so node-3's replica is
+//! dropped and then rebuilt onto node-3 by copy rounds and a raid swap under
+//! the dm-linear suspend on node-1. It asserts that the writer never saw an
+//! error, that the rebuild was thin (not the full-copy fallback) and left
+//! the new replica with as many clusters allocated as the source (fewer
+//! than the volume has), and that every replica, read directly, holds every
+//! acknowledged write; it prints the writer's longest stall.
 
 #[allow(dead_code)]
 #[path = "../src/csi_steps.rs"]
@@ -104,6 +115,11 @@ struct WriterState {
 
 /// Sequential `O_DIRECT` writes, each made durable with `fdatasync`.
 fn write_loop(dev: &Path, state: &WriterState) {
+    write_loop_paced(dev, state, BLOCKS, Duration::ZERO)
+}
+
+/// [`write_loop`] over `blocks` blocks, pausing `pause` after each write.
+fn write_loop_paced(dev: &Path, state: &WriterState, blocks: u64, pause: Duration) {
     let file = match OpenOptions::new()
         .write(true)
         .custom_flags(nix::libc::O_DIRECT)
@@ -116,7 +132,7 @@ fn write_loop(dev: &Path, state: &WriterState) {
         }
     };
     let mut buf = Aligned::new();
-    for k in 0..BLOCKS {
+    for k in 0..blocks {
         if state.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -130,6 +146,9 @@ fn write_loop(dev: &Path, state: &WriterState) {
         }
         state.done_at.lock().unwrap().push(state.started.elapsed());
         state.acked.store(k + 1, Ordering::SeqCst);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
     }
 }
 
@@ -395,6 +414,226 @@ async fn snapshot_under_a_kernel_nvme_tcp_writer_is_the_same_prefix_on_every_rep
     csi.delete_snapshot(&snapshot)
         .await
         .expect("DeleteSnapshot");
+    csi.delete_volume(&volume).await.expect("DeleteVolume");
+    let _ = std::fs::remove_dir(&staging);
+}
+
+/// Blocks the rebuild test's writer writes at most (32 MiB of the 64 MiB volume).
+const REBUILD_BLOCKS: u64 = 8192;
+
+/// `shorthorn ctl --json set-replicas ID COUNT` against local up's admin API.
+fn set_replicas(state_dir: &Path, volume: &str, count: u32) -> serde_json::Value {
+    let bin = std::env::var("SHORTHORN_BIN").unwrap_or_else(|_| "/shorthorn/shorthorn".into());
+    let out = std::process::Command::new(&bin)
+        .arg("ctl")
+        .arg("--endpoint")
+        .arg(format!("unix://{}", state_dir.join("ctl.sock").display()))
+        .arg("--json")
+        .arg("set-replicas")
+        .arg(volume)
+        .arg(count.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} ctl set-replicas: {e}"));
+    assert!(
+        out.status.success(),
+        "ctl set-replicas {volume} {count}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ctl set-replicas --json printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Allocated clusters and cluster count of lvol `alias` on a node.
+async fn clusters(socket: &Path, alias: &str) -> (u64, u64) {
+    let client = SpdkClient::unix(socket).with_timeout(Duration::from_secs(60));
+    let lvols = client
+        .bdev_lvol_get_lvols(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("bdev_lvol_get_lvols on {}: {e}", socket.display()));
+    let lvol = lvols
+        .iter()
+        .find(|l| l.alias == alias)
+        .unwrap_or_else(|| panic!("no lvol {alias} on {}", socket.display()));
+    let stores = client
+        .bdev_lvol_get_lvstores(&Default::default())
+        .await
+        .expect("bdev_lvol_get_lvstores");
+    let cluster = stores
+        .iter()
+        .find(|s| s.name == lvol.lvs.name)
+        .map(|s| s.cluster_size)
+        .expect("the lvol's lvstore");
+    (lvol.num_allocated_clusters, VOLUME_BYTES.div_ceil(cluster))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside the vmtest guest against local up (vmtest/run.sh --real-spdk)"]
+async fn thin_swap_rebuilds_a_published_replica_under_a_kernel_writer() {
+    let Some(state_dir) = std::env::var_os(STATE_ENV).map(PathBuf::from) else {
+        eprintln!("SKIPPED: set {STATE_ENV} to a running `shorthorn local up`'s state directory (vmtest/run.sh --real-spdk does)");
+        return;
+    };
+    let toml = std::fs::read_to_string(state_dir.join("controller.toml")).expect("controller.toml");
+    let config = ControllerConfig::from_toml(&toml).expect("parse controller.toml");
+    let mut csi = Csi::connect_one(&state_dir.join("csi.sock"), CSI_TIMEOUT)
+        .await
+        .expect("connect to local up");
+    let node = csi.node_id().await.expect("node id");
+
+    let volume = csi
+        .create_volume("vm-thin-swap", VOLUME_BYTES, 3, None)
+        .await
+        .expect("CreateVolume");
+    let context = csi
+        .controller_publish(&volume, &node, Access::Block)
+        .await
+        .expect("ControllerPublishVolume");
+    let staging = state_dir.join("vm-swap-staging");
+    let target = state_dir.join("vm-swap-target");
+    std::fs::create_dir_all(&staging).expect("staging dir");
+    csi.stage(&volume, &context, &staging, Access::Block)
+        .await
+        .expect("NodeStageVolume");
+    csi.node_publish(&volume, &context, &staging, &target, Access::Block)
+        .await
+        .expect("NodePublishVolume");
+
+    let state = Arc::new(WriterState {
+        acked: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        error: Mutex::new(None),
+        done_at: Mutex::new(Vec::new()),
+        started: Instant::now(),
+    });
+    let writer = {
+        let (state, target) = (state.clone(), target.clone());
+        std::thread::spawn(move || {
+            write_loop_paced(&target, &state, REBUILD_BLOCKS, Duration::from_millis(2))
+        })
+    };
+    wait_acked(&state, WARM_UP).await;
+
+    // node-3's replica goes (its leg leaves the raid, its lvol is deleted)...
+    let down = set_replicas(&state_dir, &volume, 2);
+    assert_eq!(down["to"], 2, "{down}");
+    wait_acked(&state, state.acked.load(Ordering::SeqCst) + WARM_UP).await;
+    // ... and comes back, rebuilt thin while the writer writes.
+    let before = state.acked.load(Ordering::SeqCst);
+    let sent = state.started.elapsed();
+    let up = set_replicas(&state_dir, &volume, 3);
+    let answered = state.started.elapsed();
+    let after = state.acked.load(Ordering::SeqCst);
+    println!("MEASURE vmtest real SPDK: set-replicas 3 answered {up}");
+    assert_eq!(
+        up["full_copy"], false,
+        "the rebuild used the full-copy fallback, not the thin swap: {up}"
+    );
+    let added: Vec<String> = up["added"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(added.len(), 1, "one replica added: {up}");
+    wait_acked(&state, (after + WARM_UP).min(REBUILD_BLOCKS)).await;
+    state.stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer thread");
+    assert_eq!(
+        *state.error.lock().unwrap(),
+        None,
+        "the writer saw an error"
+    );
+    let acked = state.acked.load(Ordering::SeqCst);
+    let done_at = state.done_at.lock().unwrap().clone();
+    let longest_gap = done_at
+        .windows(2)
+        .filter(|w| w[1] >= sent && w[0] <= answered)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    println!(
+        "MEASURE vmtest real SPDK: thin swap rebuild onto {} under a kernel NVMe/TCP writer took {:?} \
+         (set-replicas 3); writes acknowledged before {before}, at the answer {after}, in all {acked}; \
+         the writer's longest stall across the rebuild {longest_gap:?}",
+        added[0],
+        answered - sent
+    );
+    assert!(
+        after > before,
+        "no write was acknowledged while the rebuild ran ({before} before, {after} after)"
+    );
+
+    // Thin: the new replica holds as many clusters as the engine's own.
+    let socket_of = |name: &str| state_dir.join("nodes").join(name).join("spdk.sock");
+    let lvs_of = |name: &str| {
+        config
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.lvstore.clone())
+            .expect("node in controller.toml")
+    };
+    let alias = |name: &str| format!("{}/shv-{volume}", lvs_of(name));
+    let (new_alloc, total) = clusters(&socket_of(&added[0]), &alias(&added[0])).await;
+    let (src_alloc, _) = clusters(&socket_of(&node), &alias(&node)).await;
+    println!(
+        "MEASURE vmtest real SPDK: allocated clusters after the thin swap: new replica {new_alloc}, \
+         source {src_alloc}, of {total} in the volume"
+    );
+    assert!(
+        new_alloc < total,
+        "the new replica is fully allocated ({new_alloc} of {total} clusters): not thin"
+    );
+    assert_eq!(
+        new_alloc, src_alloc,
+        "the new replica's allocated clusters differ from the source's"
+    );
+
+    // The volume, through its device, holds every acknowledged write.
+    let len = REBUILD_BLOCKS as usize * BLOCK;
+    let mut bytes = vec![0u8; len];
+    File::open(&target)
+        .and_then(|f| f.read_exact_at(&mut bytes, 0))
+        .expect("reading the volume");
+    assert_eq!(
+        written_prefix(&bytes, "the volume"),
+        acked,
+        "the volume holds every acknowledged write"
+    );
+    csi.node_unpublish(&volume, &target)
+        .await
+        .expect("NodeUnpublishVolume");
+    csi.unstage(&volume, &staging)
+        .await
+        .expect("NodeUnstageVolume");
+    csi.controller_unpublish(&volume, &node)
+        .await
+        .expect("ControllerUnpublishVolume");
+
+    // Every replica, read directly once unpublished (its export to the
+    // engine gone), holds every acknowledged write.
+    for n in &config.nodes {
+        let bytes =
+            read_lvol_via_kernel(&socket_of(&n.name), n.nvmf_port, &alias(&n.name), len).await;
+        assert_eq!(
+            written_prefix(&bytes, &format!("replica on {}", n.name)),
+            acked,
+            "the replica on {} does not hold exactly the {acked} acknowledged writes",
+            n.name
+        );
+    }
+    println!(
+        "MEASURE vmtest real SPDK: all {} replicas hold the {acked} acknowledged writes",
+        config.nodes.len()
+    );
+
     csi.delete_volume(&volume).await.expect("DeleteVolume");
     let _ = std::fs::remove_dir(&staging);
 }

@@ -183,6 +183,50 @@ impl AgentClient {
         .await
     }
 
+    /// `POST /swap/check`: whether the volume is staged on this node over a
+    /// dm-linear device a swap can hold; tried again on transient failures.
+    pub async fn swap_check(
+        &self,
+        request: &crate::swap::SwapCheckRequest,
+    ) -> Result<crate::swap::SwapCheckResponse, AgentError> {
+        let body = encode(request);
+        self.idempotent(|| {
+            self.call(
+                Method::POST,
+                routes::SWAP_CHECK,
+                Some(body.clone()),
+                self.timeout,
+            )
+        })
+        .await
+    }
+
+    /// `POST /swap/suspend`: suspends the volume's dm device under a lease
+    /// of the request's deadline. Tried once (a repeat only restarts the
+    /// lease); the call may take that deadline plus the time limit.
+    pub async fn swap_suspend(
+        &self,
+        request: &crate::swap::SwapSuspendRequest,
+    ) -> Result<crate::swap::SwapSuspendResponse, AgentError> {
+        let body = encode(request);
+        let limit = Duration::from_millis(request.deadline_ms) + self.timeout;
+        self.call(Method::POST, routes::SWAP_SUSPEND, Some(body), limit)
+            .await
+    }
+
+    /// `POST /swap/resume`: reattaches when asked, reloads the dm table onto
+    /// the found device and resumes; idempotent, so tried again on transient
+    /// failures. Each try may take the reattach wait plus the time limit.
+    pub async fn swap_resume(
+        &self,
+        request: &crate::swap::SwapResumeRequest,
+    ) -> Result<crate::swap::SwapResumeResponse, AgentError> {
+        let body = encode(request);
+        let limit = Duration::from_millis(request.reattach_wait_ms) + self.timeout;
+        self.idempotent(|| self.call(Method::POST, routes::SWAP_RESUME, Some(body.clone()), limit))
+            .await
+    }
+
     /// An SPDK JSON-RPC client through the agent's `/jsonrpc`, with the same
     /// TLS setup and token.
     pub fn spdk(&self) -> Result<SpdkClient, AgentError> {

@@ -253,7 +253,9 @@ pub async fn rebuilds(ctx: &Context) -> Result<Vec<RebuildView>> {
                 .as_ref()
                 .map(|_| naming::raid_bdev(&op.record.volume_id))
                 .unwrap_or_default(),
-            process: if p.engine.is_some() {
+            process: if p.swap.is_some() {
+                "thin-swap"
+            } else if p.engine.is_some() {
                 "full-copy"
             } else {
                 "thin-copy"

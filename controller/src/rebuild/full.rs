@@ -1,6 +1,6 @@
-//! The full-copy fallback for a **published** volume: the thin swap needs
-//! a dm-linear layer on the publishing node (docs/rebuild.md), which does
-//! not exist yet. The target's lvol is exported to the engine node and
+//! The full-copy fallback for a **published** volume whose engine node
+//! cannot hold it for a thin swap (no agent, no dm-linear layer, a ublk
+//! frontend: [`super::thin_swap::capability`] says which). The target's lvol is exported to the engine node and
 //! attached there as publish does, added into the raid's empty slot with
 //! `bdev_raid_add_base_bdev` (SPDK then rebuilds every block, capped by
 //! `bdev_raid_set_options process_max_bandwidth_mb_sec`), and once the raid
@@ -31,8 +31,9 @@ use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
 use crate::store::OperationKind;
 
-/// Why a published volume gets a full copy, for the log and `shorthorn ctl`.
-pub const FULL_COPY_REASON: &str = "thin swap needs the node's dm layer: not yet";
+/// Prefix of the reason a published volume gets a full copy, for the log
+/// and `shorthorn ctl` (the rest says why the thin swap cannot be used).
+pub const FULL_COPY_REASON: &str = "thin swap not possible";
 
 /// What the raid shows of the new leg.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,8 +46,10 @@ enum Leg {
     Gone(String),
 }
 
-/// Runs the fallback for `req` on the raid published on `engine`.
-pub async fn run(ctx: &Context, req: &Request, engine: &str) -> Result<Outcome> {
+/// Runs the fallback for `req` on the raid published on `engine`; `why`
+/// says why the thin swap cannot be used.
+pub async fn run(ctx: &Context, req: &Request, engine: &str, why: &str) -> Result<Outcome> {
+    let reason = format!("{FULL_COPY_REASON}: {why}");
     let started = Instant::now();
     let volume_id = &req.volume_id;
     let engine_node = ctx.nodes.get(engine)?;
@@ -60,7 +63,7 @@ pub async fn run(ctx: &Context, req: &Request, engine: &str) -> Result<Outcome> 
         mode: req.mode,
         replaces: req.replaces.clone(),
         engine: Some(engine.to_string()),
-        full_copy_reason: Some(FULL_COPY_REASON.to_string()),
+        full_copy_reason: Some(reason.clone()),
         chain: None,
         cluster_size,
         working_uuid: None,
@@ -74,6 +77,7 @@ pub async fn run(ctx: &Context, req: &Request, engine: &str) -> Result<Outcome> 
             layers: 1,
         },
         started_unix: unix_now(),
+        swap: None,
     };
     let mut journal = Journal::begin(
         &ctx.store,
@@ -86,7 +90,7 @@ pub async fn run(ctx: &Context, req: &Request, engine: &str) -> Result<Outcome> 
     .await?;
     tracing::warn!(
         engine,
-        reason = FULL_COPY_REASON,
+        reason = %reason,
         bytes = volume.capacity_bytes,
         "published volume: rebuilding with a full raid copy, which allocates the whole target"
     );
@@ -145,7 +149,7 @@ pub async fn run(ctx: &Context, req: &Request, engine: &str) -> Result<Outcome> 
             };
             tracing::info!(
                 elapsed_ms = outcome.elapsed.as_millis() as u64,
-                reason = FULL_COPY_REASON,
+                reason = %reason,
                 "full raid rebuild complete: the replica is current"
             );
             Ok(outcome)
@@ -309,9 +313,13 @@ async fn promote(
             lvstore: target.config.lvstore.clone(),
             lvol_uuid: payload.working_uuid.clone().unwrap_or_default(),
             reason: format!(
-                "rebuilt by a full raid copy on {} at unix {} ({FULL_COPY_REASON})",
+                "rebuilt by a full raid copy on {} at unix {} ({})",
                 engine.name(),
-                unix_now()
+                unix_now(),
+                payload
+                    .full_copy_reason
+                    .as_deref()
+                    .unwrap_or(FULL_COPY_REASON)
             ),
             replaces: payload.replaces.clone(),
             engine: Some(engine.name().to_string()),

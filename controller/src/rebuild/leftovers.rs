@@ -3,8 +3,9 @@
 //! answers again and no rebuild involves it:
 //!
 //! - a working lvol `shv-<id>-rb` (target) and its rebuild export;
-//! - a rebuild snapshot `shv-<id>-rbs` (source), deleted so that it merges
-//!   back into the live lvol, its only child;
+//! - a rebuild snapshot `shv-<id>-rbs` (source; a thin swap's later rounds
+//!   `shv-<id>-rbs2`, ...), deleted so that it merges back into its only
+//!   child;
 //! - snapshot copies `shs-<snapshot id>` the rebuild made (target): a
 //!   snapshot lvol whose record exists but does not list this node, with no
 //!   clone, is such a copy. Deleted newest first (a chain frees from the
@@ -79,6 +80,13 @@ async fn busy(ctx: &Context) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
 /// The leftover `name` is, and the volume it belongs to, if it is one.
 async fn classify(ctx: &Context, node: &NodeHandle, name: &str) -> Result<Option<(Kind, String)>> {
     if let Some(rest) = name.strip_prefix(naming::LVOL_PREFIX) {
+        // A thin swap's later rounds are `-rbs2`, `-rbs3`, ...
+        let round = rest.trim_end_matches(|c: char| c.is_ascii_digit());
+        let rest = if round.ends_with(naming::REBUILD_SNAPSHOT_SUFFIX) {
+            round
+        } else {
+            rest
+        };
         for (suffix, kind) in [
             (naming::REBUILD_SNAPSHOT_SUFFIX, Kind::RebuildSnapshot),
             (naming::REBUILD_SUFFIX, Kind::Working),

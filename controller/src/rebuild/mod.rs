@@ -15,13 +15,15 @@
 //! the working lvol takes the replica's name, the target's old layers are
 //! dropped and the rebuild snapshot merges back into the source.
 //!
-//! A **published** volume gets the documented fallback ([`full`]): a full
-//! raid rebuild into the raid's empty slot, since the thin swap needs the
-//! node's dm layer, which does not exist yet.
+//! A **published** volume is rebuilt thin too when its engine node can
+//! hold it for a swap ([`thin_swap`]: copy rounds, then the raid replaced
+//! under a dm-linear suspend); otherwise it gets the documented fallback
+//! ([`full`]): a full raid rebuild into the raid's empty slot.
 //!
 //! Journal (`rebuild-replica`): `planned`, `working-created`, `connected`,
 //! `layer-copied` (per snapshot), `live-snapshotted`, `live-copied`,
-//! `promoted`. Recovery rolls back anything before `promoted` (the new
+//! `promoted` (the thin swap's own steps follow `layer-copied`, see
+//! [`thin_swap`]). Recovery rolls back anything before `promoted` (the new
 //! lvols go, the rebuild snapshot merges back: the volume is as it was)
 //! and completes the renames and cleanup after it.
 
@@ -29,6 +31,7 @@ pub mod copy;
 pub mod full;
 pub mod leftovers;
 pub mod plan;
+pub mod thin_swap;
 pub mod trigger;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -108,7 +111,8 @@ pub struct RebuildPayload {
     pub mode: Mode,
     /// Replica (node) being replaced.
     pub replaces: Option<String>,
-    /// Publishing node whose raid the new leg joins (full-copy fallback).
+    /// Publishing node whose raid the new leg joins (full-copy fallback or
+    /// thin swap).
     #[serde(default)]
     pub engine: Option<String>,
     /// Why a full copy was used instead of the thin path.
@@ -138,6 +142,9 @@ pub struct RebuildPayload {
     /// When it began, seconds since the Unix epoch.
     #[serde(default)]
     pub started_unix: u64,
+    /// The thin swap of a published volume, when that is the path.
+    #[serde(default)]
+    pub swap: Option<thin_swap::SwapState>,
 }
 
 /// What a finished rebuild did.
@@ -161,14 +168,30 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Rebuilds as `req` says: thin when the volume is unpublished, the
-/// full-copy fallback when it is published.
+/// Lock key held while a rebuild of `volume_id` runs in this process: the
+/// periodic recovery leaves its journal entry alone meanwhile (the rebuild
+/// does not hold the volume lock while it copies).
+fn in_flight_key(volume_id: &str) -> String {
+    format!("rebuild-replica:{volume_id}")
+}
+
+/// Rebuilds as `req` says: thin when the volume is unpublished, the thin
+/// swap or the full-copy fallback when it is published.
 pub async fn rebuild(ctx: &Context, req: &Request) -> Result<Outcome> {
     let span = tracing::info_span!("rebuild", volume = %req.volume_id, source = %req.source, target = %req.target, mode = req.mode.as_str());
     async {
+        let Some(_in_flight) = ctx.try_lock(&in_flight_key(&req.volume_id)) else {
+            return Err(ControllerError::OperationInProgress {
+                operation: crate::journal::kind_name(OperationKind::RebuildReplica),
+                volume: req.volume_id.clone(),
+            });
+        };
         let publications = ctx.store.list_publications(&req.volume_id).await?;
         match publications.first() {
-            Some(p) => full::run(ctx, req, &p.record.node).await,
+            Some(p) => match thin_swap::capability(ctx, &p.record).await {
+                Ok(()) => thin_swap::run(ctx, req, &p.record).await,
+                Err(reason) => full::run(ctx, req, &p.record.node, &reason).await,
+            },
             None => run_thin(ctx, req).await,
         }
     }
@@ -183,29 +206,31 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The thin rebuild of an unpublished volume (see the module docs).
-async fn run_thin(ctx: &Context, req: &Request) -> Result<Outcome> {
-    let started = Instant::now();
+/// What a thin rebuild copies (the source's chain split against what the
+/// target holds), checked against the target's space: the plan, the
+/// cluster size, and the clusters to copy (the live lvol's included).
+async fn plan_thin(
+    req: &Request,
+    source: &NodeHandle,
+    target: &NodeHandle,
+) -> Result<(ChainPlan, u64, u64)> {
     let volume_id = &req.volume_id;
-    let source = ctx.nodes.get(&req.source)?;
-    let target = ctx.nodes.get(&req.target)?;
-    let (volume, _) = ctx.existing_volume(volume_id).await?;
-    let source_chain = plan::chain(&source, &source.lvol_alias(volume_id)).await?;
+    let source_chain = plan::chain(source, &source.lvol_alias(volume_id)).await?;
     let chain = match req.mode {
         Mode::Delta => {
-            let old = plan::chain(&target, &target.lvol_alias(volume_id)).await?;
+            let old = plan::chain(target, &target.lvol_alias(volume_id)).await?;
             plan::split(&source_chain, Some(&old), &[])
         }
         Mode::NewNode => {
             let mut held = Vec::new();
             for l in &source_chain {
                 let alias = format!("{}/{}", target.config.lvstore, l.name);
-                held.push(plan::lvol_info(&target, &alias).await?.is_some());
+                held.push(plan::lvol_info(target, &alias).await?.is_some());
             }
             plan::split(&source_chain, None, &held)
         }
     };
-    let live = plan::lvol_info(&source, &source.lvol_alias(volume_id))
+    let live = plan::lvol_info(source, &source.lvol_alias(volume_id))
         .await?
         .ok_or_else(|| {
             ControllerError::Internal(format!(
@@ -213,10 +238,21 @@ async fn run_thin(ctx: &Context, req: &Request) -> Result<Outcome> {
                 source.name()
             ))
         })?;
-    let cluster_size = plan::check_space(&source, volume_id, 0).await?;
+    let cluster_size = plan::check_space(source, volume_id, 0).await?;
     let data_clusters: u64 =
         chain.layers.iter().map(|l| l.clusters).sum::<u64>() + live.num_allocated_clusters;
-    plan::check_space(&target, volume_id, data_clusters * cluster_size).await?;
+    plan::check_space(target, volume_id, data_clusters * cluster_size).await?;
+    Ok((chain, cluster_size, data_clusters))
+}
+
+/// The thin rebuild of an unpublished volume (see the module docs).
+async fn run_thin(ctx: &Context, req: &Request) -> Result<Outcome> {
+    let started = Instant::now();
+    let volume_id = &req.volume_id;
+    let source = ctx.nodes.get(&req.source)?;
+    let target = ctx.nodes.get(&req.target)?;
+    let (volume, _) = ctx.existing_volume(volume_id).await?;
+    let (chain, cluster_size, data_clusters) = plan_thin(req, &source, &target).await?;
 
     let mut payload = RebuildPayload {
         source: req.source.clone(),
@@ -238,6 +274,7 @@ async fn run_thin(ctx: &Context, req: &Request) -> Result<Outcome> {
             layers: chain.layers.len() + 1,
         },
         started_unix: unix_now(),
+        swap: None,
     };
     let mut journal = Journal::begin(
         &ctx.store,
@@ -312,6 +349,44 @@ async fn copy_all(
     journal: &mut Journal,
 ) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
+    let dst = copy_layers(ctx, source, target, size, payload, journal).await?;
+    let layers = payload.chain.as_ref().map_or(0, |c| c.layers.len());
+    let poll = Duration::from_millis(ctx.rebuild.poll_interval_ms.max(10));
+
+    // The live layer: the volume is unpublished, so nothing writes to it;
+    // `finalize` proves that nothing did.
+    let snap = source
+        .client
+        .bdev_lvol_snapshot(&BdevLvolSnapshotParams {
+            lvol_name: source.lvol_alias(&volume_id),
+            snapshot_name: naming::rebuild_snapshot_lvol(&volume_id),
+        })
+        .await
+        .map_err(|e| source.call_failed("bdev_lvol_snapshot", e))?;
+    payload.rebuild_snapshot = Some(snap.clone());
+    journal.step("live-snapshotted", payload).await?;
+    payload.progress.layer = layers + 1;
+    if layers > 0 {
+        recheck_space(target, &volume_id, payload).await?;
+    }
+    copy_layer(source, &snap, &dst, poll, payload, journal).await?;
+    journal.step("live-copied", payload).await?;
+    copy::disconnect(Some(source), Some(target), &volume_id, target.name()).await?;
+    Ok(())
+}
+
+/// The working lvol on the target (`working-created`), the link to it from
+/// the source (`connected`), and every snapshot layer the target lacks
+/// (`layer-copied` each); returns the working lvol's bdev on the source.
+async fn copy_layers(
+    ctx: &Context,
+    source: &NodeHandle,
+    target: &NodeHandle,
+    size: u64,
+    payload: &mut RebuildPayload,
+    journal: &mut Journal,
+) -> Result<String> {
+    let volume_id = journal.record().volume_id.clone();
     let chain = payload.chain.clone().unwrap_or_else(|| ChainPlan {
         base: None,
         layers: Vec::new(),
@@ -370,26 +445,7 @@ async fn copy_all(
         journal.step("layer-copied", payload).await?;
     }
 
-    // The live layer: the volume is unpublished, so nothing writes to it;
-    // `finalize` proves that nothing did.
-    let snap = source
-        .client
-        .bdev_lvol_snapshot(&BdevLvolSnapshotParams {
-            lvol_name: source.lvol_alias(&volume_id),
-            snapshot_name: naming::rebuild_snapshot_lvol(&volume_id),
-        })
-        .await
-        .map_err(|e| source.call_failed("bdev_lvol_snapshot", e))?;
-    payload.rebuild_snapshot = Some(snap.clone());
-    journal.step("live-snapshotted", payload).await?;
-    payload.progress.layer = chain.layers.len() + 1;
-    if !chain.layers.is_empty() {
-        recheck_space(target, &volume_id, payload).await?;
-    }
-    copy_layer(source, &snap, &dst, poll, payload, journal).await?;
-    journal.step("live-copied", payload).await?;
-    copy::disconnect(Some(source), Some(target), &volume_id, target.name()).await?;
-    Ok(())
+    Ok(dst)
 }
 
 /// Between copy rounds: the target's lvstore must still have room for what
@@ -661,7 +717,14 @@ async fn rollback(ctx: &Context, volume_id: &str, payload: &RebuildPayload) -> R
 /// Completes or rolls back an interrupted rebuild.
 pub async fn recover(ctx: &Context, journal: Journal) -> Result<()> {
     let volume_id = journal.record().volume_id.clone();
+    let Some(_in_flight) = ctx.try_lock(&in_flight_key(&volume_id)) else {
+        tracing::debug!(volume = %volume_id, "rebuild running in this process; recovery leaves it alone");
+        return Ok(());
+    };
     let payload: RebuildPayload = journal.payload()?;
+    if payload.swap.is_some() {
+        return thin_swap::recover(ctx, journal, payload).await;
+    }
     if payload.engine.is_some() {
         return full::recover(ctx, journal, payload).await;
     }

@@ -8,7 +8,9 @@
 //! forwards one JSON-RPC 2.0 call if its method is on [`ALLOWED_METHODS`]
 //! and its params pass the node's [`AgentPolicy`] (disks, lvstores,
 //! NVMe-oF address, Shorthorn's name prefixes); otherwise 403 with why.
-//! `POST /fence/ana/*` is the one place the agent calls SPDK itself: it
+//! `POST /swap/*` holds a staged volume's dm-linear device around a
+//! thin rebuild's raid swap, under a lease that reattaches and resumes by
+//! itself. `POST /fence/ana/*` is the one place the agent calls SPDK itself: it
 //! holds the fence as a lease that restores the path when it runs out, and
 //! at start it restores the fences a previous run left.
 //!
@@ -26,6 +28,7 @@ mod quiesce;
 mod response;
 mod router;
 mod server;
+mod swap;
 mod tls;
 mod token;
 
@@ -93,6 +96,9 @@ pub struct AgentConfig {
     pub base_bdevs: Vec<String>,
     /// This node's lvstore names (the controller's `lvstore` for this node).
     pub lvstores: Vec<String>,
+    /// The holds behind `/swap/*`; `None` uses the kernel's (dmsetup,
+    /// sysfs, the staging records under `state_dir`). Tests give a double.
+    pub swap: Option<crate::swap::SwapHolds>,
 }
 
 impl AgentConfig {
@@ -123,6 +129,7 @@ impl AgentConfig {
             disks: Vec::new(),
             base_bdevs: Vec::new(),
             lvstores: vec![DEFAULT_LVSTORE.to_owned()],
+            swap: None,
         }
     }
 
@@ -189,6 +196,10 @@ pub async fn serve_agent(
         ),
         identity,
         quiesce: quiesce::QuiesceApi::kernel(&config.state_dir)?,
+        swap: match config.swap.clone() {
+            Some(holds) => swap::SwapApi::new(holds),
+            None => swap::SwapApi::kernel(&config.state_dir)?,
+        },
         ana_fence: ana_fence::AnaFenceApi::start(
             spdk_client::SpdkClient::unix(config.spdk_socket.clone())
                 .with_timeout(config.request_timeout),

@@ -271,6 +271,7 @@ impl AgentPolicy {
             "nvmf_delete_subsystem"
             | "nvmf_subsystem_add_host"
             | "nvmf_subsystem_remove_host"
+            | "nvmf_subsystem_remove_ns"
             | "nvmf_subsystem_listener_set_ana_state"
             | "nvmf_subsystem_set_ns_ana_group" => nqn(p, "nqn"),
             "nvmf_subsystem_add_ns" => {
@@ -426,9 +427,11 @@ fn prefixed(p: &Map<String, Value>, key: &str, prefix: &str) -> Check {
 }
 
 /// Whether `name` is a rebuild's snapshot of a replica (the controller's
-/// `naming::rebuild_snapshot_lvol`: `shv-<volume>-rbs`).
+/// `naming::rebuild_snapshot_lvol`: `shv-<volume>-rbs`, or a thin swap's
+/// later round `shv-<volume>-rbs<k>`).
 fn is_rebuild_snapshot(name: &str) -> bool {
     name.strip_prefix(names::LVOL_PREFIX)
+        .map(|rest| rest.trim_end_matches(|c: char| c.is_ascii_digit()))
         .and_then(|rest| rest.strip_suffix("-rbs"))
         .is_some_and(|volume| !volume.is_empty() && !volume.contains('/'))
 }
@@ -474,7 +477,9 @@ mod tests {
     #[test]
     fn only_a_rebuild_snapshot_name_passes_besides_shs() {
         assert!(is_rebuild_snapshot("shv-0b9e-rbs"));
+        assert!(is_rebuild_snapshot("shv-0b9e-rbs12"));
         for bad in [
+            "shv-0b9e-rbsx",
             "shv--rbs",
             "shv-0b9e",
             "shv-a/b-rbs",

@@ -25,6 +25,7 @@ use super::metrics::{self, AgentMetrics};
 use super::policy::{AgentPolicy, Verdict};
 use super::quiesce::QuiesceApi;
 use super::response::{error, json, text, AgentResponse};
+use super::swap::SwapApi;
 use super::token::BearerToken;
 
 /// The agent's shared state; one per server.
@@ -35,6 +36,7 @@ pub struct Agent {
     pub(super) identity: NodeIdentity,
     pub(super) quiesce: QuiesceApi,
     pub(super) ana_fence: AnaFenceApi,
+    pub(super) swap: SwapApi,
     pub(super) body_limit: usize,
     pub(super) policy: AgentPolicy,
     pub(super) metrics: AgentMetrics,
@@ -99,7 +101,10 @@ impl Agent {
             | routes::QUIESCE_SUSPEND
             | routes::QUIESCE_RESUME
             | routes::ANA_FENCE_SUSPEND
-            | routes::ANA_FENCE_RESUME => Method::POST,
+            | routes::ANA_FENCE_RESUME
+            | routes::SWAP_CHECK
+            | routes::SWAP_SUSPEND
+            | routes::SWAP_RESUME => Method::POST,
             routes::IDENTITY => Method::GET,
             _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
         };
@@ -118,6 +123,9 @@ impl Agent {
             routes::QUIESCE_SUSPEND => self.quiesce.suspend(&body).await,
             routes::QUIESCE_RESUME => self.quiesce.resume(&body).await,
             routes::ANA_FENCE_SUSPEND => self.ana_fence.suspend(&body).await,
+            routes::SWAP_CHECK => self.swap.check(&body).await,
+            routes::SWAP_SUSPEND => self.swap.suspend(&body).await,
+            routes::SWAP_RESUME => self.swap.resume(&body).await,
             _ => self.ana_fence.resume(&body).await,
         }
     }

@@ -99,7 +99,7 @@ pub fn replica_change(v: &ReplicaChangeView, colour: bool) -> String {
         let mut line = format!("numberOfReplicas {} -> {}", v.from, v.to);
         if !v.added.is_empty() {
             let how = if v.full_copy {
-                "full raid copy: the volume is published and the thin swap needs the node's dm layer"
+                "full raid copy: the volume is published and its engine cannot hold it for a thin swap"
             } else {
                 "thin copy of the written clusters"
             };

@@ -36,6 +36,19 @@ impl NodeAgent {
         disk: &Path,
         spdk_socket: &Path,
     ) -> Self {
+        Self::start_with_swap(dir, name, nvmf_port, disk, spdk_socket, None).await
+    }
+
+    /// Like [`NodeAgent::start`], serving `/swap/*` with `swap` (a test
+    /// double of the dm layer) when given.
+    pub async fn start_with_swap(
+        dir: &Path,
+        name: &str,
+        nvmf_port: u16,
+        disk: &Path,
+        spdk_socket: &Path,
+        swap: Option<shorthorn_node::swap::SwapHolds>,
+    ) -> Self {
         let token_file = dir.join(format!("{name}-agent-token"));
         std::fs::write(&token_file, format!("{AGENT_TOKEN}\n")).expect("token");
         let config = AgentConfig {
@@ -43,6 +56,7 @@ impl NodeAgent {
             nvme_etc_dir: dir.join(format!("{name}-no-etc-nvme")),
             kernel: Some(KernelFeatures::default()),
             disks: vec![disk.to_path_buf()],
+            swap,
             ..AgentConfig::new(
                 name,
                 token_file.clone(),

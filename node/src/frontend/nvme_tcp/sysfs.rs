@@ -103,8 +103,15 @@ pub fn find_controllers(sysfs: &Path, target: &NvmeTcpTarget) -> Vec<Controller>
 
 /// The block device of the namespace with `uuid` in subsystem `subnqn`.
 pub fn find_namespace(sysfs: &Path, subnqn: &str, uuid: &uuid::Uuid) -> Option<Namespace> {
+    find_namespaces(sysfs, subnqn, uuid).into_iter().next()
+}
+
+/// Every block device of a namespace with `uuid` in subsystem `subnqn`:
+/// more than one while the kernel still lists a removed namespace beside
+/// its re-added successor.
+pub fn find_namespaces(sysfs: &Path, subnqn: &str, uuid: &uuid::Uuid) -> Vec<Namespace> {
     if uuid.is_nil() {
-        return None;
+        return Vec::new();
     }
     let wanted = uuid.simple().to_string();
     // Multipath heads live under the subsystem; without multipath the
@@ -117,7 +124,7 @@ pub fn find_namespace(sysfs: &Path, subnqn: &str, uuid: &uuid::Uuid) -> Option<N
         .filter(|(_, dir)| attr(dir, "subsysnqn").as_deref() == Some(subnqn))
         .flat_map(|(_, dir)| entries(&dir))
         .filter(|(name, _)| parse_name(name) == Some(NameKind::Namespace))
-        .find(|(_, dir)| namespace_has_id(dir, &wanted))
+        .filter(|(_, dir)| namespace_has_id(dir, &wanted))
         .map(|(name, dir)| Namespace {
             size_bytes: attr(&dir, "size")
                 .and_then(|s| s.parse::<u64>().ok())
@@ -125,6 +132,7 @@ pub fn find_namespace(sysfs: &Path, subnqn: &str, uuid: &uuid::Uuid) -> Option<N
                 .saturating_mul(512),
             name,
         })
+        .collect()
 }
 
 /// Waits up to `timeout` for [`find_namespace`] to succeed, polling every `poll`.
