@@ -28,6 +28,10 @@ impl LocalUp {
         let log = state_dir.with_extension("log");
         let out = std::fs::File::create(&log).expect("create log");
         let child = Command::new(SHORTHORN)
+            // The sim's `local up`, whatever the caller exports: on real
+            // spdk_tgt it needs a kernel frontend this host may lack, and
+            // runs in the vmtest guest (`vmtest/run.sh --real-spdk`).
+            .env_remove("SHORTHORN_SPDK_TGT")
             .args([
                 "local",
                 "up",
