@@ -168,6 +168,7 @@ fn legitimate() -> Vec<(&'static str, Value)> {
             "nvmf_subsystem_remove_host",
             json!({"nqn": NQN, "host": HOST}),
         ),
+        ("nvmf_subsystem_remove_ns", json!({"nqn": NQN, "nsid": 1})),
         (
             "nvmf_subsystem_set_ns_ana_group",
             json!({"nqn": NQN, "nsid": 1, "anagrpid": 1}),
@@ -414,6 +415,11 @@ fn hostile() -> Vec<(&'static str, Value, &'static str)> {
         (
             "nvmf_subsystem_remove_host",
             json!({"nqn": "nqn.2016-06.io.spdk:cnode1", "host": HOST}),
+            "not a Shorthorn NQN",
+        ),
+        (
+            "nvmf_subsystem_remove_ns",
+            json!({"nqn": "nqn.2016-06.io.spdk:cnode1", "nsid": 1}),
             "not a Shorthorn NQN",
         ),
         (
