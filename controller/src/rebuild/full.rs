@@ -29,7 +29,6 @@ use crate::journal::Journal;
 use crate::membership::{self, Promotion};
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
-use crate::store::OperationKind;
 
 /// Prefix of the reason a published volume gets a full copy, for the log
 /// and `shorthorn ctl` (the rest says why the thin swap cannot be used).
@@ -57,37 +56,18 @@ pub async fn run(ctx: &Context, req: &Request, engine: &str, why: &str) -> Resul
     let (volume, _) = ctx.existing_volume(volume_id).await?;
     // A raid rebuild writes every block: the target ends fully allocated.
     let cluster_size = super::plan::check_space(&target, volume_id, volume.capacity_bytes).await?;
+    let progress = Progress {
+        total_bytes: volume.capacity_bytes,
+        copied_bytes: 0,
+        layer: 1,
+        layers: 1,
+    };
     let mut payload = RebuildPayload {
-        source: req.source.clone(),
-        target: req.target.clone(),
-        mode: req.mode,
-        replaces: req.replaces.clone(),
         engine: Some(engine.to_string()),
         full_copy_reason: Some(reason.clone()),
-        chain: None,
-        cluster_size,
-        working_uuid: None,
-        target_created: false,
-        copied: Vec::new(),
-        rebuild_snapshot: None,
-        progress: Progress {
-            total_bytes: volume.capacity_bytes,
-            copied_bytes: 0,
-            layer: 1,
-            layers: 1,
-        },
-        started_unix: unix_now(),
-        swap: None,
+        ..RebuildPayload::planned(req, cluster_size, progress)
     };
-    let mut journal = Journal::begin(
-        &ctx.store,
-        OperationKind::RebuildReplica,
-        volume_id,
-        None,
-        "planned",
-        &payload,
-    )
-    .await?;
+    let mut journal = payload.begin(ctx, volume_id).await?;
     tracing::warn!(
         engine,
         reason = %reason,

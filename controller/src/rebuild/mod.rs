@@ -147,6 +147,56 @@ pub struct RebuildPayload {
     pub swap: Option<thin_swap::SwapState>,
 }
 
+impl RebuildPayload {
+    /// The payload of a rebuild of `req` at step `planned`: nothing made or
+    /// copied yet. Each path sets the fields it owns (engine, chain, swap).
+    fn planned(req: &Request, cluster_size: u64, progress: Progress) -> Self {
+        RebuildPayload {
+            source: req.source.clone(),
+            target: req.target.clone(),
+            mode: req.mode,
+            replaces: req.replaces.clone(),
+            engine: None,
+            full_copy_reason: None,
+            chain: None,
+            cluster_size,
+            working_uuid: None,
+            target_created: false,
+            copied: Vec::new(),
+            rebuild_snapshot: None,
+            progress,
+            started_unix: unix_now(),
+            swap: None,
+        }
+    }
+
+    /// The payload of a thin rebuild (unpublished, or the published swap)
+    /// copying `chain` and the live layer: `data_clusters` in all.
+    fn planned_thin(
+        req: &Request,
+        chain: &ChainPlan,
+        cluster_size: u64,
+        data_clusters: u64,
+    ) -> Self {
+        let progress = Progress {
+            total_bytes: data_clusters * cluster_size,
+            copied_bytes: 0,
+            layer: 0,
+            layers: chain.layers.len() + 1,
+        };
+        RebuildPayload {
+            chain: Some(chain.clone()),
+            ..Self::planned(req, cluster_size, progress)
+        }
+    }
+
+    /// Journals this payload as the `planned` step of the volume's rebuild.
+    async fn begin(&self, ctx: &Context, volume_id: &str) -> Result<Journal> {
+        let kind = OperationKind::RebuildReplica;
+        Journal::begin(&ctx.store, kind, volume_id, None, "planned", self).await
+    }
+}
+
 /// What a finished rebuild did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -254,37 +304,8 @@ async fn run_thin(ctx: &Context, req: &Request) -> Result<Outcome> {
     let (volume, _) = ctx.existing_volume(volume_id).await?;
     let (chain, cluster_size, data_clusters) = plan_thin(req, &source, &target).await?;
 
-    let mut payload = RebuildPayload {
-        source: req.source.clone(),
-        target: req.target.clone(),
-        mode: req.mode,
-        replaces: req.replaces.clone(),
-        engine: None,
-        full_copy_reason: None,
-        chain: Some(chain.clone()),
-        cluster_size,
-        working_uuid: None,
-        target_created: false,
-        copied: Vec::new(),
-        rebuild_snapshot: None,
-        progress: Progress {
-            total_bytes: data_clusters * cluster_size,
-            copied_bytes: 0,
-            layer: 0,
-            layers: chain.layers.len() + 1,
-        },
-        started_unix: unix_now(),
-        swap: None,
-    };
-    let mut journal = Journal::begin(
-        &ctx.store,
-        OperationKind::RebuildReplica,
-        volume_id,
-        None,
-        "planned",
-        &payload,
-    )
-    .await?;
+    let mut payload = RebuildPayload::planned_thin(req, &chain, cluster_size, data_clusters);
+    let mut journal = payload.begin(ctx, volume_id).await?;
     tracing::info!(
         base = ?chain.base.as_ref().map(|b| &b.name),
         layers = chain.layers.len(),

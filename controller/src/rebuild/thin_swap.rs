@@ -31,14 +31,14 @@ use spdk_client::{
 
 use super::copy::{self, tolerate_unreachable};
 use super::plan::{self, Layer};
-use super::{Outcome, Progress, RebuildPayload, Request};
+use super::{Outcome, RebuildPayload, Request};
 use crate::context::Context;
 use crate::error::{ControllerError, Result};
 use crate::journal::Journal;
 use crate::membership::{self, Promotion};
 use crate::naming;
 use crate::nodes::{primitives, NodeHandle};
-use crate::store::{OperationKind, PublicationRecord};
+use crate::store::PublicationRecord;
 
 /// Lease of the dm suspend around the swap.
 pub const SWAP_DEADLINE: Duration = Duration::from_secs(10);
@@ -191,41 +191,16 @@ pub async fn run(ctx: &Context, req: &Request, publication: &PublicationRecord) 
     }
     let (chain, cluster_size, data_clusters) = super::plan_thin(req, &source, &target).await?;
     let mut payload = RebuildPayload {
-        source: req.source.clone(),
-        target: req.target.clone(),
-        mode: req.mode,
-        replaces: req.replaces.clone(),
         // Named so that the per-node cap and the leftover sweep count the
         // engine; recovery tells a swap by `swap`.
         engine: Some(engine.name().to_string()),
-        full_copy_reason: None,
-        chain: Some(chain.clone()),
-        cluster_size,
-        working_uuid: None,
-        target_created: false,
-        copied: Vec::new(),
-        rebuild_snapshot: None,
-        progress: Progress {
-            total_bytes: data_clusters * cluster_size,
-            copied_bytes: 0,
-            layer: 0,
-            layers: chain.layers.len() + 1,
-        },
-        started_unix: super::unix_now(),
         swap: Some(SwapState {
             engine: engine.name().to_string(),
             ..Default::default()
         }),
+        ..RebuildPayload::planned_thin(req, &chain, cluster_size, data_clusters)
     };
-    let mut journal = Journal::begin(
-        &ctx.store,
-        OperationKind::RebuildReplica,
-        volume_id,
-        None,
-        "planned",
-        &payload,
-    )
-    .await?;
+    let mut journal = payload.begin(ctx, volume_id).await?;
     tracing::info!(
         engine = engine.name(),
         layers = chain.layers.len(),
