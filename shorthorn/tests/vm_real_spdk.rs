@@ -113,6 +113,76 @@ struct WriterState {
     started: Instant,
 }
 
+/// A 3-replica block volume of `local up`, published, staged and
+/// node-published on the guest's node: what a test's kernel writer writes to.
+struct Published {
+    state_dir: PathBuf,
+    config: ControllerConfig,
+    csi: Csi,
+    /// The guest's node id, where the volume is published.
+    node: String,
+    volume: String,
+    staging: PathBuf,
+    /// The block device's node-publish path.
+    target: PathBuf,
+}
+
+impl Published {
+    /// Publishes volume `name`, with staging and target paths named after
+    /// `prefix`; `None` (the test skips) outside the vmtest guest.
+    async fn block(name: &str, prefix: &str) -> Option<Published> {
+        let Some(state_dir) = std::env::var_os(STATE_ENV).map(PathBuf::from) else {
+            eprintln!("SKIPPED: set {STATE_ENV} to a running `shorthorn local up`'s state directory (vmtest/run.sh --real-spdk does)");
+            return None;
+        };
+        let toml =
+            std::fs::read_to_string(state_dir.join("controller.toml")).expect("controller.toml");
+        let config = ControllerConfig::from_toml(&toml).expect("parse controller.toml");
+        let mut csi = Csi::connect_one(&state_dir.join("csi.sock"), CSI_TIMEOUT)
+            .await
+            .expect("connect to local up");
+        let node = csi.node_id().await.expect("node id");
+        let volume = csi
+            .create_volume(name, VOLUME_BYTES, 3, None)
+            .await
+            .expect("CreateVolume");
+        let context = csi
+            .controller_publish(&volume, &node, Access::Block)
+            .await
+            .expect("ControllerPublishVolume");
+        let staging = state_dir.join(format!("{prefix}-staging"));
+        let target = state_dir.join(format!("{prefix}-target"));
+        std::fs::create_dir_all(&staging).expect("staging dir");
+        csi.stage(&volume, &context, &staging, Access::Block)
+            .await
+            .expect("NodeStageVolume");
+        csi.node_publish(&volume, &context, &staging, &target, Access::Block)
+            .await
+            .expect("NodePublishVolume");
+        Some(Published {
+            state_dir,
+            config,
+            csi,
+            node,
+            volume,
+            staging,
+            target,
+        })
+    }
+}
+
+impl WriterState {
+    fn new() -> Self {
+        WriterState {
+            acked: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            error: Mutex::new(None),
+            done_at: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        }
+    }
+}
+
 /// Sequential `O_DIRECT` writes, each made durable with `fdatasync`.
 fn write_loop(dev: &Path, state: &WriterState) {
     write_loop_paced(dev, state, BLOCKS, Duration::ZERO)
@@ -280,42 +350,19 @@ fn watch_ana(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<BTreeSet<String>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs inside the vmtest guest against local up (vmtest/run.sh --real-spdk)"]
 async fn snapshot_under_a_kernel_nvme_tcp_writer_is_the_same_prefix_on_every_replica() {
-    let Some(state_dir) = std::env::var_os(STATE_ENV).map(PathBuf::from) else {
-        eprintln!("SKIPPED: set {STATE_ENV} to a running `shorthorn local up`'s state directory (vmtest/run.sh --real-spdk does)");
+    let Some(Published {
+        state_dir,
+        config,
+        mut csi,
+        node,
+        volume,
+        staging,
+        target,
+    }) = Published::block("vm-snap-writer", "vm-snap").await
+    else {
         return;
     };
-    let toml = std::fs::read_to_string(state_dir.join("controller.toml")).expect("controller.toml");
-    let config = ControllerConfig::from_toml(&toml).expect("parse controller.toml");
-    let mut csi = Csi::connect_one(&state_dir.join("csi.sock"), CSI_TIMEOUT)
-        .await
-        .expect("connect to local up");
-    let node = csi.node_id().await.expect("node id");
-
-    let volume = csi
-        .create_volume("vm-snap-writer", VOLUME_BYTES, 3, None)
-        .await
-        .expect("CreateVolume");
-    let context = csi
-        .controller_publish(&volume, &node, Access::Block)
-        .await
-        .expect("ControllerPublishVolume");
-    let staging = state_dir.join("vm-snap-staging");
-    let target = state_dir.join("vm-snap-target");
-    std::fs::create_dir_all(&staging).expect("staging dir");
-    csi.stage(&volume, &context, &staging, Access::Block)
-        .await
-        .expect("NodeStageVolume");
-    csi.node_publish(&volume, &context, &staging, &target, Access::Block)
-        .await
-        .expect("NodePublishVolume");
-
-    let state = Arc::new(WriterState {
-        acked: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        error: Mutex::new(None),
-        done_at: Mutex::new(Vec::new()),
-        started: Instant::now(),
-    });
+    let state = Arc::new(WriterState::new());
     let writer = {
         let (state, target) = (state.clone(), target.clone());
         std::thread::spawn(move || write_loop(&target, &state))
@@ -474,42 +521,19 @@ async fn clusters(socket: &Path, alias: &str) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs inside the vmtest guest against local up (vmtest/run.sh --real-spdk)"]
 async fn thin_swap_rebuilds_a_published_replica_under_a_kernel_writer() {
-    let Some(state_dir) = std::env::var_os(STATE_ENV).map(PathBuf::from) else {
-        eprintln!("SKIPPED: set {STATE_ENV} to a running `shorthorn local up`'s state directory (vmtest/run.sh --real-spdk does)");
+    let Some(Published {
+        state_dir,
+        config,
+        mut csi,
+        node,
+        volume,
+        staging,
+        target,
+    }) = Published::block("vm-thin-swap", "vm-swap").await
+    else {
         return;
     };
-    let toml = std::fs::read_to_string(state_dir.join("controller.toml")).expect("controller.toml");
-    let config = ControllerConfig::from_toml(&toml).expect("parse controller.toml");
-    let mut csi = Csi::connect_one(&state_dir.join("csi.sock"), CSI_TIMEOUT)
-        .await
-        .expect("connect to local up");
-    let node = csi.node_id().await.expect("node id");
-
-    let volume = csi
-        .create_volume("vm-thin-swap", VOLUME_BYTES, 3, None)
-        .await
-        .expect("CreateVolume");
-    let context = csi
-        .controller_publish(&volume, &node, Access::Block)
-        .await
-        .expect("ControllerPublishVolume");
-    let staging = state_dir.join("vm-swap-staging");
-    let target = state_dir.join("vm-swap-target");
-    std::fs::create_dir_all(&staging).expect("staging dir");
-    csi.stage(&volume, &context, &staging, Access::Block)
-        .await
-        .expect("NodeStageVolume");
-    csi.node_publish(&volume, &context, &staging, &target, Access::Block)
-        .await
-        .expect("NodePublishVolume");
-
-    let state = Arc::new(WriterState {
-        acked: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        error: Mutex::new(None),
-        done_at: Mutex::new(Vec::new()),
-        started: Instant::now(),
-    });
+    let state = Arc::new(WriterState::new());
     let writer = {
         let (state, target) = (state.clone(), target.clone());
         std::thread::spawn(move || {
